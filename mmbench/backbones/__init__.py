@@ -1,0 +1,1 @@
+"""Encoders shared by all methods; a dataset's ``backbones()`` picks them."""

@@ -1,0 +1,1 @@
+"""The harness: everything that is the same for every method."""

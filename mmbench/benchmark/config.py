@@ -1,0 +1,367 @@
+"""Run configuration: dataclasses, TOML presets and ``--set key=value`` overrides.
+
+Resolution order (later wins):
+
+1. dataclass defaults below and the method's ``Hyper`` defaults;
+2. ``configs/<dataset>.toml`` — the *shared* per-dataset training setup used by every method
+   (``[train]``, ``[data]``), each value's provenance in ``[sources]``;
+3. ``configs/methods/<method>.toml`` — per-dataset method settings (``[datasets.<dataset>]``)
+   and, under ``protocol = "official"``, the method's own published training setup
+   (``[official.<dataset>.train]``), provenance in ``[sources.<dataset>]``;
+4. ``--set`` overrides. Keys: ``epochs``, ``batch_size``, ``lr`` ... (shorthand for
+   ``train.<key>``), ``train.<key>``, ``data.<key>`` (harness data fields, or the dataset's
+   preprocessing options such as ``data.audio.seconds``), ``method.<key>``, ``protocol``,
+   ``select_tie``.
+
+Every override that changes a value tags the run id (``results/<ds>/<method>-<tag>/seed-<n>``).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import math
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from typing import Any
+
+from mmbench.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """The training setup shared by every method on a dataset (``protocol = "shared"``)."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    eval_batch_size: int = 512
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "step"  # step | constant
+    step_size: int = 70
+    gamma: float = 0.1
+    # "epoch_start": step the scheduler before each epoch, as the official AUG code (old PyTorch
+    # order; the LR drops one epoch earlier); "epoch_end": the modern order.
+    step_at: str = "epoch_start"
+    amp: str = "auto"  # auto (bf16 autocast on CUDA) | bf16 | off
+    drop_last: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Harness-level data settings; dataset-specific preprocessing lives in ``options``."""
+
+    preset: str = "paper"
+    split_seed: int = 0
+    val_fraction: float = 0.1
+    drop_missing: bool | None = None  # None: the dataset's default
+    num_workers: int = 0
+    pin_memory: bool = True
+    options: dict = field(default_factory=dict)  # resolved preset options of the dataset
+
+
+@dataclass
+class RunConfig:
+    dataset: str
+    method: str
+    seed: int = 0
+    protocol: str = "shared"  # shared | official
+    select_tie: str = "first"  # first | last (val selection ties)
+    device: str = "auto"
+    tag: str | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method_params: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)  # what the user set, as given
+    sources: dict = field(default_factory=dict)  # provenance of preset values
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = copy.deepcopy(d)
+        d["train"] = TrainConfig(**d.get("train", {}))
+        d["data"] = DataConfig(**d.get("data", {}))
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.method}-{self.tag}" if self.tag else self.method
+
+
+TOP_LEVEL_KEYS = ("protocol", "select_tie")
+_TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+_DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "options")
+
+
+# --------------------------------------------------------------------------- parsing values
+def parse_value(text: str) -> Any:
+    """``--set`` value: TOML-like literals (numbers, true/false, lists, dicts), else a string."""
+    s = text.strip()
+    low = s.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("nan", "inf", "-inf", "+inf"):
+        return float(low)
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(s)
+    except (ValueError, SyntaxError):
+        return s
+
+
+def parse_overrides(items) -> dict[str, Any]:
+    out = {}
+    for item in items or ():
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r} (e.g. --set epochs=5)")
+        key, value = item.split("=", 1)
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def _coerce(value: Any, like: Any, key: str) -> Any:
+    """Coerce an override to the type of the default it replaces."""
+    if like is None or value is None:
+        return value
+    if isinstance(like, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} expects true or false, got {value!r}")
+    if isinstance(like, int) and not isinstance(like, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key} expects an integer, got {value!r}")
+    if isinstance(like, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} expects a number, got {value!r}")
+    if isinstance(like, str) and not isinstance(value, str):
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------------- presets
+def load_toml(package_path: str) -> dict:
+    """Read ``mmbench/configs/<package_path>`` ({} if absent)."""
+    ref = resources.files("mmbench.configs").joinpath(package_path)
+    if not ref.is_file():
+        return {}
+    with ref.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def dataset_preset(dataset: str) -> dict:
+    return load_toml(f"{dataset}.toml")
+
+
+def method_preset(method: str) -> dict:
+    return load_toml(f"methods/{method}.toml")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _set_nested(d: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = value
+
+
+def _get_nested(d: dict, dotted: str) -> Any:
+    for p in dotted.split("."):
+        d = d[p]
+    return d
+
+
+def _slug(value: Any) -> str:
+    if isinstance(value, float):
+        value = f"{value:g}"
+    text = re.sub(r"[^A-Za-z0-9.+-]+", "_", str(value)).strip("_")
+    return text or "x"
+
+
+def auto_tag(method_cls, changed: dict[str, Any]) -> str | None:
+    """Readable tag naming non-default overrides, e.g. ``lr0.05_smoothing0.5``.
+
+    Keys listed in the method's ``tag_keys`` show their value only (``unimodal-fourier``)."""
+    parts = []
+    tag_keys = getattr(method_cls, "tag_keys", ())
+    for key in sorted(changed, key=lambda k: (k.split(".")[-1] not in tag_keys, k)):
+        short = key.split(".")[-1]
+        if key.startswith("method.") and short in tag_keys:
+            parts.append(_slug(changed[key]))
+        else:
+            parts.append(f"{short}{_slug(changed[key])}")
+    return "_".join(parts) if parts else None
+
+
+def resolve_config(
+    dataset: str,
+    method: str,
+    overrides: dict[str, Any] | None = None,
+    seed: int = 0,
+    tag: str | None = None,
+    device: str = "auto",
+) -> RunConfig:
+    """Build the fully resolved ``RunConfig`` of one run (validated against the registries)."""
+    from mmbench.benchmark.registry import get_dataset, get_method
+
+    spec = get_dataset(dataset)
+    method_cls = get_method(method)
+    overrides = dict(overrides or {})
+
+    cfg = RunConfig(dataset=dataset, method=method, seed=seed, device=device)
+    sources: dict[str, str] = {}
+
+    # 2. the dataset's shared setup
+    dpre = dataset_preset(dataset)
+    for k, v in dpre.get("train", {}).items():
+        if k not in _TRAIN_KEYS:
+            raise ConfigError(f"configs/{dataset}.toml: unknown train key {k!r}")
+        setattr(cfg.train, k, _coerce(v, getattr(cfg.train, k), f"train.{k}"))
+    for k, v in dpre.get("data", {}).items():
+        if k not in _DATA_KEYS:
+            raise ConfigError(f"configs/{dataset}.toml: unknown data key {k!r}")
+        setattr(cfg.data, k, v)
+    sources.update(dpre.get("sources", {}))
+
+    # protocol and preset come first: they decide which other defaults apply
+    protocol = overrides.get("protocol", cfg.protocol)
+    if protocol not in ("shared", "official"):
+        raise ConfigError(f"protocol must be 'shared' or 'official', got {protocol!r}")
+    cfg.protocol = protocol
+    preset = overrides.get("data.preset", cfg.data.preset)
+    presets = spec.presets()
+    if preset not in presets:
+        raise ConfigError(f"dataset {dataset!r} has no data preset {preset!r}; valid: {', '.join(presets)}")
+    cfg.data.preset = preset
+    cfg.data.options = copy.deepcopy(presets[preset])
+
+    # 3. the method's per-dataset settings
+    hyper_defaults = asdict(method_cls.Hyper())
+    params = copy.deepcopy(hyper_defaults)
+    mpre = method_preset(method)
+    for k, v in mpre.get("datasets", {}).get(dataset, {}).items():
+        if k not in params:
+            raise ConfigError(f"configs/methods/{method}.toml: unknown {method} hyper-parameter {k!r}")
+        params[k] = v
+    for k, v in mpre.get("sources", {}).get(dataset, {}).items():
+        sources[f"method.{k}"] = v
+    if protocol == "official":
+        official = mpre.get("official", {}).get(dataset)
+        if official is None:
+            raise ConfigError(
+                f"method {method!r} publishes no training setup for {dataset!r}; use protocol=shared"
+            )
+        for k, v in official.get("train", {}).items():
+            setattr(cfg.train, k, _coerce(v, getattr(cfg.train, k), f"train.{k}"))
+        for k, v in official.get("sources", {}).items():
+            sources[f"train.{k}"] = v
+
+    # 4. user overrides
+    changed: dict[str, Any] = {}
+    for key, value in overrides.items():
+        before = _apply_override(cfg, params, spec, method_cls, key, value)
+        after = _current(cfg, params, key)
+        if before != after and not (
+            isinstance(before, float) and isinstance(after, float) and math.isnan(before) and math.isnan(after)
+        ):
+            changed[_canonical(key)] = after
+    cfg.method_params = params
+    cfg.overrides = overrides
+    cfg.sources = sources
+    cfg.tag = tag if tag else auto_tag(method_cls, changed)
+    method_cls.validate_params(params, spec)
+    return cfg
+
+
+def _canonical(key: str) -> str:
+    if key in _TRAIN_KEYS:
+        return f"train.{key}"
+    return key
+
+
+def _current(cfg: RunConfig, params: dict, key: str) -> Any:
+    key = _canonical(key)
+    if key in TOP_LEVEL_KEYS:
+        return getattr(cfg, key)
+    section, _, rest = key.partition(".")
+    if section == "train":
+        return getattr(cfg.train, rest)
+    if section == "method":
+        return params[rest]
+    if rest in _DATA_KEYS:
+        return getattr(cfg.data, rest)
+    return _get_nested(cfg.data.options, rest)
+
+
+def valid_keys(spec, method_cls) -> list[str]:
+    keys = list(TOP_LEVEL_KEYS) + list(_TRAIN_KEYS)
+    keys += [f"data.{k}" for k in _DATA_KEYS]
+    presets = spec.presets()
+    options = presets.get("paper") or next(iter(presets.values()), {})
+    keys += [f"data.{k}" for k in _flatten(options)]
+    keys += [f"method.{f.name}" for f in dataclasses.fields(method_cls.Hyper)]
+    return keys
+
+
+def _apply_override(cfg: RunConfig, params: dict, spec, method_cls, key: str, value: Any) -> Any:
+    """Apply one override in place; return the value it replaced."""
+    ckey = _canonical(key)
+    bad = ConfigError(
+        f"unknown --set key {key!r}; valid keys: {', '.join(valid_keys(spec, method_cls))}"
+    )
+    if ckey in TOP_LEVEL_KEYS:
+        before = getattr(cfg, ckey)
+        if ckey == "select_tie" and value not in ("first", "last"):
+            raise ConfigError("select_tie must be 'first' or 'last'")
+        setattr(cfg, ckey, value)
+        return before
+    section, _, rest = ckey.partition(".")
+    if section == "train":
+        if rest not in _TRAIN_KEYS:
+            raise bad
+        before = getattr(cfg.train, rest)
+        setattr(cfg.train, rest, _coerce(value, before, ckey))
+        return before
+    if section == "method":
+        if rest not in params:
+            raise ConfigError(
+                f"unknown --set key {key!r}; {method_cls.name} hyper-parameters: "
+                + ", ".join(f"method.{k}" for k in params)
+            )
+        before = params[rest]
+        params[rest] = _coerce(value, before, ckey)
+        return before
+    if section == "data":
+        if rest in _DATA_KEYS:
+            before = getattr(cfg.data, rest)
+            setattr(cfg.data, rest, _coerce(value, before, ckey) if before is not None else value)
+            return before
+        try:
+            before = _get_nested(cfg.data.options, rest)
+        except (KeyError, TypeError):
+            raise bad from None
+        _set_nested(cfg.data.options, rest, _coerce(value, before, ckey))
+        return before
+    raise bad

@@ -1,0 +1,78 @@
+"""``Context``: what the harness hands a method's hooks and training step."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Context:
+    """Run state visible to a method.
+
+    - ``epoch`` (0-indexed), ``epochs`` (budget), ``global_step``, ``step_in_epoch``;
+    - ``device``, ``autocast()`` (bf16 autocast on CUDA by default, a no-op on CPU);
+    - ``optimizers`` (a method may replace them, e.g. ReconBoost's fresh optimiser per stage);
+    - ``train_loader`` (the training batches of this run, held-out slice excluded),
+      ``heldout_loader`` (G-Blend's slice of train, ``None`` unless the method asks for one),
+      ``val_loader`` (the selection split; for methods that need it, e.g. MSLR);
+    - ``val_metrics`` (METRICS of this epoch, set before ``on_epoch_end``);
+    - ``selectable``: set ``False`` in a hook to exclude this epoch from model selection;
+    - ``log(key, value)`` per-step diagnostics (averaged over the epoch; tensors are not
+      synchronised until the epoch ends) and ``log_epoch(key, value)`` per-epoch values.
+    """
+
+    model: torch.nn.Module
+    optimizers: Any
+    device: torch.device
+    train_cfg: Any
+    modalities: tuple[str, ...]
+    num_classes: int
+    seed: int
+    epochs: int
+    train_loader: Any = None
+    heldout_loader: Any = None
+    val_loader: Any = None
+    amp_dtype: torch.dtype | None = None
+    epoch: int = 0
+    global_step: int = 0
+    step_in_epoch: int = 0
+    val_metrics: dict | None = None
+    selectable: bool = True
+    _step_logs: dict = field(default_factory=dict)
+    _step_counts: dict = field(default_factory=dict)
+    _epoch_logs: dict = field(default_factory=dict)
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def log(self, key: str, value) -> None:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().float()
+        self._step_logs[key] = self._step_logs.get(key, 0.0) + value
+        self._step_counts[key] = self._step_counts.get(key, 0) + 1
+
+    def log_epoch(self, key: str, value) -> None:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().tolist()
+        self._epoch_logs[key] = value
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.step_in_epoch = 0
+        self.val_metrics = None
+        self.selectable = True
+        self._step_logs, self._step_counts, self._epoch_logs = {}, {}, {}
+
+    def collect_diagnostics(self) -> dict:
+        out = {}
+        for k, total in self._step_logs.items():
+            mean = total / self._step_counts[k]
+            out[k] = mean.tolist() if isinstance(mean, torch.Tensor) else float(mean)
+        out.update(self._epoch_logs)
+        return out

@@ -1,0 +1,74 @@
+"""Batch loaders the trainer iterates: one pass per epoch, shuffled by a generator that is a pure
+function of (run seed, epoch), so resumed runs see the same batches as uninterrupted ones.
+
+In-memory datasets (``TensorDictDataset``) are batched by indexing whole tensors; everything
+else goes through ``torch.utils.data.DataLoader`` with seeded workers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+from mmbench.benchmark.seeding import epoch_generator, worker_init_fn
+
+
+class EpochLoader:
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.epoch = 0
+        self.in_memory = hasattr(dataset, "batch") and hasattr(dataset, "tensors")
+        self._generator = torch.Generator()
+        self._loader = None
+        if not self.in_memory:
+            self._loader = DataLoader(
+                dataset,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                drop_last=drop_last,
+                num_workers=num_workers,
+                pin_memory=pin_memory,
+                worker_init_fn=worker_init_fn,
+                generator=self._generator,
+                persistent_workers=num_workers > 0,
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._generator.manual_seed(epoch_generator(self.seed, epoch).initial_seed())
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        if not self.in_memory:
+            yield from self._loader
+            return
+        n = len(self.dataset)
+        if self.shuffle:
+            order = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch))
+        else:
+            order = torch.arange(n)
+        stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
+        for start in range(0, stop, self.batch_size):
+            yield self.dataset.batch(order[start : start + self.batch_size])
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

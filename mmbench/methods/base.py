@@ -1,0 +1,215 @@
+"""The ``Method`` plugin interface (ARCHITECTURE.md, "Methods").
+
+A method owns its heads, its optimisers, its training step and its ``predict``; the harness
+(``mmbench.benchmark.trainer``) owns the loop, devices, precision, evaluation, selection and
+checkpoints. Hooks run in this order for each run:
+
+1. ``__init__(hyper, modalities, num_classes, feature_dims)``
+2. on resume: ``load_state_dict(method_state)`` — *before* the heads are built, so a method whose
+   heads grow (``sustained_boost``) rebuilds them from its saved state;
+3. ``build_heads(feature_dims, num_classes)`` → ``model.heads``;
+4. ``configure_optimizers(model, train_cfg)`` → ``Optimizers`` (then its state is restored);
+5. per epoch: ``on_epoch_start(ctx)``; ``training_step(model, batch, ctx)`` per batch; the harness
+   evaluates val and test with ``predict``; ``on_epoch_end(ctx)`` (``ctx.val_metrics`` is set);
+   ``epoch_diagnostics()`` goes into history.jsonl; then the checkpoint is written.
+
+The base class *is* the plain joint step (specs/methods/joint.md): a concat linear head, one
+cross-entropy, one backward, one optimiser step. A simple method overrides only what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmbench.errors import ConfigError
+from mmbench.methods.heads import ConcatHead
+
+
+@dataclass
+class NoHyper:
+    """Hyper-parameters of a method that has none."""
+
+
+@dataclass
+class Optimizers:
+    """The optimisers and LR schedulers of a run, by name. The harness steps the schedulers
+    (``train.step_at``), saves and restores both; methods step the optimisers."""
+
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, object] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> torch.optim.Optimizer:
+        return self.optimizers[name]
+
+    @property
+    def main(self) -> torch.optim.Optimizer:
+        return next(iter(self.optimizers.values()))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers.values():
+            opt.step()
+
+    def step_schedulers(self) -> None:
+        for sched in self.schedulers.values():
+            sched.step()
+
+    def lrs(self) -> dict[str, float]:
+        return {
+            f"{name}/{i}": group["lr"]
+            for name, opt in self.optimizers.items()
+            for i, group in enumerate(opt.param_groups)
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.schedulers.items():
+            if k in state.get("schedulers", {}):
+                s.load_state_dict(state["schedulers"][k])
+
+
+def build_optimizer(params, train_cfg, lr: float | None = None) -> torch.optim.Optimizer:
+    """The shared optimiser of ``train.optimizer`` (SGD with momentum and weight decay, Adam or
+    AdamW), over a parameter iterable or a list of param-group dicts."""
+    lr = train_cfg.lr if lr is None else lr
+    name = train_cfg.optimizer.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=train_cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=train_cfg.weight_decay)
+    raise ConfigError(f"unknown train.optimizer {train_cfg.optimizer!r}; choose sgd, adam or adamw")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg):
+    """``train.schedule``: ``step`` = StepLR(step_size, gamma); ``constant`` = none."""
+    name = train_cfg.schedule.lower()
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=train_cfg.step_size, gamma=train_cfg.gamma)
+    if name == "constant":
+        return None
+    raise ConfigError(f"unknown train.schedule {train_cfg.schedule!r}; choose step or constant")
+
+
+def single_optimizer(params, train_cfg, name: str = "main") -> Optimizers:
+    opt = build_optimizer(params, train_cfg)
+    sched = build_scheduler(opt, train_cfg)
+    return Optimizers({name: opt}, {name: sched} if sched is not None else {})
+
+
+class Method:
+    """Base class of every method; its default behaviour is naive joint training (concat head)."""
+
+    name: ClassVar[str] = ""
+    Hyper: ClassVar[type] = NoHyper
+    # modalities the method runs; None = all of the dataset's. ``unimodal`` narrows it.
+    uses_modalities: tuple[str, ...] | None = None
+    # largest number of modalities the official code supports (OGM-GE, PMR: 2); None = any
+    max_modalities: ClassVar[int | None] = None
+    # hyper-parameters shown by value alone in run tags (``unimodal-fourier``)
+    tag_keys: ClassVar[tuple[str, ...]] = ()
+    # what the per-modality logits of ``predict`` mean (table footnotes, evaluation.md §4)
+    modality_logits: ClassVar[str] = "split of the concat head, W_m phi^m + b/M"
+
+    def __init__(self, hyper, modalities: tuple[str, ...], num_classes: int, feature_dims: dict[str, int]):
+        self.hp = hyper
+        self.modalities = tuple(modalities)
+        self.num_classes = num_classes
+        self.feature_dims = dict(feature_dims)
+
+    # ------------------------------------------------------------------ configuration
+    @classmethod
+    def make_hyper(cls, params: dict):
+        names = {f.name for f in dataclasses.fields(cls.Hyper)}
+        unknown = set(params) - names
+        if unknown:
+            raise ConfigError(f"unknown {cls.name} hyper-parameters {sorted(unknown)}; valid: {sorted(names)}")
+        return cls.Hyper(**params)
+
+    @classmethod
+    def validate_params(cls, params: dict, spec) -> None:
+        """Raise ``ConfigError`` when the method cannot run on ``spec`` with ``params``."""
+        if cls.max_modalities is not None and len(spec.modalities) > cls.max_modalities:
+            raise ConfigError(
+                f"{cls.name} supports at most {cls.max_modalities} modalities (its official code); "
+                f"{spec.name} has {len(spec.modalities)}: {', '.join(spec.modalities)}"
+            )
+
+    @property
+    def active_modalities(self) -> tuple[str, ...]:
+        return self.uses_modalities or self.modalities
+
+    def heldout_fraction(self) -> float:
+        """Fraction of train the harness carves out as ``ctx.heldout_loader`` (G-Blend); 0 = none."""
+        return 0.0
+
+    # ------------------------------------------------------------------ heads
+    def build_heads(self, feature_dims: dict[str, int], num_classes: int) -> nn.Module:
+        """Default: one xavier-initialised ``Linear(sum d_m, K)`` over the concatenation."""
+        return ConcatHead([feature_dims[m] for m in self.modalities], num_classes, self.modalities)
+
+    def configure_optimizers(self, model: nn.Module, train_cfg) -> Optimizers:
+        """Default: one optimiser of ``train.optimizer`` over the encoders used and the heads."""
+        params = [p for m in self.active_modalities for p in model.encoders[m].parameters()]
+        params += list(model.heads.parameters())
+        return single_optimizer(params, train_cfg)
+
+    # ------------------------------------------------------------------ steps
+    def encode(self, model: nn.Module, batch: dict, modalities=None) -> dict[str, torch.Tensor]:
+        """Features phi^m(x^m) of the given (default: active) modalities."""
+        return {m: model.encoders[m](batch[m]) for m in (modalities or self.active_modalities)}
+
+    def training_step(self, model: nn.Module, batch: dict, ctx) -> dict:
+        """Joint step (joint.md §3): L = CE(z, y) on the fused logits; backward; step."""
+        y = batch["label"]
+        opts = ctx.optimizers
+        with ctx.autocast():
+            feats = self.encode(model, batch)
+            logits = model.heads(feats)
+            loss = F.cross_entropy(logits["fusion"].float(), y)
+        opts.zero_grad()
+        loss.backward()
+        opts.step()
+        out = {"loss": loss.detach()}
+        for m in self.active_modalities:
+            out[f"acc_{m}"] = (logits[m].detach().argmax(1) == y).float().mean()
+        return out
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        """``{"fusion": z, m: z^m}``, logits for the fused head and each modality."""
+        return model.heads(self.encode(model, batch))
+
+    # ------------------------------------------------------------------ hooks and state
+    def on_epoch_start(self, ctx) -> None:
+        pass
+
+    def on_epoch_end(self, ctx) -> None:
+        pass
+
+    def epoch_diagnostics(self) -> dict:
+        """Method-specific values for history.jsonl's ``diagnostics`` (e.g. classifier counts)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
