@@ -76,6 +76,14 @@ class DatasetSpec:
     def check(self, root: Path | None, cfg) -> list[Problem]:
         return []
 
+    def layouts(self) -> tuple[str, ...]:
+        """On-disk layouts the loader accepts (e.g. ``("ogm", "amss")``); first is the default."""
+        return ()
+
+    def write_fixture(self, root: Path, layout: str | None = None, n_per_class: int = 2, seed: int = 0) -> Path:
+        """Write a tiny tree in the real on-disk format (specs/datasets.md §10); return its root."""
+        raise NotImplementedError(f"{self.name} has no fixture writer")
+
 
 def stratified_carve(labels, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """The carve of specs/datasets.md §1.3 over positions ``0..len(labels)-1``.
