@@ -180,6 +180,8 @@ class PMR(Method):
     def on_epoch_start(self, ctx):
         if self.hp.proto_timing == "epoch_start" or self.protos is None:
             self.update_prototypes(ctx)
+        else:  # restored from a checkpoint on the CPU: move once, not every step
+            self.protos = {m: p.to(ctx.device) for m, p in self.protos.items()}
 
     def on_epoch_end(self, ctx):
         if self.hp.proto_timing == "after_epoch":
@@ -196,7 +198,7 @@ class PMR(Method):
             feats = self.encode(model, batch)
             logits = model.heads(feats)
         loss_fused = F.cross_entropy(logits["fusion"].float(), y)
-        q = {m: prototype_logits(feats[m], self.protos[m].to(feats[m].device)) for m in self.modalities}
+        q = {m: prototype_logits(feats[m], self.protos[m]) for m in self.modalities}
         pce = {m: F.cross_entropy(q[m], y) for m in self.modalities}
         with torch.no_grad():
             s_a = true_class_prob_sum(q[a], y)
