@@ -229,7 +229,7 @@ def test_pmr_runs_end_to_end_through_the_cli(tmp_path):
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [h["diagnostics"]["proto_updates"] for h in history] == [2, 3]
     assert all({"beta_image", "beta_fourier", "ratio_proto"} <= set(h["diagnostics"]) for h in history)
-    assert "proto_acc_image" in history[0]["train"]
+    assert 0 <= history[0]["diagnostics"]["proto_acc_image"] <= 1
     assert set(history[-1]["test"]) == {"fusion", "image", "fourier"}
 
 

@@ -223,11 +223,12 @@ class PMR(Method):
         ctx.log(f"beta_{a}", beta_a if modulated else torch.zeros_like(beta_a))
         ctx.log(f"beta_{v}", beta_v if modulated else torch.zeros_like(beta_v))
         ctx.log("modulated", float(modulated))
+        for m in self.modalities:  # the prototype classifier (argmax of -d^m) on this batch
+            ctx.log(f"proto_acc_{m}", (q[m].detach().argmax(1) == y).float().mean())
         out = {"loss": loss.detach(), "loss_fused": loss_fused.detach()}
         for m in self.modalities:
             out[f"pce_{m}"] = pce[m].detach()
             out[f"acc_{m}"] = (logits[m].detach().argmax(1) == y).float().mean()
-            out[f"proto_acc_{m}"] = (q[m].detach().argmax(1) == y).float().mean()
         return out
 
     # ---------------------------------------------------------------- diagnostics and state
