@@ -13,6 +13,7 @@ hooks). Runs on any number of modalities M with 2^M - 1 coalitions (f(empty) can
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -92,8 +93,13 @@ def decompose(outputs: torch.Tensor) -> torch.Tensor:
     """Responses [M, B, K] from the stacked coalition outputs [2^M - 1, B, K] (``coalitions``
     order), one batched contraction; sum over m equals the full-set output."""
     M = (outputs.shape[0] + 1).bit_length() - 1
-    A = response_weights(M).to(device=outputs.device, dtype=outputs.dtype)
-    return torch.einsum("mc,cbk->mbk", A, outputs)
+    return torch.einsum("mc,cbk->mbk", _weights_on(M, outputs.device, outputs.dtype), outputs)
+
+
+@functools.cache
+def _weights_on(num_modalities: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # built and copied to the device once per run, not every step
+    return response_weights(num_modalities).to(device=device, dtype=dtype)
 
 
 def response_scores(responses: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -130,7 +136,7 @@ def clip_if_head_grad_exceeds(params, head_weight: torch.Tensor, threshold: floa
     returns whether it clipped (a 0-d tensor)."""
     grads = [p.grad for p in params if p.grad is not None]
     trigger = head_weight.grad.abs().max() > threshold
-    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+    total = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
     coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)  # as torch.nn.utils.clip_grad_norm_
     coef = torch.where(trigger, coef, torch.ones_like(coef))
     torch._foreach_mul_(grads, coef)
