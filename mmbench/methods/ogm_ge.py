@@ -1,7 +1,7 @@
 """``ogm_ge``: On-the-fly Gradient Modulation with noise (specs/methods/ogm_ge.md).
 
-On-the-fly Gradient Modulation with Generalisation Enhancement: Peng, Wei, Deng, Wang, Hu, "Balanced Multimodal Learning via On-the-fly Gradient Modulation",
-CVPR 2022; official code GeWu-Lab/OGM-GE_CVPR2022 (``main.py`` ``train_epoch``). The model is the
+OGM with Generalisation Enhancement. Peng, Wei, Deng, Wang, Hu, "Balanced Multimodal Learning
+via On-the-fly Gradient Modulation", CVPR 2022; official code GeWu-Lab/OGM-GE_CVPR2022 (``main.py`` ``train_epoch``). The model is the
 plain concat model trained with one cross-entropy; after the backward pass the conv-kernel
 gradients of the dominant modality's encoder are scaled by ``k = 1 - tanh(alpha * rho)`` (Eq. 10)
 and, for OGM-GE, isotropic Gaussian noise with the per-tensor gradient std is added to the conv
