@@ -1,11 +1,11 @@
 """``ogm_ge``: On-the-fly Gradient Modulation with noise (specs/methods/ogm_ge.md).
 
-OGM with Generalisation Enhancement. Peng, Wei, Deng, Wang, Hu, "Balanced Multimodal Learning
-via On-the-fly Gradient Modulation", CVPR 2022; official code GeWu-Lab/OGM-GE_CVPR2022 (``main.py`` ``train_epoch``). The model is the
-plain concat model trained with one cross-entropy; after the backward pass the conv-kernel
-gradients of the dominant modality's encoder are scaled by ``k = 1 - tanh(alpha * rho)`` (Eq. 10)
-and, for OGM-GE, isotropic Gaussian noise with the per-tensor gradient std is added to the conv
-gradients of both encoders (Eq. 13 as released).
+OGM with Generalisation Enhancement. Peng, Wei, Deng, Wang, Hu, "Balanced Multimodal Learning via
+On-the-fly Gradient Modulation", CVPR 2022; official code GeWu-Lab/OGM-GE_CVPR2022 (``main.py``
+``train_epoch``). The model is the plain concat model trained with one cross-entropy; after the
+backward pass the conv-kernel gradients of the dominant modality's encoder are scaled by ``k = 1 -
+tanh(alpha * rho)`` (Eq. 10) and, for OGM-GE, isotropic Gaussian noise with the per-tensor
+gradient std is added to the conv gradients of both encoders (Eq. 13 as released).
 
 Two modalities only (the official code's): ``a`` is the first modality of the dataset, ``v`` the
 second, as in the official ``(audio, visual)`` order.
