@@ -155,8 +155,14 @@ def _setup(dataset="mfeat", params=None):
     data = spec.build("train", None, True, cfg.data)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     ctx = Context(
-        model=model, optimizers=Optimizers({"main": opt}), device=torch.device("cpu"), train_cfg=None,
-        modalities=spec.modalities, num_classes=spec.num_classes, seed=0, epochs=5,
+        model=model,
+        optimizers=Optimizers({"main": opt}),
+        device=torch.device("cpu"),
+        train_cfg=None,
+        modalities=spec.modalities,
+        num_classes=spec.num_classes,
+        seed=0,
+        epochs=5,
     )
     return method, model, ctx, data
 
@@ -223,27 +229,45 @@ def test_scale_after_window_persists_or_resets(policy):
 
 
 def test_agm_runs_end_to_end_on_mfeat3_through_the_cli(tmp_path):
-    args = ["run", "-m", "agm", "-d", "mfeat3", "--results", str(tmp_path), "--no-progress",
-            "--set", "epochs=2", "--set", "data.limit_train_per_class=10"]
+    args = [
+        "run",
+        "-m",
+        "agm",
+        "-d",
+        "mfeat3",
+        "--results",
+        str(tmp_path),
+        "--no-progress",
+        "--set",
+        "epochs=2",
+        "--set",
+        "data.limit_train_per_class=10",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     run = next((tmp_path / "mfeat3").iterdir()) / "seed-0"
     assert json.loads((run / "result.json").read_text())["status"] == "finished"
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     diag = history[-1]["diagnostics"]
-    assert {f"{k}_{m}" for k in ("coeff", "scale", "score", "ratio") for m in ("image", "fourier", "morph")} <= set(diag)
+    assert {
+        f"{k}_{m}" for k in ("coeff", "scale", "score", "ratio") for m in ("image", "fourier", "morph")
+    } <= set(diag)
     assert set(history[-1]["test"]) == {"fusion", "image", "fourier", "morph"}
 
 
 def test_agm_resume_equals_uninterrupted_run(tmp_path):
-    cfg = resolve_config("mfeat", "agm", {"epochs": 3, "data.limit_train_per_class": 10, "method.window_end": 2})
+    cfg = resolve_config(
+        "mfeat", "agm", {"epochs": 3, "data.limit_train_per_class": 10, "method.window_end": 2}
+    )
     full = train_run(cfg, tmp_path / "a", progress=False)
     with pytest.raises(Interrupted):
         train_run(cfg, tmp_path / "b", progress=False, stop_after_epochs=2)
     resumed = train_run(cfg, tmp_path / "b", progress=False, echo=lambda *_: None)
     assert full["selection"] == resumed["selection"]
-    ck = [torch.load(tmp_path / r / "mfeat" / cfg.run_name / "seed-0" / "last.ckpt", weights_only=False)
-          for r in ("a", "b")]
+    ck = [
+        torch.load(tmp_path / r / "mfeat" / cfg.run_name / "seed-0" / "last.ckpt", weights_only=False)
+        for r in ("a", "b")
+    ]
     assert all(torch.equal(ck[0]["model"][k], ck[1]["model"][k]) for k in ck[0]["model"])
     assert torch.equal(ck[0]["method"]["running"], ck[1]["method"]["running"])
     assert torch.equal(ck[0]["method"]["scale"], ck[1]["method"]["scale"])

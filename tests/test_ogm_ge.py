@@ -43,8 +43,12 @@ def spec_feats():
 # ----------------------------------------------------------------------------- spec §8 numbers
 def test_split_logits_sum_to_fused_logits_as_in_spec():
     out = spec_head()(spec_feats())
-    torch.testing.assert_close(out["a"], torch.tensor([[1.1, 0.4, 0.75], [0.3, 0.0, 0.15]]), atol=ATOL, rtol=0)
-    torch.testing.assert_close(out["v"], torch.tensor([[0.25, 0.0, 0.25], [0.15, 0.1, 0.25]]), atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        out["a"], torch.tensor([[1.1, 0.4, 0.75], [0.3, 0.0, 0.15]]), atol=ATOL, rtol=0
+    )
+    torch.testing.assert_close(
+        out["v"], torch.tensor([[0.25, 0.0, 0.25], [0.15, 0.1, 0.25]]), atol=ATOL, rtol=0
+    )
     torch.testing.assert_close(out["a"] + out["v"], out["fusion"], atol=ATOL, rtol=0)
 
 
@@ -92,7 +96,10 @@ def test_dominant_second_modality_is_slowed():
 def _encoder_with_grads(seed=0):
     torch.manual_seed(seed)
     enc = torch.nn.Sequential(
-        torch.nn.Conv2d(4, 64, 3, bias=True), torch.nn.BatchNorm2d(64), torch.nn.Flatten(), torch.nn.LazyLinear(5)
+        torch.nn.Conv2d(4, 64, 3, bias=True),
+        torch.nn.BatchNorm2d(64),
+        torch.nn.Flatten(),
+        torch.nn.LazyLinear(5),
     )
     enc(torch.randn(2, 4, 8, 8))
     for p in enc.parameters():
@@ -116,7 +123,9 @@ def test_ge_noise_has_zero_mean_and_the_gradient_std_and_spares_bn_and_biases():
 def test_ge_noise_std_is_taken_before_scaling():
     enc = _encoder_with_grads()
     g = enc[0].weight.grad.clone()
-    modulate_gradients([enc[0].weight], torch.tensor(0.1), noise=True, generator=torch.Generator().manual_seed(0))
+    modulate_gradients(
+        [enc[0].weight], torch.tensor(0.1), noise=True, generator=torch.Generator().manual_seed(0)
+    )
     eps = enc[0].weight.grad - 0.1 * g
     assert eps.std().item() == pytest.approx(g.std().item(), rel=0.08)  # not 0.1 * std(g)
 
@@ -163,8 +172,15 @@ def _mfeat_setup(method_name, params=None, dataset="mfeat"):
 def _sgd_ctx(model, spec, epoch=0):
     opt = torch.optim.SGD(model.parameters(), lr=1.0)  # plain SGD: delta = -grad
     return Context(
-        model=model, optimizers=Optimizers({"main": opt}), device=torch.device("cpu"), train_cfg=None,
-        modalities=spec.modalities, num_classes=spec.num_classes, seed=0, epochs=3, epoch=epoch,
+        model=model,
+        optimizers=Optimizers({"main": opt}),
+        device=torch.device("cpu"),
+        train_cfg=None,
+        modalities=spec.modalities,
+        num_classes=spec.num_classes,
+        seed=0,
+        epochs=3,
+        epoch=epoch,
     )
 
 
@@ -176,7 +192,9 @@ def _joint_grads(model, batch, modalities):
 
 
 def test_ogm_step_scales_only_the_dominant_encoder_weights_on_mfeat():
-    method, model, batch, spec = _mfeat_setup("ogm_ge", {"modulation": "OGM", "param_scope": "non_bias", "alpha": 0.5})
+    method, model, batch, spec = _mfeat_setup(
+        "ogm_ge", {"modulation": "OGM", "param_scope": "non_bias", "alpha": 0.5}
+    )
     grads, ref = _joint_grads(model, batch, spec.modalities)
     with torch.no_grad():
         logits = ref.heads({m: ref.encoders[m](batch[m]) for m in spec.modalities})
@@ -219,8 +237,22 @@ def test_ogm_ge_rejects_unknown_flag_values():
 
 
 def test_ogm_ge_runs_end_to_end_through_the_cli(tmp_path):
-    args = ["run", "-m", "ogm_ge", "-d", "mfeat", "--results", str(tmp_path), "--no-progress",
-            "--set", "epochs=2", "--set", "data.limit_train_per_class=10", "--set", "method.modulation_ends=0"]
+    args = [
+        "run",
+        "-m",
+        "ogm_ge",
+        "-d",
+        "mfeat",
+        "--results",
+        str(tmp_path),
+        "--no-progress",
+        "--set",
+        "epochs=2",
+        "--set",
+        "data.limit_train_per_class=10",
+        "--set",
+        "method.modulation_ends=0",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     run = next((tmp_path / "mfeat").iterdir()) / "seed-0"

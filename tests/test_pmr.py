@@ -106,8 +106,15 @@ def _setup(params=None, limit=10):
     loader = EpochLoader(data, 16, True, seed=0)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     ctx = Context(
-        model=model, optimizers=Optimizers({"main": opt}), device=torch.device("cpu"), train_cfg=None,
-        modalities=spec.modalities, num_classes=spec.num_classes, seed=0, epochs=5, train_loader=loader,
+        model=model,
+        optimizers=Optimizers({"main": opt}),
+        device=torch.device("cpu"),
+        train_cfg=None,
+        modalities=spec.modalities,
+        num_classes=spec.num_classes,
+        seed=0,
+        epochs=5,
+        train_loader=loader,
     )
     return method, model, ctx, data
 
@@ -165,7 +172,9 @@ def test_prototypes_use_a_tenth_of_the_batches_in_eval_mode_without_moving_bn():
 def test_first_prototype_pass_extends_past_the_budget_until_every_class_is_seen():
     method, model, ctx, data = _setup()
     # a loader whose first batches hold only classes 0..4
-    order = torch.argsort(data.labels if torch.is_tensor(data.labels) else torch.as_tensor(data.labels), stable=True)
+    order = torch.argsort(
+        data.labels if torch.is_tensor(data.labels) else torch.as_tensor(data.labels), stable=True
+    )
 
     class Ordered:
         def __len__(self):
@@ -175,7 +184,9 @@ def test_first_prototype_pass_extends_past_the_budget_until_every_class_is_seen(
             for i in range(0, len(order), 8):
                 yield data.batch(order[i : i + 8])
 
-    protos, counts = compute_prototypes(method, model, Ordered(), 10, 0.1, ctx.device, ctx.autocast, extend=True)
+    protos, counts = compute_prototypes(
+        method, model, Ordered(), 10, 0.1, ctx.device, ctx.autocast, extend=True
+    )
     assert (counts > 0).all()
     assert all(torch.isfinite(p).all() for p in protos.values())
     _, counts = compute_prototypes(method, model, Ordered(), 10, 0.1, ctx.device, ctx.autocast, extend=False)
@@ -221,8 +232,20 @@ def test_pmr_refuses_three_modalities():
 
 
 def test_pmr_runs_end_to_end_through_the_cli(tmp_path):
-    args = ["run", "-m", "pmr", "-d", "mfeat", "--results", str(tmp_path), "--no-progress",
-            "--set", "epochs=2", "--set", "data.limit_train_per_class=10"]
+    args = [
+        "run",
+        "-m",
+        "pmr",
+        "-d",
+        "mfeat",
+        "--results",
+        str(tmp_path),
+        "--no-progress",
+        "--set",
+        "epochs=2",
+        "--set",
+        "data.limit_train_per_class=10",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     run = next((tmp_path / "mfeat").iterdir()) / "seed-0"
@@ -235,14 +258,18 @@ def test_pmr_runs_end_to_end_through_the_cli(tmp_path):
 
 @pytest.mark.parametrize("timing", ["after_epoch", "epoch_start"])
 def test_pmr_resume_equals_uninterrupted_run(tmp_path, timing):
-    cfg = resolve_config("mfeat", "pmr", {**QUICK, "method.momentum_coef": 0.3, "method.proto_timing": timing})
+    cfg = resolve_config(
+        "mfeat", "pmr", {**QUICK, "method.momentum_coef": 0.3, "method.proto_timing": timing}
+    )
     full = train_run(cfg, tmp_path / "a", progress=False)
     with pytest.raises(Interrupted):
         train_run(cfg, tmp_path / "b", progress=False, stop_after_epochs=1)
     resumed = train_run(cfg, tmp_path / "b", progress=False, echo=lambda *_: None)
     assert full["selection"] == resumed["selection"]
-    ck = [torch.load(tmp_path / r / "mfeat" / cfg.run_name / "seed-0" / "last.ckpt", weights_only=False)
-          for r in ("a", "b")]
+    ck = [
+        torch.load(tmp_path / r / "mfeat" / cfg.run_name / "seed-0" / "last.ckpt", weights_only=False)
+        for r in ("a", "b")
+    ]
     assert all(torch.equal(ck[0]["model"][k], ck[1]["model"][k]) for k in ck[0]["model"])
     for m, p in ck[0]["method"]["protos"].items():
         assert torch.equal(p, ck[1]["method"]["protos"][m])

@@ -130,7 +130,9 @@ def running_mean(previous: torch.Tensor, current: torch.Tensor, t: int) -> torch
 
 
 @torch.no_grad()
-def clip_if_head_grad_exceeds(params, head_weight: torch.Tensor, threshold: float, max_norm: float) -> torch.Tensor:
+def clip_if_head_grad_exceeds(
+    params, head_weight: torch.Tensor, threshold: float, max_norm: float
+) -> torch.Tensor:
     """Official CREMA-D rule: if any entry of the fused head weight's gradient lies outside
     [-threshold, threshold], ``clip_grad_norm_(params, max_norm)``. Done without a host sync;
     returns whether it clipped (a 0-d tensor)."""
@@ -148,7 +150,9 @@ def masked_input(x: torch.Tensor) -> torch.Tensor:
     return x.new_zeros((1,) + tuple(x.shape[1:]))
 
 
-def coalition_outputs(model, batch: dict, modalities, full: torch.Tensor | None = None, naive: bool = False) -> torch.Tensor:
+def coalition_outputs(
+    model, batch: dict, modalities, full: torch.Tensor | None = None, naive: bool = False
+) -> torch.Tensor:
     """Stacked fused logits f(S) [2^M - 1, B, K] for every non-empty coalition, ``coalitions``
     order; f(S) replaces the inputs of the modalities outside S by zeros. The proper coalitions
     run in the model's current mode (eval during training, as the code). ``full`` (the train-mode
@@ -164,16 +168,16 @@ def coalition_outputs(model, batch: dict, modalities, full: torch.Tensor | None 
     outs = []
     if naive:
         for mask in masks[:-1] if full is not None else masks:
-            xs = {m: batch[m] if mask >> i & 1 else torch.zeros_like(batch[m]) for i, m in enumerate(modalities)}
+            xs = {
+                m: batch[m] if mask >> i & 1 else torch.zeros_like(batch[m]) for i, m in enumerate(modalities)
+            }
             feats = {m: model.encoders[m](xs[m]) for m in modalities}
             outs.append(model.heads(feats)["fusion"])
     else:
         real = {m: model.encoders[m](batch[m]) for m in modalities}
         zero = {m: model.encoders[m](masked_input(batch[m])) for m in modalities}
         for mask in masks[:-1] if full is not None else masks:
-            feats = {
-                m: real[m] if mask >> i & 1 else zero[m].expand(B, -1) for i, m in enumerate(modalities)
-            }
+            feats = {m: real[m] if mask >> i & 1 else zero[m].expand(B, -1) for i, m in enumerate(modalities)}
             outs.append(model.heads(feats)["fusion"])
     if full is not None:
         outs.append(full)
@@ -192,7 +196,9 @@ class AGM(Method):
         super().validate_params(params, spec)
         for key, choices in _CHOICES.items():
             if params.get(key) not in choices:
-                raise ConfigError(f"method.{key} must be one of {', '.join(map(str, choices))}, got {params.get(key)!r}")
+                raise ConfigError(
+                    f"method.{key} must be one of {', '.join(map(str, choices))}, got {params.get(key)!r}"
+                )
         if len(spec.modalities) < 2:
             raise ConfigError(f"agm needs at least 2 modalities; {spec.name} has {len(spec.modalities)}")
 
@@ -240,7 +246,9 @@ class AGM(Method):
         self.running = running_mean(running, scores, ctx.global_step + 1)
         self.scale = scale
         params = [p for o in opts.optimizers.values() for g in o.param_groups for p in g["params"]]
-        clipped = clip_if_head_grad_exceeds(params, model.heads.fc.weight, self.hp.clip_threshold, self.hp.clip_norm)
+        clipped = clip_if_head_grad_exceeds(
+            params, model.heads.fc.weight, self.hp.clip_threshold, self.hp.clip_norm
+        )
         opts.step()
 
         for i, m in enumerate(self.modalities):

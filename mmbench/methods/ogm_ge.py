@@ -45,7 +45,9 @@ class OGMGEHyper:
 
 
 # --------------------------------------------------------------------------- the algorithm
-def confidence_scores(logits: dict[str, torch.Tensor], y: torch.Tensor, modalities) -> dict[str, torch.Tensor]:
+def confidence_scores(
+    logits: dict[str, torch.Tensor], y: torch.Tensor, modalities
+) -> dict[str, torch.Tensor]:
     """s^m = sum_i softmax(z^m_i)[y_i] over the batch (official ``score_a``/``score_v``), batched."""
     return {m: F.softmax(logits[m].float(), dim=1).gather(1, y[:, None]).sum() for m in modalities}
 
@@ -82,7 +84,9 @@ def scoped_params(encoder: torch.nn.Module, scope: str) -> list[torch.nn.Paramet
 
 
 @torch.no_grad()
-def modulate_gradients(params, coeff: torch.Tensor, noise: bool, generator: torch.Generator | None = None) -> None:
+def modulate_gradients(
+    params, coeff: torch.Tensor, noise: bool, generator: torch.Generator | None = None
+) -> None:
     """g <- k g (OGM) or g <- k g + eps, eps ~ N(0, (std(g) + 1e-8)^2) i.i.d. (OGM-GE).
 
     As the official code: the std is the unbiased std of the gradient *before* scaling, computed
@@ -115,7 +119,9 @@ class OGMGE(Method):
             raise ConfigError(f"ogm_ge needs exactly 2 modalities; {spec.name} has {len(spec.modalities)}")
         for key, choices in _CHOICES.items():
             if params.get(key) not in choices:
-                raise ConfigError(f"method.{key} must be one of {', '.join(choices)}, got {params.get(key)!r}")
+                raise ConfigError(
+                    f"method.{key} must be one of {', '.join(choices)}, got {params.get(key)!r}"
+                )
 
     def __init__(self, hyper, modalities, num_classes, feature_dims):
         super().__init__(hyper, modalities, num_classes, feature_dims)

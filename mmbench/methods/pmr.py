@@ -36,7 +36,9 @@ class PMRHyper:
     proto_fraction: float = 0.1  # [code] prototypes from the first 10 % of a training pass
     modulation_starts: int = 0  # [code] 0-indexed, inclusive
     modulation_ends: int = 70  # [code] CREMA-D, 100-epoch runs; 0-indexed, inclusive
-    coef_rule: str = "binary"  # [code] fixed alpha on the slower modality; the paper's rho form is not implemented
+    coef_rule: str = (
+        "binary"  # [code] fixed alpha on the slower modality; the paper's rho form is not implemented
+    )
     # prototypical entropy regularisation (paper §3.3), absent from the released code: off by
     # default; when on, -per_weight * mean entropy of the dominant modality's prototype softmax in
     # the first per_epochs epochs. [guess] form, unverified against any code.
@@ -59,7 +61,9 @@ def true_class_prob_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.softmax(logits, dim=1).gather(1, y[:, None]).sum()
 
 
-def rebalance_coefficients(score_a: torch.Tensor, score_v: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def rebalance_coefficients(
+    score_a: torch.Tensor, score_v: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(beta_a, beta_v, rho), rho = s^a_p / s^v_p: the PCE weight goes to the slower modality,
     (0, alpha) if rho > 1, (alpha, 0) if rho < 1, (0, 0) at a tie (official binary rule)."""
     rho = score_a / score_v
@@ -80,9 +84,7 @@ def ema(new: torch.Tensor, old: torch.Tensor, momentum: float) -> torch.Tensor:
     return (1 - momentum) * new + momentum * old
 
 
-def class_means(
-    sums: torch.Tensor, counts: torch.Tensor, previous: torch.Tensor | None
-) -> torch.Tensor:
+def class_means(sums: torch.Tensor, counts: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
     """Per-class means sum_k / n_k; a class with no sample keeps its ``previous`` prototype (zeros
     when there is none), instead of the official code's 0/0 NaN."""
     means = sums / counts.clamp(min=1).to(sums.dtype)[:, None]
@@ -135,7 +137,9 @@ class PMR(Method):
             raise ConfigError(f"pmr needs exactly 2 modalities; {spec.name} has {len(spec.modalities)}")
         for key, choices in _CHOICES.items():
             if params.get(key) not in choices:
-                raise ConfigError(f"method.{key} must be one of {', '.join(choices)}, got {params.get(key)!r}")
+                raise ConfigError(
+                    f"method.{key} must be one of {', '.join(choices)}, got {params.get(key)!r}"
+                )
         if not 0 < params.get("proto_fraction", 0.1) <= 1:
             raise ConfigError("method.proto_fraction must be in (0, 1]")
 
@@ -162,8 +166,15 @@ class PMR(Method):
         loader = ctx.train_loader
         loader.set_epoch(_PROTO_EPOCH_OFFSET + ctx.epoch)  # the harness resets it before training
         new, counts = compute_prototypes(
-            self, ctx.model, loader, self.num_classes, self.hp.proto_fraction, ctx.device, ctx.autocast,
-            previous=self.protos, extend=self.protos is None,
+            self,
+            ctx.model,
+            loader,
+            self.num_classes,
+            self.hp.proto_fraction,
+            ctx.device,
+            ctx.autocast,
+            previous=self.protos,
+            extend=self.protos is None,
         )
         replace = self.protos is None or self._first_after_training(ctx)
         if replace:
