@@ -90,6 +90,8 @@ def test_short_span_is_zero_filled_to_80_frames(tmp_path, small):
     short = {**row, "depth": ("sk_depth", start, start + 10)}
     buf = nv.load_sensor(short, "depth", 8, 80, False)
     assert buf.shape == (80, 8, 8, 1) and buf[10:].max() == 0 and buf[:10].max() > 0
+    window = nv.load_sensor(short, "depth", 8, 80, False, window=(5, 16))  # a train clip at s = 5
+    assert window.shape == (16, 8, 8, 1) and np.array_equal(window, buf[5:21])
 
 
 def test_paper_preset_shapes_on_full_size_media(tmp_path):
@@ -139,3 +141,38 @@ def test_check_requires_i3d_weights_for_the_paper_preset(tmp_path, small):
     assert "data.backbones.i3d.rgb_weights" in found and "data.backbones.i3d.flow_weights" in found
     assert "data.backbones.i3d.pretrained=false" in found
     assert "no nvgesture layout" in errors(s.check(tmp_path, None))[0]
+
+
+def test_drop_missing_skips_samples_with_absent_media_and_counts_them(tmp_path):
+    s = spec("nvgesture")
+    root = s.write_fixture(tmp_path / "drop", "official", 1, 0, n_classes=2)
+    rows = nv.read_lst(root / nv.LST["official"][0], root)[0]
+    nv.flow_path(root, "train", 0).unlink()
+    nv.frame_path(rows[6]["dir"] / "sk_depth", rows[6]["depth"][1] + 40).unlink()
+    strict_cfg = smoke_cfg("nvgesture").data
+    assert len(errors(s.check(root, strict_cfg))) == 2
+    cfg = smoke_cfg("nvgesture", **{"data.drop_missing": True}).data
+    problems = s.check(root, cfg)
+    assert errors(problems) == [] and sum("dropped" in p.message for p in problems) == 2
+    sp_all = s.splits(root, strict_cfg)
+    sp = s.splits(root, cfg)
+    # the carve runs before dropping: the split of the other clips does not move
+    assert sp["train"] + sp["val"] == [i for i in sp_all["train"] + sp_all["val"] if i not in (0, 6)]
+    train, val = s.build("train", root, True, cfg), s.build("val", root, False, cfg)
+    assert sum(d.get("missing media", 0) for d in (train.dropped, val.dropped)) == 2
+
+
+def test_frame_resize_is_linear_without_antialias_like_opencv():
+    # a 1-pixel checkerboard column pattern: INTER_LINEAR at scale 320 -> 256 samples between
+    # neighbours (half-pixel centres, no low-pass), so values stay near 0/255 at integer hits
+    row = np.tile(np.array([0, 255], np.uint8), 160)
+    frames = np.repeat(np.repeat(row[None, None, :, None], 240, axis=1), 3, axis=3)
+    out = nv.resize_linear(frames, 256)
+    assert out.shape == (1, 256, 256, 3) and out.dtype == np.uint8
+    # output column j samples input x = (j + 0.5) * 1.25 - 0.5; j = 2 -> x = 2.625 -> between cols 2 (0) and 3 (255)
+    xs = (np.arange(256) + 0.5) * 320 / 256 - 0.5
+    lo = np.clip(np.floor(xs).astype(int), 0, 319)
+    hi = np.clip(lo + 1, 0, 319)
+    w = np.clip(xs - lo, 0, 1)
+    expected = np.round(row[lo] * (1 - w) + row[hi] * w)
+    assert np.abs(out[0, 0, :, 0].astype(float) - expected).max() <= 1

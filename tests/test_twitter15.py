@@ -132,3 +132,15 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, tombert):
     resumed = train_run(cfg, tmp_path / "b", root=tombert, progress=False, echo=lambda *_: None)
     assert resumed["selection"] == full["selection"]
     shutil.rmtree(tmp_path / "a")
+
+
+def test_drop_missing_skips_rows_without_image_and_keeps_file_indices(tmp_path):
+    s = spec("twitter15")
+    root = s.write_fixture(tmp_path / "drop", "tombert", 2, 0)
+    rows = s.read_split(root, "test")
+    rows[0]["image"].unlink()  # shared by rows 0 and 1
+    assert errors(s.check(root, smoke_cfg("twitter15").data))
+    cfg = smoke_cfg("twitter15", **{"data.drop_missing": True}).data
+    assert errors(s.check(root, cfg)) == []
+    ds = s.build("test", root, False, cfg)
+    assert ds.indices == [2, 3, 4, 5] and ds.dropped == {"missing image": 2}

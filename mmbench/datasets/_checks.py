@@ -35,11 +35,21 @@ def listing(paths) -> str:
     return ", ".join(paths[:SHOW]) + more
 
 
-def missing(what: str, paths: list, fix: str) -> list[Problem]:
-    """One error for ``len(paths)`` missing files of one kind, listing the first 10."""
+def dropping(cfg) -> bool:
+    """``data.drop_missing`` as resolved so far (``None``: the dataset default, False here)."""
+    return bool(getattr(cfg, "drop_missing", False))
+
+
+def missing(what: str, paths: list, fix: str, drop: bool = False) -> list[Problem]:
+    """One error for ``len(paths)`` missing files of one kind, listing the first 10; a warning
+    when ``data.drop_missing`` is on (those samples are then skipped and counted)."""
     if not paths:
         return []
-    return [Problem("error", f"{len(paths)} {what} missing: {listing(paths)}; {fix}")]
+    if drop:
+        return [Problem("warn", f"{len(paths)} {what} missing, their samples are dropped "
+                                f"(data.drop_missing=true): {listing(paths)}")]
+    return [Problem("error", f"{len(paths)} {what} missing: {listing(paths)}; {fix}, "
+                             "or --set data.drop_missing=true to skip those samples")]
 
 
 def count_mismatch(what: str, got, expected, strict: bool, extra: str = "") -> list[Problem]:

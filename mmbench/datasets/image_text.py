@@ -130,9 +130,18 @@ class ImageTextDataset(Dataset):
         }
 
 
-def build_dataset(rows: list[dict], positions: list[int], opts: dict, aspect_mode: str = "keep") -> ImageTextDataset:
-    """Rows are dicts with ``text``, ``image`` (Path), ``label``, ``index`` (and ``aspect``)."""
+def build_dataset(rows: list[dict], positions: list[int], opts: dict, aspect_mode: str = "keep",
+                  drop: bool | None = False) -> ImageTextDataset:
+    """Rows are dicts with ``text``, ``image`` (Path), ``label``, ``index`` (and ``aspect``).
+    With ``drop`` (``data.drop_missing``), rows whose image is absent are skipped and counted in
+    the dataset's ``dropped`` (reason -> count); their ``index`` values stay as in the file."""
     chosen = [rows[p] for p in positions]
+    dropped = {}
+    if drop:
+        kept = [r for r in chosen if r["image"].is_file()]
+        if len(kept) != len(chosen):
+            dropped["missing image"] = len(chosen) - len(kept)
+        chosen = kept
     texts = [r["text"] for r in chosen]
     pairs = None
     if aspect_mode == "fill":
@@ -142,9 +151,11 @@ def build_dataset(rows: list[dict], positions: list[int], opts: dict, aspect_mod
     elif aspect_mode != "keep":
         raise ConfigError(f"text.aspect must be keep, fill or pair, got {aspect_mode!r}")
     ids = encode_texts(texts, opts["text"], pairs) if chosen else torch.zeros(0, opts["text"]["max_len"], dtype=torch.long)
-    return ImageTextDataset(
+    ds = ImageTextDataset(
         ids, [r["image"] for r in chosen], [r["label"] for r in chosen], [r["index"] for r in chosen], opts["image"]
     )
+    ds.dropped = dropped
+    return ds
 
 
 # --------------------------------------------------------------------------- backbones

@@ -115,28 +115,34 @@ def _opencv():
     return cv2
 
 
-def load_sensor(row: dict, sensor: str, size: int, buffer: int, rgb_order: bool) -> np.ndarray:
+def load_sensor(row: dict, sensor: str, size: int, buffer: int, rgb_order: bool,
+                window: tuple[int, int] | None = None) -> np.ndarray:
     """(buffer, size, size, C) uint8: frames start..end-1 resized to size x size (bilinear),
-    zero-filled after a short span; colour in BGR unless ``rgb_order``; depth one channel."""
+    zero-filled after a short span; colour in BGR unless ``rgb_order``; depth one channel.
+    ``window=(s, n)`` returns only buffer slots s..s+n-1 (the train clip) and decodes only those."""
     _, start, end = row[sensor]
     channels = 3 if sensor == "color" else 1
-    out = np.zeros((buffer, size, size, channels), dtype=np.uint8)
-    frames = range(start, min(end, start + buffer))
+    first, n = window if window is not None else (0, buffer)
+    out = np.zeros((n, size, size, channels), dtype=np.uint8)
+    frames = range(start + first, min(end, start + buffer, start + first + n))
     kind, src = sensor_source(row, sensor)
     if kind == "frames":
         from PIL import Image
 
-        for k, f in enumerate(frames):
+        decoded = []
+        for f in frames:
             with Image.open(frame_path(src, f)) as im:
-                arr = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
-            out[k] = arr[..., ::-1] if channels == 3 and not rgb_order else arr[..., :channels]
+                decoded.append(np.asarray(im.convert("RGB")))
+        if decoded:
+            arr = resize_linear(np.stack(decoded), size)
+            out[: len(arr)] = arr[..., ::-1] if channels == 3 and not rgb_order else arr[..., :channels]
         return out
     cv2 = _opencv()
     if cv2 is None:
         raise DataError(f"{src} needs OpenCV: pip install opencv-python (mmbench[video]), or extract its frames "
                         f"to {src.with_suffix('')}/<frame:05d>.jpg")
     cap = cv2.VideoCapture(str(src))
-    cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+    cap.set(cv2.CAP_PROP_POS_FRAMES, start + first)
     for k in range(len(frames)):
         ok, frame = cap.read()
         if not ok:
@@ -145,6 +151,17 @@ def load_sensor(row: dict, sensor: str, size: int, buffer: int, rgb_order: bool)
         out[k] = frame[..., ::-1] if channels == 3 and rgb_order else frame[..., :channels]
     cap.release()
     return out
+
+
+def resize_linear(frames: np.ndarray, size: int) -> np.ndarray:
+    """(n, H, W, C) uint8 -> (n, size, size, C) uint8 by bilinear interpolation with half-pixel
+    centres and no antialiasing, i.e. ``cv2.resize(..., INTER_LINEAR)`` as the official loader
+    (up to rounding), batched over frames."""
+    if frames.shape[1:3] == (size, size):
+        return frames
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 class NVGestureDataset(Dataset):
@@ -169,14 +186,14 @@ class NVGestureDataset(Dataset):
         if self.train:  # one draw per sample, shared by all streams (random.randint is inclusive)
             x, y = (int(v) for v in torch.randint(0, size - crop + 1, (2,)))
             s = int(torch.randint(0, buffer - int(o["train_frames"]) + 1, ()))
-            t = slice(s, s + int(o["train_frames"]))
+            window = (s, int(o["train_frames"]))
             flip = bool(o["hflip"]) and bool(torch.rand(()) < 0.5)
         else:
             x = y = (size - crop) // 2
-            t, flip = slice(None), False
+            window, flip = None, False
         out = {}
         for modality, sensor in SENSORS.items():
-            buf = load_sensor(row, sensor, size, buffer, bool(o["rgb_order"]))[t, y : y + crop, x : x + crop]
+            buf = load_sensor(row, sensor, size, buffer, bool(o["rgb_order"]), window)[:, y : y + crop, x : x + crop]
             clip = torch.from_numpy(np.ascontiguousarray(buf)).permute(3, 0, 1, 2).float().div_(255.0)
             out[modality] = (clip - self.mean) / self.std if modality == "rgb" else clip
         flow = np.load(flow_path(self.root, self.split, row["index"]))  # (H, W, 2, T)
@@ -241,8 +258,18 @@ class NVGestureSpec(DatasetSpec):
         return rows
 
     def _present(self, row: dict, root: Path, split: str) -> bool:
-        media = [sensor_source(row, s)[1] for s in SENSORS.values()] + [flow_path(root, split, row["index"])]
-        return all(p.exists() for p in media)
+        """All media of a sample exist: both videos (every frame of the span for frame folders)
+        and the flow array."""
+        if not flow_path(root, split, row["index"]).is_file():
+            return False
+        for sensor in SENSORS.values():
+            kind, src = sensor_source(row, sensor)
+            if kind == "avi" and not src.is_file():
+                return False
+            _, start, end = row[sensor]
+            if kind == "frames" and not all(frame_path(src, f).is_file() for f in range(start, min(end, start + SPAN))):
+                return False
+        return True
 
     def split_rows(self, root: Path, cfg) -> dict[str, list[dict]]:
         root = Path(root)
@@ -250,10 +277,13 @@ class NVGestureSpec(DatasetSpec):
         # §1.3: the carve runs over the full index, before missing samples are dropped
         kept, carved = stratified_carve([r["label"] for r in train], cfg.val_fraction, cfg.split_seed)
         out = {"train": [train[i] for i in kept], "val": [train[i] for i in carved], "test": test}
+        self.dropped = {}
         if cfg.drop_missing:
             for split, rows in out.items():
                 folder = "test" if split == "test" else "train"
                 out[split] = [r for r in rows if self._present(r, root, folder)]
+                if len(out[split]) != len(rows):
+                    self.dropped[split] = {"missing media": len(rows) - len(out[split])}
         return out
 
     def splits(self, root, cfg):
@@ -261,7 +291,9 @@ class NVGestureSpec(DatasetSpec):
 
     def build(self, split, root, train, cfg):
         rows = self.split_rows(root, cfg)[split]
-        return NVGestureDataset(rows, Path(root), "test" if split == "test" else "train", train, cfg.options)
+        ds = NVGestureDataset(rows, Path(root), "test" if split == "test" else "train", train, cfg.options)
+        ds.dropped = self.dropped.get(split, {})
+        return ds
 
     def backbones(self, cfg):
         b = cfg.options["backbones"]["i3d"]
@@ -309,7 +341,7 @@ class NVGestureSpec(DatasetSpec):
             if spans:
                 problems.append(Problem("warn", f"{len(spans)} spans are not {SPAN} frames (short spans are "
                                                 f"zero-filled, long ones cut): {chk.listing(spans)}"))
-            problems += self._check_media(rows, root, split, o, deep)
+            problems += self._check_media(rows, root, split, o, deep, chk.dropping(cfg))
         both = sorted(set(dirs.get("train", {})) & set(dirs.get("test", {})))
         if both:
             problems.append(Problem("error", f"{len(both)} samples in both train and test: "
@@ -317,7 +349,7 @@ class NVGestureSpec(DatasetSpec):
         problems += self._check_weights(opts["backbones"]["i3d"])
         return problems
 
-    def _check_media(self, rows, root, split, o, deep) -> list[Problem]:
+    def _check_media(self, rows, root, split, o, deep, drop) -> list[Problem]:
         out: list[Problem] = []
         cv2 = _opencv()
         for modality, sensor in SENSORS.items():
@@ -338,8 +370,8 @@ class NVGestureSpec(DatasetSpec):
                 frames_absent += lost
                 if not lost:
                     sources.append((r, kind, src))
-            out += chk.missing(f"{modality} videos", absent, "copy Video_data/ from the NVGesture release")
-            out += chk.missing(f"{modality} frames", frames_absent, "re-extract the frames of those videos")
+            out += chk.missing(f"{modality} videos", absent, "copy Video_data/ from the NVGesture release", drop)
+            out += chk.missing(f"{modality} frames", frames_absent, "re-extract the frames of those videos", drop)
             if no_decoder:
                 out.append(Problem("error", f"{len(no_decoder)} {modality} .avi files have no decoder: "
                                             f"{chk.listing(no_decoder)}; pip install opencv-python "
@@ -360,7 +392,8 @@ class NVGestureSpec(DatasetSpec):
         size = int(o["size"])
         flows = [flow_path(root, split, r["index"]) for r in rows]
         out += chk.missing("flow arrays", [p for p in flows if not p.is_file()],
-                           f"put the flow of line i of the {split} .lst at Video_data/flow_data/{split}/<i>.npy")
+                           f"put the flow of line i of the {split} .lst at Video_data/flow_data/{split}/<i>.npy",
+                           drop)
         for p in chk.sample([p for p in flows if p.is_file()], deep):
             try:
                 arr = np.load(p, mmap_mode="r")

@@ -189,7 +189,7 @@ class SarcasmSpec(DatasetSpec):
 
     def build(self, split, root, train, cfg):
         rows = self.split_rows(root, cfg)[split]
-        return it.build_dataset(rows, list(range(len(rows))), cfg.options, "keep")
+        return it.build_dataset(rows, list(range(len(rows))), cfg.options, "keep", drop=cfg.drop_missing)
 
     def backbones(self, cfg):
         return it.backbones(cfg.options)
@@ -230,7 +230,7 @@ class SarcasmSpec(DatasetSpec):
                                                len(rows) + filtered + len(errors), HFM_TRAIN_LINES, strict)
             images = [r["image"] for r in rows]
             problems += chk.missing(f"images named by {path}", [p for p in images if not p.is_file()],
-                                    f"copy them into {self.image_dir(root)}")
+                                    f"copy them into {self.image_dir(root)}", chk.dropping(cfg))
             problems += chk.unreadable_images(images, deep, "image")
         both = sorted(set(ids.get("train", {})) & set(ids.get("test", {})))
         if both:

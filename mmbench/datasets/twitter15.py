@@ -134,6 +134,7 @@ class Twitter15Spec(DatasetSpec):
                 f"{root}/annotations/train.tsv (with dev.tsv, test.tsv and {IMAGE_DIR}/)")
 
     def read_split(self, root: Path, split: str) -> list[dict]:
+        root = Path(root)
         layout = self._layout_or_raise(root)
         path = self.index_dir(root, layout) / self.split_files[split]
         if not path.is_file():
@@ -149,7 +150,7 @@ class Twitter15Spec(DatasetSpec):
     def build(self, split, root, train, cfg):
         rows = self.read_split(root, split)
         aspect = cfg.options.get("text", {}).get("aspect", "keep")
-        return it.build_dataset(rows, list(range(len(rows))), cfg.options, aspect)
+        return it.build_dataset(rows, list(range(len(rows))), cfg.options, aspect, drop=cfg.drop_missing)
 
     def backbones(self, cfg):
         return it.backbones(cfg.options)
@@ -171,11 +172,11 @@ class Twitter15Spec(DatasetSpec):
                 continue
             rows, errors = read_index(path, layout, root)
             problems += [Problem("error", f"unparseable index line {e}") for e in errors]
-            problems += self._check_rows(rows, split, path, layout, deep, strict)
+            problems += self._check_rows(rows, split, path, layout, deep, strict, chk.dropping(cfg))
         problems += it.check_weights(cfg.options) if cfg is not None and cfg.options else []
         return problems
 
-    def _check_rows(self, rows, split, path, layout, deep, strict) -> list[Problem]:
+    def _check_rows(self, rows, split, path, layout, deep, strict, drop) -> list[Problem]:
         out = []
         if layout == "tombert":
             seen, dups = set(), []
@@ -191,7 +192,7 @@ class Twitter15Spec(DatasetSpec):
         images = sorted({r["image"] for r in rows})
         absent = [p for p in images if not p.is_file()]
         out += chk.missing(f"images named by {path}", absent,
-                           f"copy them into {images[0].parent if images else IMAGE_DIR}")
+                           f"copy them into {images[0].parent if images else IMAGE_DIR}", drop)
         out += chk.unreadable_images(images, deep, "image")
         return out
 
