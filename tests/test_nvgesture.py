@@ -176,3 +176,21 @@ def test_frame_resize_is_linear_without_antialias_like_opencv():
     w = np.clip(xs - lo, 0, 1)
     expected = np.round(row[lo] * (1 - w) + row[hi] * w)
     assert np.abs(out[0, 0, :, 0].astype(float) - expected).max() <= 1
+
+
+def test_hflip_flag_flips_every_stream_together_and_bad_sizes_are_refused(small):
+    s = spec("nvgesture")
+    plain = s.build("train", small, True, smoke_cfg("nvgesture").data)
+    flipping = s.build("train", small, True, smoke_cfg("nvgesture", **{"data.nvgesture.hflip": True}).data)
+    flips = 0
+    for seed in range(6):
+        torch.manual_seed(seed)
+        a = plain[0]
+        torch.manual_seed(seed)
+        b = flipping[0]
+        flipped = [torch.equal(b[m], a[m].flip(-1)) for m in ("rgb", "of", "depth")]
+        assert all(flipped) or all(torch.equal(b[m], a[m]) for m in ("rgb", "of", "depth"))
+        flips += all(flipped)
+    assert 0 < flips < 6
+    with pytest.raises(Exception, match="train_frames"):
+        s.build("train", small, True, smoke_cfg("nvgesture", **{"data.nvgesture.train_frames": 90}).data)

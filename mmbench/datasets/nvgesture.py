@@ -172,7 +172,12 @@ class NVGestureDataset(Dataset):
         self.root = root
         self.split = split  # flow folder: train or test
         self.train = train
-        self.o = opts["nvgesture"]
+        self.o = o = opts["nvgesture"]
+        if not (0 < int(o["crop"]) <= int(o["size"]) and 0 < int(o["train_frames"]) <= int(o["buffer_frames"])):
+            raise ConfigError(
+                f"nvgesture needs 0 < crop <= size and 0 < train_frames <= buffer_frames, got crop {o['crop']}, "
+                f"size {o['size']}, train_frames {o['train_frames']}, buffer_frames {o['buffer_frames']}"
+            )
         self.labels = [r["label"] for r in rows]
         self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
