@@ -128,7 +128,7 @@ def test_check_reports_each_corruption_by_path(tmp_path):
     found = "\n".join(errors(s.check(root, smoke_cfg("nvgesture").data)))
     assert str(gone) in found and "rgb frames missing" in found
     assert f"unreadable depth frame {broken}" in found
-    assert f"flow {nv.flow_path(root, 'train', 2)}: float64" in found
+    assert f"{nv.flow_path(root, 'train', 2)}: float64 (20, 20, 2, 80)" in found
     assert str(nv.flow_path(root, "train", 3)) in found
     assert f"{lst}:5: unknown label 31" in found
     assert f"{lst}:{len(lines)}:" in found

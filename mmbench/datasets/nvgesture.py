@@ -399,6 +399,7 @@ class NVGestureSpec(DatasetSpec):
         out += chk.missing("flow arrays", [p for p in flows if not p.is_file()],
                            f"put the flow of line i of the {split} .lst at Video_data/flow_data/{split}/<i>.npy",
                            drop)
+        wrong, short = [], []
         for p in chk.sample([p for p in flows if p.is_file()], deep):
             try:
                 arr = np.load(p, mmap_mode="r")
@@ -406,10 +407,14 @@ class NVGestureSpec(DatasetSpec):
                 out.append(Problem("error", f"unreadable flow {p}: {exc}"))
                 continue
             if arr.dtype != np.float32 or arr.ndim != 4 or arr.shape[:3] != (size, size, 2):
-                out.append(Problem("error", f"flow {p}: {arr.dtype} {tuple(arr.shape)}, expected float32 "
-                                            f"({size}, {size}, 2, T) (H = W = data.nvgesture.size)"))
+                wrong.append(f"{p}: {arr.dtype} {tuple(arr.shape)}")
             elif arr.shape[3] != SPAN:
-                out.append(Problem("warn", f"flow {p}: {arr.shape[3]} frames, expected {SPAN}"))
+                short.append(f"{p}: {arr.shape[3]} frames")
+        if wrong:
+            out.append(Problem("error", f"{len(wrong)} flow arrays are not float32 ({size}, {size}, 2, T) "
+                                        f"(H = W = data.nvgesture.size): {chk.listing(wrong)}"))
+        if short:
+            out.append(Problem("warn", f"{len(short)} flow arrays do not have {SPAN} frames: {chk.listing(short)}"))
         return out
 
     def _check_weights(self, b: dict) -> list[Problem]:
