@@ -68,14 +68,17 @@ def cli():
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--tag", default=None, help="Run tag (default: named after the non-default overrides).")
 @click.option("--rerun", is_flag=True, help="Train finished or failed seeds again.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the encoders (same as --set compile=true).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @friendly_errors
-def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, no_progress):
+def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, compile_, no_progress):
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
     from mmbench.benchmark.launch import run_local
 
     overrides = parse_overrides(sets)
+    if compile_:
+        overrides["compile"] = True
     resolve_config(dataset, method, overrides, seed=seed_start, tag=tag, device=device)  # validate first
     outcomes = run_local(
         dataset,
