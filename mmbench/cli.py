@@ -1,4 +1,4 @@
-"""The ``mmbench`` command line (click): run, table, list.
+"""The ``mmbench`` command line (click): run, table, report, list.
 
 Every ``MMBenchError`` ends as one line on stderr (``error: ...``) and a non-zero exit; no
 tracebacks for bad input.
@@ -104,33 +104,76 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
         sys.exit(EXIT_FAILED_RUNS)
 
 
-@cli.command()
-@_results_option
-@click.option("--dataset", "-d", "datasets", multiple=True, help="Only these datasets (repeatable).")
-@click.option("--method", "-m", "methods", multiple=True, help="Only these methods or runs (repeatable).")
-@click.option(
-    "--metric", "metrics", multiple=True, type=click.Choice(["acc", "map", "f1"]), help="Metrics (default all)."
-)
-@click.option(
-    "--select",
-    type=click.Choice(["val", "last", "test-best"]),
-    default="val",
-    show_default=True,
-    help="Selection rule; test-best is the papers' (optimistic) protocol.",
-)
-@click.option("--format", "fmt", type=click.Choice(["md", "latex", "html", "csv"]), default="md", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
-@friendly_errors
-def table(results, datasets, methods, metrics, select, fmt, out):
-    """Mean ± std over seeds of acc, MAP and MacroF1 for fusion and every modality."""
+def _table_options(fn):
+    """Options shared by ``table`` and ``report``: which records, which epoch, which split."""
+    for option in reversed(
+        [
+            _results_option,
+            click.option("--dataset", "-d", "datasets", multiple=True, help="Only these datasets (repeatable)."),
+            click.option("--method", "-m", "methods", multiple=True, help="Only these methods or runs (repeatable)."),
+            click.option(
+                "--select",
+                type=click.Choice(["val", "last", "test-best"]),
+                default="val",
+                show_default=True,
+                help="Selection rule; test-best is the papers' (optimistic) protocol.",
+            ),
+            click.option(
+                "--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+                help="Split whose metrics are reported.",
+            ),
+            click.option(
+                "--seeds", "expected", type=click.IntRange(min=1), default=None,
+                help="Expected seeds per method (default: the most any method has); fewer show as n/N.",
+            ),
+            click.option(
+                "--alpha", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+                help="Welch's t-test level for the mark against each column's best.",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _load_records(results, datasets, methods) -> list[dict]:
     from mmbench.benchmark.store import load_results
-    from mmbench.reporting.aggregate import render_table
 
     root = _results_root(results)
     records = load_results(root, datasets or None, methods or None)
     if not records:
         raise MMBenchError(f"no run records under {root}: train with `mmbench run` first, or pass --results DIR")
-    text = render_table(records, fmt, metrics or ("acc", "map", "f1"), select)
+    return records
+
+
+@cli.command()
+@_table_options
+@click.option(
+    "--metric", "metrics", multiple=True, type=click.Choice(["acc", "map", "f1"]),
+    help="Metrics (default: all for table1/long, acc and f1 for table2).",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["table1", "table2", "long"]),
+    default="table1",
+    show_default=True,
+    help="table1: fusion and every modality per dataset; table2: fusion metrics per dataset; long: one row per value.",
+)
+@click.option("--format", "fmt", type=click.Choice(["md", "latex", "html", "csv"]), default="md", show_default=True,
+              help="csv exports the per-seed values.")
+@click.option("--standalone", is_flag=True, help="LaTeX: a complete document that pdflatex compiles.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
+@friendly_errors
+def table(results, datasets, methods, select, split, expected, alpha, metrics, layout, fmt, standalone, out):
+    """Mean ± std over seeds for fusion and every modality; best bold, top three shaded,
+    Welch's t-test against each column's best."""
+    from mmbench.reporting.aggregate import render_table
+
+    records = _load_records(results, datasets, methods)
+    text = render_table(
+        records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
+        standalone=standalone,
+    )
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
@@ -158,6 +201,11 @@ def list_(what):
         for name in registry.dataset_names():
             spec = registry.get_dataset(name)
             click.echo(f"{name:<18} {spec.num_classes:>4} classes  modalities: {', '.join(spec.modalities)}")
+
+
+from mmbench.reporting.cli_report import report  # after the helpers it imports from this module
+
+cli.add_command(report)
 
 
 def main():

@@ -1,0 +1,121 @@
+"""matplotlib figures of the HTML report, returned as embeddable ``data:image/png;base64`` URIs.
+
+Figures are built with ``matplotlib.figure.Figure`` (Agg canvas, no pyplot state), so reports can
+be made in any process without a display. Each method keeps one colour across all figures of a
+dataset. Curves show the mean over seeds as a line and mean ± std as a band.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+DPI = 80
+_PANEL_W, _PANEL_H, _LEGEND_W = 3.4, 2.8, 1.9  # inches; a fixed layout (no tight bbox: one draw)
+
+
+def colours(runs: list[str]) -> dict[str, tuple]:
+    """A fixed colour per run (tab10, then tab20b for more than ten runs)."""
+    cmap = colormaps["tab10"] if len(runs) <= 10 else colormaps["tab20"]
+    return {run: cmap(i % cmap.N) for i, run in enumerate(runs)}
+
+
+def to_data_uri(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(panels: int, width: float | None = None, height: float = _PANEL_H,
+            left: float = 0.75) -> tuple[Figure, list]:
+    """``panels`` axes in a row, with a margin on the right for the legend (sizes in inches)."""
+    width = width if width is not None else _PANEL_W * panels
+    total = width + _LEGEND_W
+    fig = Figure(figsize=(total, height))
+    fig.subplots_adjust(left=left / total, right=(width - 0.1) / total, bottom=0.5 / height,
+                        top=1 - 0.3 / height, wspace=0.35)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _legend(fig: Figure, axes) -> None:
+    handles, labels = {}, {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+            labels.setdefault(lab, lab)
+    if handles:
+        right = fig.subplotpars.right
+        fig.legend(list(handles.values()), list(labels), loc="center left", bbox_to_anchor=(right + 0.01, 0.5),
+                   fontsize="small", frameon=False)
+
+
+def _band_line(ax, sub: pd.DataFrame, colour, label: str) -> None:
+    x = sub["epoch"].to_numpy()
+    m = sub["mean"].to_numpy(dtype=float)
+    s = sub["std"].to_numpy(dtype=float)
+    ax.plot(x, m, color=colour, label=label, lw=1.4)
+    ax.fill_between(x, m - s, m + s, color=colour, alpha=0.18, lw=0)
+
+
+def curves_figure(bands: pd.DataFrame, heads: list[str], runs: list[str], colour, ylabel: str,
+                  skip=lambda run, head: False) -> str:
+    """One panel per head; per run the mean over seeds and a mean ± std band (``bands`` has
+    run, head, epoch, mean, std)."""
+    fig, axes = _figure(len(heads))
+    by_key = dict(tuple(bands.groupby(["run", "head"], sort=False)))
+    for ax, head in zip(axes, heads):
+        for run in runs:
+            sub = by_key.get((run, head))
+            if sub is None or skip(run, head):
+                continue
+            _band_line(ax, sub, colour[run], run)
+        ax.set_title(head)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    return to_data_uri(fig)
+
+
+def single_curve_figure(bands: pd.DataFrame, runs: list[str], colour, ylabel: str, title: str,
+                        reference: float | None = None) -> str:
+    """One panel; per run a mean line and band (``bands`` has run, epoch, mean, std)."""
+    fig, (ax,) = _figure(1)
+    by_run = dict(tuple(bands.groupby("run", sort=False)))
+    for run in runs:
+        if run in by_run:
+            _band_line(ax, by_run[run], colour[run], run)
+    if reference is not None:
+        ax.axhline(reference, color="k", lw=0.8, ls="--")
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    _legend(fig, [ax])
+    return to_data_uri(fig)
+
+
+def unimodal_vs_fusion_figure(summary: pd.DataFrame, heads: list[str], runs: list[str], ylabel: str) -> str:
+    """Grouped bars: per run, the selected-epoch mean (± std over seeds) of each head
+    (``summary`` has run, head, mean, std in percent)."""
+    fig, (ax,) = _figure(1, width=max(4.0, 0.22 * len(runs) * len(heads) + 1.5), height=_PANEL_H + 1.0, left=1.2)
+    fig.subplots_adjust(bottom=1.3 / (_PANEL_H + 1.0))
+    head_colour = {h: colormaps["Set2"](i) for i, h in enumerate(heads)}
+    width = 0.8 / max(len(heads), 1)
+    x = np.arange(len(runs))
+    table = {(r, h): (m, s) for r, h, m, s in summary[["run", "head", "mean", "std"]].itertuples(index=False)}
+    for j, head in enumerate(heads):
+        vals = [table.get((run, head), (np.nan, 0.0)) for run in runs]
+        ax.bar(x + (j - (len(heads) - 1) / 2) * width, [v[0] for v in vals], width,
+               yerr=[v[1] for v in vals], color=head_colour[head], label=head, capsize=2, ecolor="#444")
+    ax.set_xticks(x, runs, rotation=40, ha="right", fontsize="small")
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    _legend(fig, [ax])
+    return to_data_uri(fig)
