@@ -203,6 +203,8 @@ def list_(what):
             click.echo(f"{name:<18} {spec.num_classes:>4} classes  modalities: {', '.join(spec.modalities)}")
 
 
+if __name__ == "__main__":  # `python -m mmbench.cli`: cli_report imports the helpers above from here
+    sys.modules.setdefault("mmbench.cli", sys.modules[__name__])
 from mmbench.reporting.cli_report import report  # after the helpers it imports from this module
 
 cli.add_command(report)

@@ -16,7 +16,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 DPI = 80
-_PANEL_W, _PANEL_H, _LEGEND_W = 3.4, 2.8, 1.9  # inches; a fixed layout (no tight bbox: one draw)
+_PANEL_W, _PANEL_H, _LEGEND_W = 3.4, 2.8, 1.7  # inches; a fixed layout (no tight bbox: one draw)
+_LEGEND_ROWS = 12
 
 
 def colours(runs: list[str]) -> dict[str, tuple]:
@@ -31,11 +32,16 @@ def to_data_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figure(panels: int, width: float | None = None, height: float = _PANEL_H,
-            left: float = 0.75) -> tuple[Figure, list]:
-    """``panels`` axes in a row, with a margin on the right for the legend (sizes in inches)."""
+def _legend_columns(entries: int) -> int:
+    return 1 + (entries - 1) // _LEGEND_ROWS if entries else 1
+
+
+def _figure(panels: int, width: float | None = None, height: float = _PANEL_H, left: float = 0.75,
+            legend_entries: int = 1) -> tuple[Figure, list]:
+    """``panels`` axes in a row, with a margin on the right for a legend of ``legend_entries``
+    (at most ``_LEGEND_ROWS`` rows per column; sizes in inches)."""
     width = width if width is not None else _PANEL_W * panels
-    total = width + _LEGEND_W
+    total = width + _LEGEND_W * _legend_columns(legend_entries)
     fig = Figure(figsize=(total, height))
     fig.subplots_adjust(left=left / total, right=(width - 0.1) / total, bottom=0.5 / height,
                         top=1 - 0.3 / height, wspace=0.35)
@@ -44,15 +50,15 @@ def _figure(panels: int, width: float | None = None, height: float = _PANEL_H,
 
 
 def _legend(fig: Figure, axes) -> None:
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
-            labels.setdefault(lab, lab)
     if handles:
         right = fig.subplotpars.right
-        fig.legend(list(handles.values()), list(labels), loc="center left", bbox_to_anchor=(right + 0.01, 0.5),
-                   fontsize="small", frameon=False)
+        fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(right + 0.01, 0.5),
+                   fontsize="x-small" if len(handles) > 8 else "small", frameon=False,
+                   ncols=_legend_columns(len(handles)), handlelength=1.5, columnspacing=0.8)
 
 
 def _band_line(ax, sub: pd.DataFrame, colour, label: str) -> None:
@@ -67,7 +73,7 @@ def curves_figure(bands: pd.DataFrame, heads: list[str], runs: list[str], colour
                   skip=lambda run, head: False) -> str:
     """One panel per head; per run the mean over seeds and a mean ± std band (``bands`` has
     run, head, epoch, mean, std)."""
-    fig, axes = _figure(len(heads))
+    fig, axes = _figure(len(heads), legend_entries=len(runs))
     by_key = dict(tuple(bands.groupby(["run", "head"], sort=False)))
     for ax, head in zip(axes, heads):
         for run in runs:
@@ -86,7 +92,7 @@ def curves_figure(bands: pd.DataFrame, heads: list[str], runs: list[str], colour
 def single_curve_figure(bands: pd.DataFrame, runs: list[str], colour, ylabel: str, title: str,
                         reference: float | None = None) -> str:
     """One panel; per run a mean line and band (``bands`` has run, epoch, mean, std)."""
-    fig, (ax,) = _figure(1)
+    fig, (ax,) = _figure(1, legend_entries=len(runs))
     by_run = dict(tuple(bands.groupby("run", sort=False)))
     for run in runs:
         if run in by_run:
@@ -104,7 +110,8 @@ def single_curve_figure(bands: pd.DataFrame, runs: list[str], colour, ylabel: st
 def unimodal_vs_fusion_figure(summary: pd.DataFrame, heads: list[str], runs: list[str], ylabel: str) -> str:
     """Grouped bars: per run, the selected-epoch mean (± std over seeds) of each head
     (``summary`` has run, head, mean, std in percent)."""
-    fig, (ax,) = _figure(1, width=max(4.0, 0.22 * len(runs) * len(heads) + 1.5), height=_PANEL_H + 1.0, left=1.2)
+    fig, (ax,) = _figure(1, width=max(4.0, 0.22 * len(runs) * len(heads) + 1.5), height=_PANEL_H + 1.0, left=1.2,
+                         legend_entries=len(heads))
     fig.subplots_adjust(bottom=1.3 / (_PANEL_H + 1.0))
     head_colour = {h: colormaps["Set2"](i) for i, h in enumerate(heads)}
     width = 0.8 / max(len(heads), 1)
