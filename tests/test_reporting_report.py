@@ -171,3 +171,7 @@ def test_report_renders_in_headless_chromium(report_html, tmp_path):
 
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (2400, 1200) and pixels.std() > 10  # not a blank page
+
+
+def test_report_drawn_in_worker_processes_is_identical(results, report_html):
+    assert build_report(load_results(results), jobs=2) == report_html

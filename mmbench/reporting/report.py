@@ -7,9 +7,16 @@ dataset, matplotlib figures embedded as PNG data URIs:
 3. the classifier count per modality over epochs, for runs that log
    ``diagnostics["classifiers"]`` (``sustained_boost``);
 4. a bar chart of unimodal versus fusion accuracy at the selected epoch (mean ± std over seeds).
+
+Drawing dominates the cost (about 0.7 s of CPU per dataset with 20 methods); with ``jobs > 1``
+the datasets are drawn in forked worker processes (Linux), giving the same bytes.
 """
 
 from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
 
 from mmbench.reporting import curves, plots
 from mmbench.reporting.aggregate import (
@@ -86,6 +93,19 @@ def dataset_figures(dataset: str, histories, summary, split: str, metric: str) -
     return figures
 
 
+def _figures_job(args) -> list[dict]:
+    return dataset_figures(*args)
+
+
+def default_jobs(n_datasets: int) -> int:
+    """Worker processes for ``n_datasets``: one per dataset up to the CPUs (max 8); 1 where
+    ``fork`` is unavailable (spawned workers would re-import everything)."""
+    if sys.platform != "linux":
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(n_datasets, cpus, 8))
+
+
 def build_report(
     records: list[dict],
     select: str = "val",
@@ -95,16 +115,24 @@ def build_report(
     alpha: float = DEFAULT_ALPHA,
     curve_metric: str = "acc",
     title: str = "mmbench report",
+    jobs: int = 1,
 ) -> str:
     """The report's HTML text (standalone: CSS inline, figures as data URIs)."""
     table1 = build_tables(records, "table1", metrics, select, split, expected, alpha)
     table2 = build_tables(records, "table2", None, select, split, expected, alpha)
     histories = curves.load_histories(records)
     summary = summarise(results_frame(records, select, split))
-    datasets = [
-        {"name": d, "figures": dataset_figures(d, histories, summary, split, curve_metric)}
-        for d in sorted({r["dataset"] for r in records if r.get("status") == "finished"})
+    names = sorted({r["dataset"] for r in records if r.get("status") == "finished"})
+    tasks = [
+        (d, [(r, h) for r, h in histories if r["dataset"] == d], summary[summary["dataset"] == d], split, curve_metric)
+        for d in names
     ]
+    if jobs > 1 and len(tasks) > 1:
+        with multiprocessing.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
+            figures = pool.map(_figures_job, tasks, chunksize=1)
+    else:
+        figures = [_figures_job(t) for t in tasks]
+    datasets = [{"name": d, "figures": f} for d, f in zip(names, figures)]
     return template_env().get_template("report.html.j2").render(
         title=title,
         table1=table1,
