@@ -36,6 +36,7 @@ def main(root: Path) -> None:
     out = root / "report.html"
     for name, cmd in [
         ("report", [*mmbench, "report", "--results", str(root), "--out", str(out)]),
+        ("report -j 1", [*mmbench, "report", "--results", str(root), "--out", str(out), "--jobs", "1"]),
         ("table md", [*mmbench, "table", "--results", str(root)]),
         ("table latex", [*mmbench, "table", "--results", str(root), "--format", "latex"]),
     ]:
