@@ -1,4 +1,4 @@
-"""Tables are pure functions of run records: load ``result.json`` files into pandas, aggregate
+r"""Tables are pure functions of run records: load ``result.json`` files into pandas, aggregate
 mean ± std over seeds, rank and test each column, render a jinja2 template
 (``mmbench/report_templates/``).
 
@@ -10,6 +10,11 @@ Layouts (``mmbench table --layout``):
   (or the requested metrics).
 * ``long`` — one row per (dataset, method, head, metric) with mean, std, seed count, rank and
   the p-value against the column's best.
+
+Formats: LaTeX (booktabs; ``\cellcolor`` shading from ``xcolor`` with the ``table`` option; the
+long layout is a ``longtable``), HTML (CSS classes ``best``, ``top1``-``top3``, ``incomplete``)
+and Markdown (best in bold; Markdown has neither column groups nor shading, so ``table1`` and
+``table2`` are one table per dataset there). ``csv`` exports the per-seed values instead.
 
 Every number is the metric of the test split (or ``split``) at the epoch the selection rule
 picked (specs/methods/evaluation.md §5), times 100; mean ± std (ddof = 1; 0 for one seed) over
