@@ -23,7 +23,7 @@ _LEGEND_ROWS = 12
 
 
 def colours(runs: list[str]) -> dict[str, tuple]:
-    """A fixed colour per run (tab10, then tab20b for more than ten runs)."""
+    """A fixed colour per run (tab10; tab20 for more than ten runs, cycling beyond twenty)."""
     cmap = colormaps["tab10"] if len(runs) <= 10 else colormaps["tab20"]
     return {run: cmap(i % cmap.N) for i, run in enumerate(runs)}
 
