@@ -136,7 +136,16 @@ def test_cli_without_records_says_what_to_do(tmp_path):
         assert "no run records under" in out.output and "mmbench run" in out.output
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def _latex_ready() -> bool:
+    """pdflatex and the packages the templates use (Debian: texlive-latex-base/-recommended/-extra)."""
+    if shutil.which("pdflatex") is None or shutil.which("kpsewhich") is None:
+        return False
+    styles = ["booktabs.sty", "xcolor.sty", "colortbl.sty", "graphicx.sty", "longtable.sty"]
+    found = subprocess.run(["kpsewhich", *styles], capture_output=True, text=True, check=False).stdout.split()
+    return len(found) == len(styles)
+
+
+@pytest.mark.skipif(not _latex_ready(), reason="pdflatex or booktabs/xcolor/colortbl/longtable not installed")
 @pytest.mark.parametrize("layout", ["table1", "table2", "long"])
 def test_latex_table_compiles_with_pdflatex(results, tmp_path, layout):
     tex = render_table(load_results(results), "latex", layout=layout, standalone=True)
