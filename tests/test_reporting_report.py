@@ -137,7 +137,7 @@ def test_cli_without_records_says_what_to_do(tmp_path):
 
 
 def _latex_ready() -> bool:
-    """pdflatex and the packages the templates use (Debian: texlive-latex-base/-recommended/-extra)."""
+    """pdflatex and the packages the templates use (Debian: texlive-latex-base, -recommended)."""
     if shutil.which("pdflatex") is None or shutil.which("kpsewhich") is None:
         return False
     styles = ["booktabs.sty", "xcolor.sty", "colortbl.sty", "graphicx.sty", "longtable.sty"]

@@ -32,7 +32,8 @@ from mmbench.reporting.aggregate import (
 from mmbench.reporting.significance import DEFAULT_ALPHA
 
 
-def dataset_figures(dataset: str, histories, summary, split: str, metric: str) -> list[dict]:
+def dataset_figures(dataset: str, histories, summary, split: str, metric: str,
+                    select_label: str = "selected epoch") -> list[dict]:
     """The figures of one dataset: dicts with ``title``, ``caption`` and ``uri``."""
     hist = [(r, h) for r, h in histories if r["dataset"] == dataset]
     curve = curves.curves_frame(hist, split, metric)
@@ -85,7 +86,7 @@ def dataset_figures(dataset: str, histories, summary, split: str, metric: str) -
         sub = sub[keep]
         figures.append({
             "title": "Unimodal versus fusion accuracy",
-            "caption": f"{split} {METRIC_LABELS.get(metric, metric)} of each head at the selected epoch; "
+            "caption": f"{split} {METRIC_LABELS.get(metric, metric)} of each head at the {select_label}; "
                        "mean ± std over seeds.",
             "uri": plots.unimodal_vs_fusion_figure(sub, head_order(sub["head"].unique()),
                                                    [r for r in runs if r in set(sub["run"])], label),
@@ -124,7 +125,8 @@ def build_report(
     summary = summarise(results_frame(records, select, split))
     names = sorted({r["dataset"] for r in records if r.get("status") == "finished"})
     tasks = [
-        (d, [(r, h) for r, h in histories if r["dataset"] == d], summary[summary["dataset"] == d], split, curve_metric)
+        (d, [(r, h) for r, h in histories if r["dataset"] == d], summary[summary["dataset"] == d], split, curve_metric,
+         table1["select_label"])
         for d in names
     ]
     if jobs > 1 and len(tasks) > 1:
