@@ -43,9 +43,9 @@ def results_option(fn):
 
 
 def results_root(results: Path | None) -> Path:
-    from mmbench.benchmark.store import defaultresults_root
+    from mmbench.benchmark.store import default_results_root
 
-    return results if results is not None else defaultresults_root()
+    return results if results is not None else default_results_root()
 
 
 def table_options(fn):
