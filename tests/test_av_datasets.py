@@ -1,0 +1,196 @@
+"""cremad, kinetics_sounds and vggsound loaders on fixtures in the real on-disk formats
+(specs/datasets.md §1-4, §9, §10)."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from mmbench.benchmark.config import resolve_config
+from mmbench.benchmark.registry import get_dataset
+from mmbench.cli import cli
+from mmbench.datasets.base import stratified_carve
+from mmbench.datasets.fixtures import KS_CLASSES, KS_USED, VGG_CLASSES, VGG_USED, write_fixture
+
+
+def data_cfg(dataset, **sets):
+    return resolve_config(dataset, "joint", {f"data.{k}": v for k, v in sets.items()}).data
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    base = tmp_path_factory.mktemp("av")
+    out = {}
+    for name, layout in [("cremad", "ogm"), ("cremad", "njustkmg"), ("kinetics_sounds", "ogm"),
+                         ("kinetics_sounds", "njustkmg"), ("kinetics_sounds", "njustkmg_noclasses"),
+                         ("vggsound", "ogm"), ("vggsound", "bss")]:
+        out[(name, layout)] = write_fixture(name, base / f"{name}-{layout}", layout)
+    return out
+
+
+def errors(problems):
+    return [p.message for p in problems if p.level == "error"]
+
+
+@pytest.mark.parametrize("key", [("cremad", "ogm"), ("cremad", "njustkmg"), ("kinetics_sounds", "ogm"),
+                                 ("kinetics_sounds", "njustkmg"), ("kinetics_sounds", "njustkmg_noclasses"),
+                                 ("vggsound", "ogm"), ("vggsound", "bss")])
+def test_every_fixture_layout_passes_check_and_splits(trees, key):
+    name, layout = key
+    spec, cfg = get_dataset(name), data_cfg(name)
+    assert errors(spec.check(trees[key], cfg)) == []
+    assert spec.load_index(trees[key], cfg).layout == layout.split("_")[0]
+    splits = spec.splits(trees[key], cfg)
+    assert all(splits[s] for s in ("train", "val", "test"))
+    assert not set(splits["train"]) & set(splits["val"]) and not set(splits["val"]) & set(splits["test"])
+
+
+def test_cremad_index_variants_parse_to_ogm_class_order(trees, tmp_path):
+    spec, cfg = get_dataset("cremad"), data_cfg("cremad")
+    for key in [("cremad", "ogm"), ("cremad", "njustkmg")]:
+        index = spec.load_index(trees[key], cfg)
+        assert index.classes == ("neutral", "happy", "sad", "fear", "disgust", "anger")
+        for r in index.rows:
+            assert ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"][r.label] == r.id.split("_")[2]
+        assert len([r for r in index.rows if r.split == "test"]) == 12  # header row skipped
+    raw = trees[("cremad", "ogm")] / "train.csv"
+    assert raw.read_bytes().startswith(b"\xef\xbb\xbf") and b"\r\n" in raw.read_bytes()
+    # MLA lines "<id>.flv Label" parse too
+    (tmp_path / "mla.txt").write_text("1085_IWL_SAD_XX.flv Sad\n1001_DFA_ANG_XX.flv Anger\n")
+    entries, problems = spec.parse_index(tmp_path / "mla.txt", "train", "ogm")
+    assert problems == [] and [(e[1], spec.resolve_label(e[2], ())) for e in entries] == [
+        ("1085_IWL_SAD_XX", 2), ("1001_DFA_ANG_XX", 5)]
+
+
+def test_cremad_carve_of_published_counts_gives_spec_val_sizes():
+    counts = [973, 1148, 1131, 1138, 1142, 1166]
+    labels = np.repeat(np.arange(6), counts)
+    kept, carved = stratified_carve(labels, 0.1, 0)
+    assert len(kept) == 6028 and len(carved) == 670
+    assert np.bincount(labels[carved]).tolist() == [97, 115, 113, 114, 114, 117]
+
+
+def test_carved_val_depends_on_split_seed_only(trees):
+    spec, root = get_dataset("cremad"), trees[("cremad", "ogm")]
+    a = spec.splits(root, data_cfg("cremad"))
+    assert spec.splits(root, data_cfg("cremad")) == a
+    torch.manual_seed(123)  # the run seed never changes a split
+    assert spec.splits(root, data_cfg("cremad")) == a
+    b = spec.splits(root, data_cfg("cremad", split_seed=1))
+    assert b["val"] != a["val"] and b["test"] == a["test"]
+    assert sorted(a["train"] + a["val"]) == sorted(b["train"] + b["val"])
+
+
+def test_kinetics_sounds_drops_short_and_wavless_clips_with_report(trees):
+    spec, root = get_dataset("kinetics_sounds"), trees[("kinetics_sounds", "ogm")]
+    cfg = data_cfg("kinetics_sounds")
+    index = spec.load_index(root, cfg)
+    warns = [p.message for p in spec.check(root, cfg) if p.level == "warn"]
+    assert any("dropped for missing audio" in w for w in warns)
+    assert any("fewer than 4 frames" in w for w in warns)
+    kept = {i for s in spec.splits(root, cfg).values() for i in s}
+    assert len(kept) == len(index.rows) - 2
+    strict = replace(cfg, drop_missing=False)
+    assert len(errors(spec.check(root, strict))) == 2
+
+
+def test_kinetics_sounds_class_lists_from_file_indices_or_sorted_names(trees):
+    spec = get_dataset("kinetics_sounds")
+    ogm = spec.load_index(trees[("kinetics_sounds", "ogm")], data_cfg("kinetics_sounds"))
+    assert ogm.classes == KS_CLASSES and sorted({r.label for r in ogm.rows}) == list(KS_USED)
+    root = trees[("kinetics_sounds", "njustkmg_noclasses")]
+    derived = spec.load_index(root, data_cfg("kinetics_sounds"))
+    names = sorted({KS_CLASSES[c] for c in KS_USED})
+    assert derived.classes == tuple(names)
+    assert (root / "classes.txt").read_text().split("\n")[:-1] == names
+
+
+def test_vggsound_resolves_both_start_forms_and_bss_leading_character(trees):
+    spec, cfg = get_dataset("vggsound"), data_cfg("vggsound")
+    for key in [("vggsound", "ogm"), ("vggsound", "bss")]:
+        index = spec.load_index(trees[key], cfg)
+        assert all(r.audio.is_file() and r.frames.is_dir() for r in index.rows)
+    ogm = spec.load_index(trees[("vggsound", "ogm")], cfg)
+    assert {len(r.id.rsplit("_", 1)[1]) == 6 for r in ogm.rows} == {True, False}  # padded and as written
+    assert ogm.classes == VGG_CLASSES and sorted({r.label for r in ogm.rows}) == list(VGG_USED)
+    bss = spec.load_index(trees[("vggsound", "bss")], cfg)
+    assert bss.classes == tuple(sorted(VGG_CLASSES[c] for c in VGG_USED))
+
+
+@pytest.mark.parametrize("name, preset, audio, video", [
+    ("cremad", "paper", (1, 257, 1250), (3, 1, 224, 224)),
+    ("cremad", "ogm", (1, 257, 188), (3, 1, 224, 224)),
+    ("cremad", "fbank", (1, 1024, 128), (3, 1, 224, 224)),
+    ("kinetics_sounds", "paper", (1, 257, 1003), (3, 3, 224, 224)),
+    ("vggsound", "paper", (1, 257, 2006), (3, 1, 384, 384)),
+    ("vggsound", "ogm", (1, 129, 626), (3, 3, 224, 224)),
+])
+def test_preset_item_shapes_match_spec_on_fixture_media(trees, name, preset, audio, video):
+    spec = get_dataset(name)
+    root = trees[(name, "ogm")]
+    cfg = data_cfg(name, preset=preset)
+    for train in (True, False):
+        item = spec.build("test", root, train, cfg)[0]
+        assert tuple(item["audio"].shape) == audio and item["audio"].dtype == torch.float32
+        assert tuple(item["video"].shape) == video and item["video"].dtype == torch.float32
+        assert isinstance(item["label"], int) and isinstance(item["index"], int)
+
+
+def test_vggsound_ogm_test_crop_is_repeatable_per_sample(trees):
+    spec, root = get_dataset("vggsound"), trees[("vggsound", "ogm")]
+    cfg = data_cfg("vggsound", preset="ogm")
+    torch.manual_seed(0)
+    a = spec.build("test", root, False, cfg)[0]["audio"]
+    b = spec.build("test", root, False, cfg)[0]["audio"]
+    assert torch.equal(a, b)
+
+
+def test_check_reports_deleted_truncated_corrupt_and_unknown_label_by_path(tmp_path):
+    root = write_fixture("cremad", tmp_path / "c", "ogm")
+    index = get_dataset("cremad").load_index(root, data_cfg("cremad"))
+    rows = [r for r in index.rows if r.split == "train"]
+    deleted = rows[0].audio
+    deleted.unlink()
+    truncated = rows[1].audio
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    corrupt = min(rows[2].frames.iterdir())
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    lines = (root / "test.csv").read_text().splitlines()
+    lines[1] = lines[1].split(",")[0] + ",Bored"
+    (root / "test.csv").write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(cli, ["data", "check", "cremad", "--root", str(root), "--deep"])
+    assert res.exit_code == 1, res.output
+    for path in (deleted, truncated, corrupt):
+        assert str(path) in res.output
+    assert f"{root / 'test.csv'}:2 'Bored'" in res.output
+    skip = CliRunner().invoke(cli, ["data", "check", "cremad", "--root", str(root), "--skip-missing"])
+    assert "samples dropped for missing audio" in skip.output and skip.exit_code == 1  # corrupt files still fail
+
+
+def test_check_strict_turns_count_mismatches_into_errors(trees):
+    root = str(trees[("cremad", "ogm")])
+    ok = CliRunner().invoke(cli, ["data", "check", "cremad", "--root", root])
+    assert ok.exit_code == 0 and "not the OGM-GE CREMA-D list" in ok.output
+    strict = CliRunner().invoke(cli, ["data", "check", "cremad", "--root", root, "--strict"])
+    assert strict.exit_code == 1 and "error: " in strict.output
+
+
+def test_check_names_layout_markers_for_an_unknown_tree(tmp_path):
+    res = CliRunner().invoke(cli, ["data", "check", "kinetics_sounds", "--root", str(tmp_path)])
+    assert res.exit_code == 1 and "my_train.txt" in res.output and "annotations/train.csv" in res.output
+
+
+def test_check_works_for_embedded_mfeat():
+    res = CliRunner().invoke(cli, ["data", "check", "mfeat"])
+    assert res.exit_code == 0, res.output
+
+
+def test_fixture_cli_writes_a_checkable_tree(tmp_path):
+    res = CliRunner().invoke(cli, ["data", "fixture", "vggsound", "--out", str(tmp_path / "v"), "--layout", "bss"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "v" / "label_encoding.json").read_text())
+    bad = CliRunner().invoke(cli, ["data", "fixture", "cremad", "--out", str(tmp_path / "x"), "--layout", "nope"])
+    assert bad.exit_code != 0 and "ogm" in bad.output
