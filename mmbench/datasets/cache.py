@@ -188,7 +188,7 @@ class CachedAVDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         audio, frames, offsets = self.cache.arrays()
         p = self.pos[i]
-        a = torch.from_numpy(np.asarray(audio[p], dtype=np.float32))
+        a = torch.from_numpy(np.array(audio[p])).float()  # copy the float16 rows, convert in torch (fast)
         start, stop = int(offsets[p]), int(offsets[p + 1])
         idx = frame_ops.sample_indices(stop - start, self.frames, self.sampling, self.train)
         clip = torch.from_numpy(np.ascontiguousarray(frames[[start + j for j in idx]]))

@@ -122,13 +122,15 @@ def uint8_transform(size: int, train: bool):
     path (the cache holds the ``Resize((S, S))`` output). Train: ``RandomResizedCrop(S)`` and the
     flip act on the already resized frame (the crop box is drawn on the S x S image, not on the
     original one)."""
-    crop = transforms.RandomResizedCrop(size, antialias=True) if train else None
-    flip = transforms.RandomHorizontalFlip() if train else None
+    from torchvision.transforms import v2  # its uint8 resize kernels are several times faster
+
+    crop = v2.RandomResizedCrop(size, antialias=True) if train else None
+    flip = v2.RandomHorizontalFlip() if train else None
 
     def apply(x: torch.Tensor) -> torch.Tensor:
         if train:
             x = flip(crop(x))
-        return (x.float() / 255.0 - _MEAN) / _STD
+        return x.float().mul_(1 / 255.0).sub_(_MEAN).div_(_STD)
 
     return apply
 
