@@ -130,7 +130,7 @@ def uint8_transform(size: int, train: bool):
     def apply(x: torch.Tensor) -> torch.Tensor:
         if train:
             x = flip(crop(x))
-        return x.float().mul_(1 / 255.0).sub_(_MEAN).div_(_STD)
+        return x.float().div_(255).sub_(_MEAN).div_(_STD)  # as ToTensor + Normalize, bit for bit
 
     return apply
 
