@@ -194,3 +194,52 @@ def test_fixture_cli_writes_a_checkable_tree(tmp_path):
     assert json.loads((tmp_path / "v" / "label_encoding.json").read_text())
     bad = CliRunner().invoke(cli, ["data", "fixture", "cremad", "--out", str(tmp_path / "x"), "--layout", "nope"])
     assert bad.exit_code != 0 and "ogm" in bad.output
+
+
+def test_first_and_segment_frame_sampling_read_sorted_files(trees):
+    from mmbench.datasets import frames as Fr
+
+    spec, root = get_dataset("kinetics_sounds"), trees[("kinetics_sounds", "ogm")]
+    tf = Fr.frame_transform(32, train=False)
+    for mode in ("first", "segment"):
+        cfg = data_cfg("kinetics_sounds", preset="smoke", frames=3, frame_sampling=mode)
+        ds = spec.build("test", root, False, cfg)
+        files = Fr.list_frames(ds.rows[0].frames)
+        assert [f.name for f in files] == [f"frame_{i + 1}.jpg" for i in range(len(files))]
+        idx = [0, 1, 2] if mode == "first" else Fr.segment_indices(len(files), 3, train=False)
+        expected = torch.stack([tf(Fr.open_rgb(files[i])) for i in idx]).permute(1, 0, 2, 3)
+        assert torch.equal(ds[0]["video"], expected)
+
+
+def test_precomputed_audio_is_loaded_as_stored(trees, tmp_path):
+    import pickle
+    import shutil
+
+    root = tmp_path / "ks"
+    shutil.copytree(trees[("kinetics_sounds", "ogm")], root)
+    spec = get_dataset("kinetics_sounds")
+    index = spec.load_index(root, data_cfg("kinetics_sounds"))
+    (root / "audio_spec").mkdir()
+    for r in index.rows:  # OGM-GE pickles (F, T) arrays; .npy files are accepted too
+        arr = np.full((7, 9), r.index, np.float32)
+        if r.index % 2:
+            np.save(root / "audio_spec" / f"{r.id}.npy", arr)
+        else:
+            (root / "audio_spec" / f"{r.id}.pkl").write_bytes(pickle.dumps(arr))
+    cfg = data_cfg("kinetics_sounds", preset="smoke", audio_source="precomputed")
+    ds = spec.build("test", root, False, cfg)
+    for item in (ds[0], ds[1]):
+        assert item["audio"].shape == (1, 7, 9) and torch.all(item["audio"] == item["index"])
+
+
+def test_cremad_media_folders_can_be_given_as_options(trees, tmp_path):
+    import shutil
+
+    src = trees[("cremad", "ogm")]
+    root = tmp_path / "c"
+    root.mkdir()
+    for f in ("train.csv", "test.csv"):
+        shutil.copy(src / f, root / f)
+    cfg = data_cfg("cremad", **{"paths.audio": str(src / "AudioWAV"), "paths.frames": str(src / "Image-01-FPS")})
+    assert errors(get_dataset("cremad").check(root, cfg)) == []
+    assert errors(get_dataset("cremad").check(root, data_cfg("cremad")))  # default folders are absent

@@ -94,6 +94,14 @@ def _stat_sig(paths) -> tuple:
     return tuple(sig)
 
 
+def precomputed_file(folder: Path, sid: str) -> Path:
+    """``<folder>/<sid>.pkl``, ``.npy`` or ``.pt``, whichever exists (``.pkl`` when none does)."""
+    for suffix in (".pkl", ".npy", ".pt"):
+        if (folder / f"{sid}{suffix}").is_file():
+            return folder / f"{sid}{suffix}"
+    return folder / f"{sid}.pkl"
+
+
 def user_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mmbench"

@@ -17,7 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmbench.benchmark.registry import register_dataset
-from mmbench.datasets.audiovisual import AVSpec, av_presets, looks_like_header, read_lines, split_fields
+from mmbench.datasets.audiovisual import (
+    AVSpec,
+    av_presets,
+    looks_like_header,
+    precomputed_file,
+    read_lines,
+    split_fields,
+)
 from mmbench.datasets.base import Problem
 
 CODES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
@@ -86,7 +93,7 @@ class CremadSpec(AVSpec):
         paths = opts.get("paths", {})
         frames = self.path_option(root, paths.get("frames", ""), "Image-01-FPS") / sid
         if opts.get("audio_source", "wav") == "precomputed":
-            return self.path_option(root, paths.get("audio", ""), "wav_pkl") / f"{sid}.pkl", frames
+            return precomputed_file(self.path_option(root, paths.get("audio", ""), "wav_pkl"), sid), frames
         return self.path_option(root, paths.get("audio", ""), "AudioWAV") / f"{sid}.wav", frames
 
     def published_checks(self, index, strict_counts):

@@ -23,7 +23,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmbench.benchmark.registry import register_dataset
-from mmbench.datasets.audiovisual import AVSpec, av_presets, looks_like_header, read_lines, split_fields
+from mmbench.datasets.audiovisual import (
+    AVSpec,
+    av_presets,
+    looks_like_header,
+    precomputed_file,
+    read_lines,
+    split_fields,
+)
 from mmbench.datasets.base import Problem
 
 MEDIA_SUFFIXES = (".mp4", ".wav", ".avi", ".mkv", ".webm")
@@ -79,10 +86,10 @@ class KineticsSoundsSpec(AVSpec):
     def media(self, root, layout, split, sid, opts):
         pre = opts.get("audio_source", "wav") == "precomputed"
         if layout == "ogm":
-            audio = root / "audio_spec" / f"{sid}.pkl" if pre else root / "audio" / f"{sid}.wav"
+            audio = precomputed_file(root / "audio_spec", sid) if pre else root / "audio" / f"{sid}.wav"
             return audio, root / "visual" / sid
         side = "test" if split == "test" else "train"
-        audio = root / f"{side}_wav_pkl" / f"{sid}.pkl" if pre else root / f"{side}_wav" / f"{sid}.wav"
+        audio = precomputed_file(root / f"{side}_wav_pkl", sid) if pre else root / f"{side}_wav" / f"{sid}.wav"
         return audio, root / f"{side}_img" / "Image-01-FPS" / sid
 
     def published_checks(self, index, strict_counts):
