@@ -131,3 +131,19 @@ def test_resumed_run_equals_uninterrupted_run(cremad_root, tmp_path):
     resumed = train_run(cfg, tmp_path / "b", root=cremad_root, progress=False, echo=lambda *_: None)
     assert resumed["selection"] == full["selection"]
     assert np.isfinite(full["selection"]["last"]["test"]["fusion"]["acc"])
+
+
+def test_cache_max_frames_bounds_frames_per_clip(tmp_path):
+    root = write_fixture("kinetics_sounds", tmp_path / "ks", "ogm")
+    sets = ["--preset", "smoke", "--set", "data.cache.max_frames=2"]
+    res = CliRunner().invoke(cli, ["data", "cache", "kinetics_sounds", "--root", str(root), *sets])
+    assert res.exit_code == 0, res.output
+    data = cfg_for("kinetics_sounds", preset="smoke", **{"cache.max_frames": 2}).data
+    ds = get_dataset("kinetics_sounds").build("train", root, True, data)
+    assert type(ds).__name__ == "CachedAVDataset"
+    offsets = ds.cache.arrays()[2]
+    assert set(np.diff(offsets).tolist()) == {2}  # every fixture clip has 4-6 frames
+    assert ds[0]["video"].shape == (3, 2, 32, 32)
+    # the default (all frames) is another cache: none is built yet
+    assert type(get_dataset("kinetics_sounds").build("train", root, True, cfg_for(
+        "kinetics_sounds", preset="smoke").data)).__name__ == "AVDataset"

@@ -11,9 +11,11 @@ decodes every present clip once into three memory-mapped ``.npy`` files:
   load time;
 - ``meta.json``, written last: dataset, preset key, the index digest and the ``index`` of each row.
 
-It lives in ``<root>/.mmbench-cache/<dataset>-<key>/`` (or ``data.cache.dir``), where ``key``
-hashes the resolved options that change the decoded arrays (audio options, fbank options, audio
-source, image size). The loader uses it automatically (``data.cache.mode = "auto"``) when its index
+``data.cache.max_frames = K`` stores at most K frames a clip (``cached_frames``), to bound the size
+of long clips at high resolution. It lives in ``<root>/.mmbench-cache/<dataset>-<key>/`` (or
+``data.cache.dir``; the user cache when the root is read-only), where ``key`` hashes the resolved
+options that change the decoded arrays (audio options, fbank options, audio source, image size,
+``max_frames``). The loader uses it automatically (``data.cache.mode = "auto"``) when its index
 digest matches the index files and it holds every requested clip; a stale cache is refused with
 a message to rebuild; ``mode = "off"`` ignores it and ``"require"`` insists on it.
 
@@ -44,8 +46,12 @@ CACHE_VERSION = 1
 META = "meta.json"
 
 
+def max_frames(opts: dict) -> int:
+    return int((opts.get("cache") or {}).get("max_frames", 0) or 0)
+
+
 def decoded_options(spec, opts: dict) -> dict:
-    return {
+    out = {
         "dataset": spec.name,
         "version": CACHE_VERSION,
         "audio": opts.get("audio"),
@@ -53,6 +59,22 @@ def decoded_options(spec, opts: dict) -> dict:
         "audio_source": opts.get("audio_source", "wav"),
         "image_size": int(opts["image_size"]),
     }
+    if max_frames(opts):
+        out["max_frames"] = max_frames(opts)
+        out["frame_sampling"] = opts.get("frame_sampling", "segment")
+    return out
+
+
+def cached_frames(files: list, opts: dict) -> list:
+    """The frames of a clip the cache stores: all of them, or with ``data.cache.max_frames = K``
+    the first K (``first`` sampling) or the K segment middles (``segment`` sampling). K bounds the
+    cache size of long clips (VGGSound at 384 px: 442 KB a frame); train then draws among the K."""
+    k = max_frames(opts)
+    if not k or len(files) <= k:
+        return files
+    if opts.get("frame_sampling", "segment") == "first":
+        return files[:k]
+    return [files[i] for i in frame_ops.segment_indices(len(files), k, train=False)]
 
 
 def cache_key(spec, opts: dict) -> str:
@@ -61,9 +83,19 @@ def cache_key(spec, opts: dict) -> str:
 
 
 def cache_path(spec, root: Path, opts: dict) -> Path:
+    """``data.cache.dir``, else ``<root>/.mmbench-cache`` when it exists or the root is writable,
+    else the user cache (``~/.cache/mmbench/<dataset>-<root hash>``)."""
     base = (opts.get("cache") or {}).get("dir") or ""
-    parent = Path(base).expanduser() if base else Path(root) / ".mmbench-cache"
-    return parent / f"{spec.name}-{cache_key(spec, opts)}"
+    name = f"{spec.name}-{cache_key(spec, opts)}"
+    if base:
+        return Path(base).expanduser() / name
+    local = Path(root) / ".mmbench-cache"
+    if local.is_dir() or os.access(root, os.W_OK):
+        return local / name
+    from mmbench.datasets.audiovisual import user_cache_dir
+
+    tag = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
+    return user_cache_dir() / f"cache-{tag}" / name
 
 
 def index_digest(index) -> str:
@@ -208,7 +240,8 @@ class _Decode(Dataset):
         r = self.rows[i]
         a = audio_ops.load_audio(r.audio, self.opts["audio"], self.opts.get("fbank"), train=False)
         size = int(self.opts["image_size"])
-        f = torch.stack([frame_ops.resized_uint8(p, size) for p in frame_ops.list_frames(r.frames)])
+        files = cached_frames(frame_ops.list_frames(r.frames), self.opts)
+        f = torch.stack([frame_ops.resized_uint8(p, size) for p in files])
         return i, a.to(torch.float16).numpy(), f.numpy()
 
 
@@ -236,10 +269,12 @@ def build_cache(spec, root: Path, cfg, workers: int = 0, echo=print, force: bool
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    counts = np.array([len(frame_ops.list_frames(r.frames)) for r in rows], dtype=np.int64)
+    counts = np.array([len(cached_frames(frame_ops.list_frames(r.frames), opts)) for r in rows], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     size = int(opts["image_size"])
     a_shape = audio_ops.item_shape(opts["audio"], opts.get("fbank"))
+    n_bytes = len(rows) * int(np.prod(a_shape)) * 2 + int(offsets[-1]) * 3 * size * size
+    echo(f"caching {len(rows)} clips and {int(offsets[-1])} frames ({n_bytes / 2**30:.2f} GiB) in {path}")
     audio_mm = open_memmap(tmp / "audio.npy", mode="w+", dtype=np.float16, shape=(len(rows),) + a_shape)
     frames_mm = open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=(int(offsets[-1]), 3, size, size))
     np.save(tmp / "offsets.npy", offsets)
