@@ -243,3 +243,26 @@ def test_cremad_media_folders_can_be_given_as_options(trees, tmp_path):
     cfg = data_cfg("cremad", **{"paths.audio": str(src / "AudioWAV"), "paths.frames": str(src / "Image-01-FPS")})
     assert errors(get_dataset("cremad").check(root, cfg)) == []
     assert errors(get_dataset("cremad").check(root, data_cfg("cremad")))  # default folders are absent
+
+
+def test_kinetics_sounds_index_formats_and_parse_errors(tmp_path):
+    spec = get_dataset("kinetics_sounds")
+    path = tmp_path / "my_train.txt"
+    path.write_text("--4-0ihtnBU_000058_000068,10,4\nabc_000001_000011.mp4 10 7\nlonely\n")
+    entries, problems = spec.parse_index(path, "train", "ogm")
+    assert [(e[1], e[2]) for e in entries] == [("--4-0ihtnBU_000058_000068", "4"), ("abc_000001_000011", "7")]
+    assert len(problems) == 1 and f"{path}:3" in problems[0].message and "'lonely'" in problems[0].message
+    csv_path = tmp_path / "train.csv"
+    csv_path.write_text('youtube_id,label\nxyz_000002_000012,"playing drums"\n')
+    entries, _ = spec.parse_index(csv_path, "train", "njustkmg")
+    assert [(e[1], e[2]) for e in entries] == [("xyz_000002_000012", "playing drums")]
+
+
+def test_check_reports_duplicate_ids_and_train_test_overlap(tmp_path):
+    root = write_fixture("cremad", tmp_path / "c", "ogm")
+    train = (root / "train.csv").read_bytes().decode("utf-8-sig").splitlines()
+    test = (root / "test.csv").read_text().splitlines()
+    (root / "train.csv").write_text("\n".join(train + [train[0], test[1]]) + "\n")
+    msgs = errors(get_dataset("cremad").check(root, data_cfg("cremad")))
+    assert any("listed twice in train" in m and f"{root / 'train.csv'}:1" in m for m in msgs)
+    assert any("in both train and test" in m and test[1].split(",")[0] in m for m in msgs)

@@ -134,7 +134,7 @@ class AVSpec(DatasetSpec):
         """(wav or precomputed spectrogram path, frame folder) of one clip."""
         raise NotImplementedError
 
-    def published_checks(self, index: Index, strict_counts: dict) -> list[Problem]:
+    def published_checks(self, index: Index) -> list[Problem]:
         return []
 
     # ------------------------------------------------------------------ options
@@ -335,7 +335,7 @@ class AVSpec(DatasetSpec):
         problems = list(index.problems)
         problems += self._check_labels(index)
         problems += self._check_ids(index)
-        problems += self.published_checks(index, {})
+        problems += self.published_checks(index)
         problems += self._check_media(index, cfg, opts)
         problems += self._check_readability(index, cfg)
         from mmbench.datasets import cache as cache_mod

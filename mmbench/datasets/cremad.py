@@ -96,7 +96,7 @@ class CremadSpec(AVSpec):
             return precomputed_file(self.path_option(root, paths.get("audio", ""), "wav_pkl"), sid), frames
         return self.path_option(root, paths.get("audio", ""), "AudioWAV") / f"{sid}.wav", frames
 
-    def published_checks(self, index, strict_counts):
+    def published_checks(self, index):
         return self.count_problems(
             index,
             {"train": 6698, "test": 744},

@@ -92,7 +92,7 @@ class KineticsSoundsSpec(AVSpec):
         audio = precomputed_file(root / f"{side}_wav_pkl", sid) if pre else root / f"{side}_wav" / f"{sid}.wav"
         return audio, root / f"{side}_img" / "Image-01-FPS" / sid
 
-    def published_checks(self, index, strict_counts):
+    def published_checks(self, index):
         out = []
         if index.layout == "ogm":
             out += self.count_problems(index, {"train": 14799, "test": 2597}, {},

@@ -109,7 +109,7 @@ class VGGSoundSpec(AVSpec):
             return adir / f"{sid}.wav", vdir / f"{sid}.mp4"
         return root / "AudioWAV" / f"{sid}.wav", root / "Image-01-FPS" / sid
 
-    def published_checks(self, index, strict_counts):
+    def published_checks(self, index):
         out = self.count_problems(index, {"train": 168618, "test": 13954}, {}, {},
                                   "the AUG paper's VGGSound download")
         enc = Path(index.files["train"]).parent / "label_encoding.json"
