@@ -147,3 +147,13 @@ def test_cache_max_frames_bounds_frames_per_clip(tmp_path):
     # the default (all frames) is another cache: none is built yet
     assert type(get_dataset("kinetics_sounds").build("train", root, True, cfg_for(
         "kinetics_sounds", preset="smoke").data)).__name__ == "AVDataset"
+
+
+def test_cached_dataset_pickles_for_dataloader_workers(cremad_root):
+    import pickle
+
+    CliRunner().invoke(cli, ["data", "cache", "cremad", "--root", str(cremad_root), "--preset", "smoke"])
+    ds = get_dataset("cremad").build("test", cremad_root, False, cfg_for("cremad", preset="smoke").data)
+    ds[0]  # opens the memory maps; they must not travel
+    clone = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(clone[1]["video"], ds[1]["video"]) and torch.equal(clone[1]["audio"], ds[1]["audio"])

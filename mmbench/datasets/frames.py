@@ -117,22 +117,28 @@ _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
-def uint8_transform(size: int, train: bool):
+class Uint8FrameTransform:
     """The frame transform applied to a cached uint8 ``(3, S, S)`` frame. Test: exactly the PIL
-    path (the cache holds the ``Resize((S, S))`` output). Train: ``RandomResizedCrop(S)`` and the
-    flip act on the already resized frame (the crop box is drawn on the S x S image, not on the
-    original one)."""
-    from torchvision.transforms import v2  # its uint8 resize kernels are several times faster
+    path (the cache holds the ``Resize((S, S))`` output, and the scaling and normalisation match
+    ``ToTensor`` + ``Normalize`` bit for bit). Train: ``RandomResizedCrop(S)`` and the flip act on
+    the already resized frame (the crop box is drawn on the S x S image, not on the original one).
+    A class, not a closure, so datasets holding it pickle into DataLoader workers."""
 
-    crop = v2.RandomResizedCrop(size, antialias=True) if train else None
-    flip = v2.RandomHorizontalFlip() if train else None
+    def __init__(self, size: int, train: bool):
+        from torchvision.transforms import v2  # its uint8 resize kernels are several times faster
 
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        if train:
-            x = flip(crop(x))
-        return x.float().div_(255).sub_(_MEAN).div_(_STD)  # as ToTensor + Normalize, bit for bit
+        self.train = train
+        self.crop = v2.RandomResizedCrop(size, antialias=True) if train else None
+        self.flip = v2.RandomHorizontalFlip() if train else None
 
-    return apply
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.train:
+            x = self.flip(self.crop(x))
+        return x.float().div_(255).sub_(_MEAN).div_(_STD)
+
+
+def uint8_transform(size: int, train: bool) -> Uint8FrameTransform:
+    return Uint8FrameTransform(size, train)
 
 
 def image_problem(path: str | Path) -> str | None:
