@@ -245,3 +245,6 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+from mmbench.cli_data import data  # noqa: E402  (the data command group lives in its own module)
+cli.add_command(data)
