@@ -20,6 +20,7 @@ from mmbench.cli_common import (
     results_root,
     table_options,
 )
+from mmbench.cli_data import data
 from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
 
@@ -237,6 +238,7 @@ def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, n
 
 
 cli.add_command(report)
+cli.add_command(data)
 
 
 def main():
@@ -245,6 +247,3 @@ def main():
 
 if __name__ == "__main__":
     main()
-
-from mmbench.cli_data import data  # noqa: E402  (the data command group lives in its own module)
-cli.add_command(data)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from mmbench.cli import friendly_errors
+from mmbench.cli_common import friendly_errors
 from mmbench.errors import MMBenchError
 
 EXIT_PROBLEMS = 1

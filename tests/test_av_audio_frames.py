@@ -81,7 +81,8 @@ def _fbank_reference(x, sr=16000):
     x = x.astype(np.float64) - x.mean()
     n = 1 + (len(x) - 400) // 160
     win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 399)
-    mel = lambda f: 1127 * np.log(1 + f / 700)
+    def mel(f):
+        return 1127 * np.log(1 + f / 700)
     lo, hi = mel(20), mel(8000)
     d = (hi - lo) / 129
     out = []
