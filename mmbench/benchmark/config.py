@@ -120,7 +120,7 @@ def parse_value(text: str) -> Any:
         return low == "true"
     if low in ("nan", "inf", "-inf", "+inf"):
         return float(low)
-    if low in ("none", "null"):
+    if low == "null":
         return None
     try:
         return ast.literal_eval(s)

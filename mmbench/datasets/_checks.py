@@ -16,7 +16,7 @@ def check_flags(cfg) -> tuple[bool, bool]:
     """(deep, strict): attributes ``deep`` / ``strict`` of the data config if the caller set them
     (``mmbench data check --deep --strict``), else ``options["check"]``; both default to False."""
     opts = (getattr(cfg, "options", None) or {}).get("check", {}) if cfg is not None else {}
-    deep = bool(getattr(cfg, "deep", False) or opts.get("deep", False))
+    deep = bool(getattr(cfg, "check_deep", False) or getattr(cfg, "deep", False) or opts.get("deep", False))
     strict = bool(getattr(cfg, "strict", False) or opts.get("strict", False))
     return deep, strict
 
@@ -58,7 +58,7 @@ def count_mismatch(what: str, got, expected, strict: bool, extra: str = "") -> l
         return []
     level = "error" if strict else "warn"
     return [Problem(level, f"{what}: {got}, published {expected}{extra} (a subset or fixture is fine; "
-                           "--strict makes this an error)")]
+                           "--strict makes this an error)", kind="count")]
 
 
 def verify_image(path: Path) -> str | None:
