@@ -191,3 +191,26 @@ def test_every_paper_setting_cites_its_source():
     cfg = resolve_config("mfeat", "sustained_boost")
     assert cfg.method_params["fusion_weights"] == {"image": 0.5, "fourier": 0.5}
     assert cfg.sources["method.smoothing"].startswith("[guess]")
+
+
+def test_three_modalities_train_with_the_nvgesture_rules_on_mfeat3(tmp_path):
+    # rho_min 0.5 instead of the NVGesture 0.4: on 100 rows the three ratios sit near 0.5
+    sets = {"epochs": 2, "data.limit_train_per_class": 10, "method.rho_min": 0.5}
+    cfg = resolve_config("mfeat3", "sustained_boost", sets, device="cpu")
+    result = train_run(cfg, tmp_path, progress=False)
+    assert result["status"] == "finished"
+    hist = _history(_run_dir(tmp_path, cfg) / "history.jsonl")
+    d = hist[-1]["diagnostics"]
+    mods = ("image", "fourier", "morph")
+    S = [d["confidence"][m] for m in mods]
+    for m, s in zip(mods, S):
+        assert d["confidence_ratio"][m] == pytest.approx(s / (sum(S) - s))
+    # the check after epoch 0 adds a classifier to every modality below rho_min, and only those
+    first = hist[0]["diagnostics"]
+    S0 = [first["confidence"][m] for m in mods]
+    weak = [m for m, s in zip(mods, S0) if s / (sum(S0) - s) < 0.5]
+    assert weak, "precondition: some modality is below rho_min after epoch 0"
+    assert first["pending_additions"] == weak
+    assert d["classifiers"] == {m: 1 + (m in weak) for m in mods}
+    assert {"loss_image", "loss_fourier", "loss_morph", "loss_w"} <= set(hist[-1]["train"])
+    assert set(hist[-1]["test"]) == {"fusion", *mods}
