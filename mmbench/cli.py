@@ -68,14 +68,17 @@ def cli():
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--tag", default=None, help="Run tag (default: named after the non-default overrides).")
 @click.option("--rerun", is_flag=True, help="Train finished or failed seeds again.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the encoders (same as --set compile=true).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @friendly_errors
-def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, no_progress):
+def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, compile_, no_progress):
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
     from mmbench.benchmark.launch import run_local
 
     overrides = parse_overrides(sets)
+    if compile_:
+        overrides["compile"] = True
     resolve_config(dataset, method, overrides, seed=seed_start, tag=tag, device=device)  # validate first
     outcomes = run_local(
         dataset,
@@ -158,6 +161,78 @@ def list_(what):
         for name in registry.dataset_names():
             spec = registry.get_dataset(name)
             click.echo(f"{name:<18} {spec.num_classes:>4} classes  modalities: {', '.join(spec.modalities)}")
+
+
+@cli.command()
+@click.argument("suite")
+@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
+@click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local worker processes (each pinned to one GPU, or a share of the CPU cores).")
+@_results_option
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override for every run, repeatable.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Replace the suite's seed count.")
+@click.option("--root", "roots", multiple=True, metavar="DATASET=DIR", help="Data root of a dataset, repeatable.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--dry-run", is_flag=True, help="List the runs and their state; train nothing.")
+@click.option("--partition", default=None, help="SLURM partition.")
+@click.option("--gpus", type=int, default=1, show_default=True, help="SLURM GPUs per task.")
+@click.option("--cpus", type=int, default=8, show_default=True, help="SLURM CPUs per task.")
+@click.option("--mem", "mem_gb", type=int, default=32, show_default=True, help="SLURM memory per task (GB).")
+@click.option("--time", "time_min", type=int, default=24 * 60, show_default=True, help="SLURM time limit (minutes).")
+@click.option("--array-parallelism", type=int, default=64, show_default=True)
+@click.option("--cluster", type=click.Choice(["auto", "slurm", "local", "debug"]), default="auto", show_default=True,
+              help="submitit executor; 'local' runs the SLURM path on this machine.")
+@click.option("--log-dir", type=click.Path(path_type=Path), default=None, help="submitit logs (default RESULTS/_slurm).")
+@click.option("--wait/--no-wait", default=False, help="SLURM: wait for the array and summarise.")
+@friendly_errors
+def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run, partition, gpus, cpus, mem_gb,
+          time_min, array_parallelism, cluster, log_dir, wait):
+    """Run a SUITE (name or .toml path): finished runs are skipped, partial runs resumed."""
+    from mmbench.benchmark.config import parse_overrides
+    from mmbench.benchmark.launch import JobOutcome, pending_jobs, summarise_outcomes, sweep_local
+    from mmbench.benchmark.suites import Job, load_suite
+
+    root_map = {}
+    for item in roots:
+        if "=" not in item:
+            raise MMBenchError(f"--root expects DATASET=DIR, got {item!r}")
+        k, v = item.split("=", 1)
+        root_map[k] = v
+    s = load_suite(suite, seeds, root_map)
+    extra = parse_overrides(sets)
+    jobs = [Job(j.dataset, j.method, j.seed, tuple(sorted({**j.overrides_dict, **extra}.items())), j.tag, j.root)
+            for j in s.jobs] if extra else s.jobs
+    results_root = _results_root(results)
+    click.echo(f"suite {s.name}: {len(jobs)} runs -> {results_root}")
+    if dry_run:
+        todo, done = pending_jobs(jobs, results_root)
+        for j in todo:
+            click.echo(f"  pending {j.label()}")
+        for o in done:
+            click.echo(f"  skip    {o.job.label()}: {o.reason}")
+        return
+    if launcher == "local":
+        outcomes = sweep_local(jobs, results_root, n_jobs, device, echo=click.echo)
+    else:
+        from mmbench.benchmark.slurm import SlurmOptions, submit
+
+        todo, outcomes = pending_jobs(jobs, results_root)
+        opts = SlurmOptions(partition, gpus, cpus, mem_gb, time_min, array_parallelism,
+                            None if cluster == "auto" else cluster)
+        submitted = submit(todo, results_root, log_dir or results_root / "_slurm", opts, device)
+        click.echo(f"submitted {len(submitted)} tasks ({len(outcomes)} already done)"
+                   + (f": job {submitted[0].job_id.split('_')[0]}" if submitted else ""))
+        if not wait:
+            return
+        for job, sj in zip(todo, submitted):
+            try:
+                r = sj.result()
+                outcomes.append(JobOutcome(job, r["status"], r["reason"], r["seconds"], r["path"]))
+            except Exception as exc:  # noqa: BLE001 - a task that crashed outright
+                outcomes.append(JobOutcome(job, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+    click.echo(summarise_outcomes(outcomes))
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(EXIT_FAILED_RUNS)
 
 
 @cli.command()

@@ -50,6 +50,8 @@ class TrainConfig:
     step_at: str = "epoch_start"
     amp: str = "auto"  # auto (bf16 autocast on CUDA) | bf16 | off
     drop_last: bool = False
+    channels_last: bool = True  # on CUDA: channels_last memory format for 2-D convolutions
+    compile: bool = False  # torch.compile each encoder (mmbench run --compile)
 
 
 @dataclass
@@ -60,7 +62,7 @@ class DataConfig:
     split_seed: int = 0
     val_fraction: float = 0.1
     drop_missing: bool | None = None  # None: the dataset's default
-    num_workers: int = 0
+    num_workers: int = -1  # -1: automatic (0 for in-memory data, else min(8, cores) on CUDA)
     pin_memory: bool = True
     options: dict = field(default_factory=dict)  # resolved preset options of the dataset
 
@@ -97,6 +99,14 @@ class RunConfig:
 
 
 TOP_LEVEL_KEYS = ("protocol", "select_tie")
+# settings that change speed, not results: they never tag a run and never block a resume
+SPEED_KEYS = (
+    "train.compile",
+    "train.channels_last",
+    "train.eval_batch_size",
+    "data.num_workers",
+    "data.pin_memory",
+)
 _TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 _DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "options")
 
@@ -206,6 +216,7 @@ def auto_tag(method_cls, changed: dict[str, Any]) -> str | None:
     Keys listed in the method's ``tag_keys`` show their value only (``unimodal-fourier``)."""
     parts = []
     tag_keys = getattr(method_cls, "tag_keys", ())
+    changed = {k: v for k, v in changed.items() if k not in SPEED_KEYS}
     for key in sorted(changed, key=lambda k: (k.split(".")[-1] not in tag_keys, k.split(".")[-1], k)):
         short = key.split(".")[-1]
         if key.startswith("method.") and short in tag_keys:

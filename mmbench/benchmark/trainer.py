@@ -9,7 +9,9 @@ and ``result.json`` with every selection rule (specs/methods/evaluation.md).
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from tqdm import tqdm
 
 import mmbench
 from mmbench.benchmark import store
-from mmbench.benchmark.config import RunConfig
+from mmbench.benchmark.config import SPEED_KEYS, RunConfig
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
@@ -131,7 +133,11 @@ def evaluate(method, model, loader, device, autocast) -> dict:
 
 def _config_key(cfg_dict: dict) -> dict:
     """The parts of a config that must match for a checkpoint to be resumed."""
-    return {k: cfg_dict[k] for k in ("dataset", "method", "seed", "protocol", "train", "data", "method_params")}
+    key = {k: copy.deepcopy(cfg_dict[k]) for k in ("dataset", "method", "seed", "protocol", "train", "data", "method_params")}
+    for dotted in SPEED_KEYS:
+        section, name = dotted.split(".")
+        key[section].pop(name, None)
+    return key
 
 
 def train_run(
@@ -305,15 +311,18 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
     model.to(device)
-    if device.type == "cuda" and cfg.train.amp != "off":
-        model.to(memory_format=torch.channels_last)
+    if device.type == "cuda" and cfg.train.channels_last:
+        apply_channels_last(model)
+    if cfg.train.compile:
+        for m in spec.modalities:
+            model.encoders[m].compile()  # in place: state_dict keys (and checkpoints) unchanged
     optimizers = method.configure_optimizers(model, cfg.train)
     if ckpt is not None:
         optimizers.load_state_dict(ckpt["optimizers"])
 
     tr = cfg.train
     pin = cfg.data.pin_memory and device.type == "cuda"
-    loader_kw = dict(num_workers=cfg.data.num_workers, pin_memory=pin)
+    loader_kw = {"num_workers": loader_workers(cfg.data.num_workers, train_set, device), "pin_memory": pin}
     train_loader = EpochLoader(train_set, tr.batch_size, True, cfg.seed, tr.drop_last, **loader_kw)
     val_loader = EpochLoader(val_set, tr.eval_batch_size, False, **loader_kw)
     test_loader = EpochLoader(test_set, tr.eval_batch_size, False, **loader_kw)
@@ -340,6 +349,24 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         method, model, ctx, train_loader, val_loader, test_loader,
         _split_sizes(train_set, val_set, test_set, heldout_set),
     )
+
+
+def apply_channels_last(model: nn.Module) -> None:
+    """channels_last for 2-D convolutions only (3-D convs such as I3D's keep their layout)."""
+    for mod in model.modules():
+        if isinstance(mod, nn.Conv2d):
+            mod.to(memory_format=torch.channels_last)
+
+
+def loader_workers(requested: int, dataset, device: torch.device) -> int:
+    """``data.num_workers``; -1 (default) = 0 for in-memory datasets, else min(8, cores) on CUDA
+    and min(2, cores) on CPU."""
+    if requested >= 0:
+        return requested
+    if hasattr(dataset, "batch") and hasattr(dataset, "tensors"):
+        return 0
+    cores = os.cpu_count() or 1
+    return min(8 if device.type == "cuda" else 2, cores)
 
 
 def _subset(dataset, positions):
