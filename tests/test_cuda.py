@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from conftest import TINY
 from mmbench.benchmark.config import parse_overrides, resolve_config
 from mmbench.benchmark.registry import method_names
 from mmbench.benchmark.trainer import Interrupted, train_run
+
+from conftest import TINY
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -10,6 +10,8 @@ and ``result.json`` with every selection rule (specs/methods/evaluation.md).
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import os
 import platform
@@ -378,10 +380,25 @@ def _subset(dataset, positions):
 
 
 def _split_sizes(train, val, test, heldout) -> dict:
-    sizes = {"train": len(train), "val": len(val), "test": len(test)}
-    if heldout is not None:
-        sizes["heldout"] = len(heldout)
-    return sizes
+    """Sizes of each split and the sha256 of its sorted item indices (specs/datasets.md §1.3)."""
+    out = {}
+    for name, ds in (("train", train), ("val", val), ("test", test), ("heldout", heldout)):
+        if ds is None:
+            continue
+        out[name] = len(ds)
+        idx = _item_indices(ds)
+        if idx is not None:
+            out[f"{name}_sha256"] = hashlib.sha256(json.dumps(sorted(idx)).encode()).hexdigest()
+    return out
+
+
+def _item_indices(ds) -> list[int] | None:
+    indices = getattr(ds, "indices", None)
+    if isinstance(indices, torch.Tensor):
+        return indices.tolist()
+    if isinstance(indices, (list, tuple)) and all(isinstance(i, int) for i in indices):
+        return list(indices)
+    return None
 
 
 def _finite(v) -> bool:
