@@ -257,6 +257,7 @@ def resolve_config(
     sources.update(dpre.get("sources", {}))
 
     # protocol and preset come first: they decide which other defaults apply
+    defaults_before = {"protocol": cfg.protocol, "data.preset": cfg.data.preset}
     protocol = overrides.get("protocol", cfg.protocol)
     if protocol not in ("shared", "official"):
         raise ConfigError(f"protocol must be 'shared' or 'official', got {protocol!r}")
@@ -293,6 +294,7 @@ def resolve_config(
     changed: dict[str, Any] = {}
     for key, value in overrides.items():
         before = _apply_override(cfg, params, spec, method_cls, key, value)
+        before = defaults_before.get(key, before)  # applied above, before the other defaults
         after = _current(cfg, params, key)
         if before != after and not (
             isinstance(before, float) and isinstance(after, float) and math.isnan(before) and math.isnan(after)

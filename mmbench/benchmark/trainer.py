@@ -195,12 +195,13 @@ def train_run(
     env = environment(device)
     store.write_json(
         out_dir / store.CONFIG,
-        {**cfg.to_dict(), "environment": env, "splits": run.split_sizes},
+        {**cfg.to_dict(), "environment": env, "splits": run.split_sizes, "data_warnings": warnings_},
     )
     store.write_history(out_dir / store.HISTORY, history)
 
     t_start = time.time()
     epochs_done = 0
+    seen_warnings: set[str] = set()
     try:
         for epoch in range(start_epoch, tr.epochs):
             if stop_after_epochs is not None and epochs_done >= stop_after_epochs:
@@ -220,8 +221,15 @@ def train_run(
                 _step_schedulers(ctx.optimizers)
             t0 = time.time()
             autocast = ctx.autocast
-            val_m = evaluate(method, model, val_loader, device, autocast)
-            test_m = evaluate(method, model, test_loader, device, autocast)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                val_m = evaluate(method, model, val_loader, device, autocast)
+                test_m = evaluate(method, model, test_loader, device, autocast)
+            for w in caught:  # e.g. MAP's "no positive sample" warning: once per run, not per epoch
+                text = str(w.message)
+                if text not in seen_warnings:
+                    seen_warnings.add(text)
+                    echo(f"warning: {text}")
             eval_s = time.time() - t0
             ctx.val_metrics = val_m
             method.on_epoch_end(ctx)
@@ -386,6 +394,8 @@ def _split_sizes(train, val, test, heldout) -> dict:
         if ds is None:
             continue
         out[name] = len(ds)
+        if getattr(ds, "dropped", None):
+            out[f"{name}_dropped"] = ds.dropped
         idx = _item_indices(ds)
         if idx is not None:
             out[f"{name}_sha256"] = hashlib.sha256(json.dumps(sorted(idx)).encode()).hexdigest()
