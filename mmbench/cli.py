@@ -165,7 +165,7 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
     """Run a SUITE (name or .toml path): finished runs are skipped, partial runs resumed."""
     from mmbench.benchmark.config import parse_overrides
     from mmbench.benchmark.launch import JobOutcome, pending_jobs, summarise_outcomes, sweep_local
-    from mmbench.benchmark.suites import Job, load_suite
+    from mmbench.benchmark.suites import load_suite
 
     root_map = {}
     for item in roots:
@@ -175,8 +175,7 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
         root_map[k] = v
     s = load_suite(suite, seeds, root_map)
     extra = parse_overrides(sets)
-    jobs = [Job(j.dataset, j.method, j.seed, tuple(sorted({**j.overrides_dict, **extra}.items())), j.tag, j.root)
-            for j in s.jobs] if extra else s.jobs
+    jobs = [j.with_overrides(extra) for j in s.jobs]
     root_dir = results_root(results)
     click.echo(f"suite {s.name}: {len(jobs)} runs -> {root_dir}")
     if dry_run:
