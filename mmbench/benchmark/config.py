@@ -64,6 +64,7 @@ class DataConfig:
     drop_missing: bool | None = None  # None: the dataset's default
     num_workers: int = -1  # -1: automatic (0 for in-memory data, else min(8, cores) on CUDA)
     pin_memory: bool = True
+    persistent_workers: bool | None = None  # None: on CUDA only (exact resume needs them off)
     options: dict = field(default_factory=dict)  # resolved preset options of the dataset
 
 
@@ -106,6 +107,7 @@ SPEED_KEYS = (
     "train.eval_batch_size",
     "data.num_workers",
     "data.pin_memory",
+    "data.persistent_workers",
 )
 _TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 _DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "options")

@@ -332,7 +332,12 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
 
     tr = cfg.train
     pin = cfg.data.pin_memory and device.type == "cuda"
-    loader_kw = {"num_workers": loader_workers(cfg.data.num_workers, train_set, device), "pin_memory": pin}
+    persistent = cfg.data.persistent_workers
+    loader_kw = {
+        "num_workers": loader_workers(cfg.data.num_workers, train_set, device),
+        "pin_memory": pin,
+        "persistent_workers": device.type == "cuda" if persistent is None else persistent,
+    }
     train_loader = EpochLoader(train_set, tr.batch_size, True, cfg.seed, tr.drop_last, **loader_kw)
     val_loader = EpochLoader(val_set, tr.eval_batch_size, False, **loader_kw)
     test_loader = EpochLoader(test_set, tr.eval_batch_size, False, **loader_kw)
