@@ -40,9 +40,8 @@ from torch import nn
 
 from mmbench.benchmark import registry, store
 from mmbench.benchmark.config import method_preset, resolve_config
-from mmbench.benchmark.loaders import EpochLoader
 from mmbench.benchmark.seeding import seed_everything
-from mmbench.benchmark.trainer import Interrupted, MultimodalModel, evaluate, train_run
+from mmbench.benchmark.trainer import Interrupted, RunState, build_run, evaluate, resolve_device, train_run
 from mmbench.errors import ConfigError, MMBenchError, NonFiniteLossError
 
 DATASETS = ("mfeat", "mfeat3")
@@ -147,8 +146,7 @@ def _refusal(method_cls, dataset: str, kit: dict, seed: int, device: str) -> str
     if limit is None or len(spec.modalities) <= limit:
         return None
     try:
-        cfg = resolve_config(dataset, method_cls.name, kit, seed=seed, device=device)
-        _build_method(method_cls, cfg).build_heads(_feature_dims(spec, cfg), spec.num_classes)
+        _build(resolve_config(dataset, method_cls.name, kit, seed=seed, device=device))
     except ConfigError as exc:
         return str(exc)
     except Exception as exc:
@@ -165,13 +163,15 @@ def _refusal(method_cls, dataset: str, kit: dict, seed: int, device: str) -> str
 
 # ---------------------------------------------------------------------------- one dataset
 def _check_dataset(method_cls, dataset: str, kit: dict, seed: int, device: str, root: Path) -> list[str]:
-    cfg = resolve_config(dataset, method_cls.name, kit, seed=seed, device=device)
+    def config():  # resolved afresh for every run, as each CLI call (a new process) does
+        return resolve_config(dataset, method_cls.name, kit, seed=seed, device=device)
+
+    cfg = config()
     epochs = cfg.train.epochs
     if epochs < 2:
         raise _fail(dataset, "setup", f"the kit needs epochs >= 2 to check resume (got {epochs})")
-    spec = registry.get_dataset(dataset)
 
-    result_a = _train(cfg, root / "a", dataset)
+    result_a = _train(config(), root / "a", dataset)
     dir_a = store.run_dir(root / "a", dataset, cfg.run_name, seed)
     history_a = store.read_history(dir_a / store.HISTORY)
     ckpt_a = torch.load(dir_a / store.CHECKPOINT, map_location="cpu", weights_only=False)
@@ -179,24 +179,24 @@ def _check_dataset(method_cls, dataset: str, kit: dict, seed: int, device: str, 
         raise _fail(dataset, "training", f"status {result_a['status']}, {len(history_a)}/{epochs} epochs")
 
     _check_losses(history_a, dataset)
-    method = _build_method(method_cls, cfg)
-    expected = ("fusion", *method.active_modalities)
+    active = _build(config()).method.active_modalities
+    expected = ("fusion", *active)
     for split in ("val", "test"):
         missing = [h for h in expected if h not in history_a[-1][split]]
         if missing:
             raise _fail(dataset, "predict", f"no logits for {missing} (has {sorted(history_a[-1][split])})")
 
-    model = _check_state_and_encoders(method_cls, cfg, spec, ckpt_a, dataset)
-    _check_predict(method, model, cfg, spec, history_a[-1]["val"], expected, dataset)
+    _check_encoders(config(), active, ckpt_a, dataset)
+    _check_state_and_predict(config(), ckpt_a, history_a[-1]["val"], expected, dataset)
 
     # resume: stop after epochs // 2, resume, compare with the uninterrupted run
     stop = epochs // 2
     try:
-        _train(cfg, root / "c", dataset, stop_after_epochs=stop)
+        _train(config(), root / "c", dataset, stop_after_epochs=stop)
         raise _fail(dataset, "resume", f"train_run did not stop after {stop} epochs")
     except Interrupted:
         pass
-    result_c = _train(cfg, root / "c", dataset)
+    result_c = _train(config(), root / "c", dataset)
     dir_c = store.run_dir(root / "c", dataset, cfg.run_name, seed)
     history_c = store.read_history(dir_c / store.HISTORY)
     ckpt_c = torch.load(dir_c / store.CHECKPOINT, map_location="cpu", weights_only=False)
@@ -213,7 +213,7 @@ def _check_dataset(method_cls, dataset: str, kit: dict, seed: int, device: str, 
         if epoch < stop:
             raise _fail(dataset, "determinism", f"two runs with seed {seed} differ at {diff[1]}")
         # the first `stop` epochs agree: an uninterrupted rerun tells determinism from resume
-        _train(cfg, root / "b", dataset)
+        _train(config(), root / "b", dataset)
         dir_b = store.run_dir(root / "b", dataset, cfg.run_name, seed)
         again = _history_diff(history_a, store.read_history(dir_b / store.HISTORY))
         if again is not None:
@@ -250,36 +250,28 @@ def _check_losses(history: list[dict], dataset: str) -> None:
             raise _fail(dataset, "losses", f"non-finite {bad} at epoch {rec['epoch']}")
 
 
-def _build_method(method_cls, cfg):
+def _build(cfg, ckpt: dict | None = None) -> RunState:
+    """The run ``train_run`` trains (``build_run``: same seeding, data, encoders, hook order),
+    restored from ``ckpt`` when given."""
     spec = registry.get_dataset(cfg.dataset)
-    hyper = method_cls.make_hyper(cfg.method_params)
-    return method_cls(hyper, spec.modalities, spec.num_classes, _feature_dims(spec, cfg))
+    return build_run(cfg, spec, registry.get_method(cfg.method), None, resolve_device(cfg.device), ckpt)
 
 
-def _feature_dims(spec, cfg) -> dict[str, int]:
-    return {m: dim for m, (_, dim) in spec.backbones(cfg.data).items()}
-
-
-def _fresh_encoders(spec, cfg) -> nn.ModuleDict:
-    """The encoders ``train_run`` starts from: same seed, same construction order."""
+def _dataset_encoders(cfg) -> nn.ModuleDict:
+    """The encoders as the dataset builds them, initialised as ``build_run`` does (seeded just
+    before; the embedded datasets draw no random numbers while loading)."""
+    spec = registry.get_dataset(cfg.dataset)
     seed_everything(cfg.seed)
     factories = spec.backbones(cfg.data)
     return nn.ModuleDict({m: factories[m][0]() for m in spec.modalities})
 
 
-def _check_state_and_encoders(method_cls, cfg, spec, ckpt: dict, dataset: str) -> MultimodalModel:
-    """Method state round-trips; heads rebuilt from it load the checkpoint; encoders are the
-    dataset's (same tensors by name and shape), unused ones untouched. Returns the rebuilt model."""
-    state = ckpt["method"]
-    method = _build_method(method_cls, cfg)
-    method.load_state_dict(state)
-    diff = _diff(state, method.state_dict(), "state")
-    if diff is not None:
-        raise _fail(dataset, "state", f"load_state_dict(s) then state_dict() differs from s at {diff[1]}")
-
-    initial = _fresh_encoders(spec, cfg)
-    saved = {k[len("encoders.") :]: v for k, v in ckpt["model"].items() if k.startswith("encoders.")}
+def _check_encoders(cfg, active, ckpt: dict, dataset: str) -> None:
+    """The checkpointed encoders are the dataset's (same tensors by name and shape); encoders of
+    modalities the method does not use end as they started."""
+    initial = _dataset_encoders(cfg)
     fresh = initial.state_dict()
+    saved = {k[len("encoders.") :]: v for k, v in ckpt["model"].items() if k.startswith("encoders.")}
     if set(saved) != set(fresh) or any(saved[k].shape != fresh[k].shape for k in fresh):
         extra, missing = sorted(set(saved) - set(fresh)), sorted(set(fresh) - set(saved))
         raise _fail(
@@ -288,18 +280,21 @@ def _check_state_and_encoders(method_cls, cfg, spec, ckpt: dict, dataset: str) -
             f"model.encoders changed structure (extra {extra[:5]}, missing {missing[:5]}): methods keep "
             "their modules in model.heads and never change the dataset's encoders",
         )
-    for m in spec.modalities:
-        if m in method.active_modalities:
-            continue
+    for m in (m for m in initial if m not in active):
         for k, v in initial[m].state_dict().items():
             if not torch.equal(saved[f"{m}.{k}"], v):
                 raise _fail(
                     dataset, "encoders", f"encoder {m!r} is not used by the method but {k} changed in training"
                 )
 
-    model = MultimodalModel(_fresh_encoders(spec, cfg), method.build_heads(_feature_dims(spec, cfg), spec.num_classes))
+
+def _check_state_and_predict(cfg, ckpt: dict, recorded_val: dict, expected, dataset: str) -> None:
+    """Method state round-trips; the run rebuilt from the checkpoint (method state loaded before
+    ``build_heads``, strict weights) gives ``predict`` outputs of the right keys, shapes and
+    values on every val batch and reproduces the recorded val metrics (the harness's own
+    ``evaluate``, with each ``predict`` output checked)."""
     try:
-        model.load_state_dict(ckpt["model"])
+        run = _build(cfg, ckpt)
     except RuntimeError as exc:
         raise _fail(
             dataset,
@@ -307,29 +302,29 @@ def _check_state_and_encoders(method_cls, cfg, spec, ckpt: dict, dataset: str) -
             f"heads built after load_state_dict(method_state) do not load the checkpoint ({exc}); "
             "state_dict() must hold what build_heads needs",
         ) from exc
-    return model
+    diff = _diff(ckpt["method"], run.method.state_dict(), "state")
+    if diff is not None:
+        raise _fail(dataset, "state", f"load_state_dict(s) then state_dict() differs from s at {diff[1]}")
+    method, num_classes = run.method, run.ctx.num_classes
 
+    class CheckedPredict:
+        def predict(self, model, batch):
+            out = method.predict(model, batch)
+            if not isinstance(out, dict):
+                raise _fail(dataset, "predict", f"returns {type(out).__name__}, not a dict of logits")
+            n = batch["label"].shape[0]
+            for head in expected:
+                z = out.get(head)
+                if not isinstance(z, torch.Tensor) or tuple(z.shape) != (n, num_classes):
+                    got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+                    raise _fail(dataset, "predict", f"{head!r} logits must be ({n}, {num_classes}), got {got}")
+                if not z.is_floating_point() or not torch.isfinite(z).all():
+                    raise _fail(dataset, "predict", f"{head!r} logits are not finite floats")
+                if z.requires_grad:
+                    raise _fail(dataset, "predict", f"{head!r} logits carry a graph: decorate predict with torch.no_grad()")
+            return out
 
-def _check_predict(method, model, cfg, spec, recorded_val: dict, expected, dataset: str) -> None:
-    """``predict`` keys, shapes and values; the rebuilt model reproduces the recorded val metrics."""
-    val_set = spec.build("val", None, False, cfg.data)
-    loader = EpochLoader(val_set, cfg.train.eval_batch_size, False)
-    model.eval()
-    batch = next(iter(loader))
-    out = method.predict(model, batch)
-    if not isinstance(out, dict):
-        raise _fail(dataset, "predict", f"returns {type(out).__name__}, not a dict of logits")
-    n = batch["label"].shape[0]
-    for head in expected:
-        z = out.get(head)
-        if not isinstance(z, torch.Tensor) or tuple(z.shape) != (n, spec.num_classes):
-            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise _fail(dataset, "predict", f"{head!r} logits must be ({n}, {spec.num_classes}), got {got}")
-        if not z.is_floating_point() or not torch.isfinite(z).all():
-            raise _fail(dataset, "predict", f"{head!r} logits are not finite floats")
-        if z.requires_grad:
-            raise _fail(dataset, "predict", f"{head!r} logits carry a graph: decorate predict with torch.no_grad()")
-    again = evaluate(method, model, loader, torch.device("cpu"), contextlib.nullcontext)
+    again = evaluate(CheckedPredict(), run.model, run.val_loader, run.ctx.device, run.ctx.autocast)
     diff = _diff(recorded_val, again, "val")
     if diff is not None:
         raise _fail(
