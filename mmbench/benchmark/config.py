@@ -223,7 +223,7 @@ def auto_tag(method_cls, changed: dict[str, Any]) -> str | None:
     Keys listed in the method's ``tag_keys`` show their value only (``unimodal-fourier``)."""
     parts = []
     tag_keys = getattr(method_cls, "tag_keys", ())
-    for key in sorted(changed, key=lambda k: (k.split(".")[-1] not in tag_keys, k)):
+    for key in sorted(changed, key=lambda k: (k.split(".")[-1] not in tag_keys, k.split(".")[-1], k)):
         short = key.split(".")[-1]
         if key.startswith("method.") and short in tag_keys:
             parts.append(_slug(changed[key]))
@@ -304,6 +304,8 @@ def resolve_config(
             isinstance(before, float) and isinstance(after, float) and math.isnan(before) and math.isnan(after)
         ):
             changed[_canonical(key)] = after
+    if cfg.data.drop_missing is None:
+        cfg.data.drop_missing = spec.drop_missing_default
     cfg.method_params = params
     cfg.overrides = overrides
     cfg.sources = sources

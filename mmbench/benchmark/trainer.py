@@ -282,9 +282,6 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
     ``ckpt`` when resuming, in the hook order of ``Method``), loaders and the ``Context``."""
     seed_everything(cfg.seed)
     # ---- data
-    drop_missing = cfg.data.drop_missing
-    if drop_missing is None:
-        cfg.data.drop_missing = spec.drop_missing_default
     train_set = spec.build("train", data_root, True, cfg.data)
     val_set = spec.build("val", data_root, False, cfg.data)
     test_set = spec.build("test", data_root, False, cfg.data)

@@ -65,7 +65,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _head_order(heads, modalities_first=("fusion",)) -> list[str]:
-    return [h for h in modalities_first if h in heads] + sorted(h for h in heads if h not in modalities_first)
+    """``fusion`` first, then the modalities in the order the records list them (dataset order)."""
+    return [h for h in modalities_first if h in heads] + [h for h in heads if h not in modalities_first]
 
 
 def table_context(frame: pd.DataFrame, metrics=METRIC_NAMES, select: str = "val") -> dict:
