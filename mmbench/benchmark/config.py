@@ -310,10 +310,6 @@ def resolve_config(
     cfg.overrides = overrides
     cfg.sources = sources
     cfg.tag = tag if tag else auto_tag(method_cls, changed)
-    if cfg.data.drop_missing is None:
-        # resolved here, not at train time: a checkpoint written by one process must match the
-        # config another process resolves (resume from the CLI)
-        cfg.data.drop_missing = spec.drop_missing_default
     method_cls.validate_params(params, spec)
     return cfg
 
