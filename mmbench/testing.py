@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,8 @@ from mmbench.errors import ConfigError, MMBenchError, NonFiniteLossError
 
 DATASETS = ("mfeat", "mfeat3")
 DEFAULT_OVERRIDES = {"epochs": 2, "batch_size": 32, "data.limit_train_per_class": 10}
-SOURCE_TAGS = ("[paper]", "[code]", "[guess]")
+# a source starts with its tag: "[paper] Table 3", "[paper v2] Sec. 4", "[code] repo file", "[guess] why"
+SOURCE_TAG = re.compile(r"\[(paper|code|guess)\b[^\]]*\]")
 ATOL = 1e-6
 
 
@@ -130,7 +132,7 @@ def _check_presets(method_cls) -> None:
             if key not in fields_:
                 raise _fail(dataset, "settings", f"[datasets.{dataset}] {key} is not a {method_cls.name} hyper-parameter")
             source = sources.get(key, "")
-            if not any(str(source).startswith(tag) for tag in SOURCE_TAGS):
+            if not SOURCE_TAG.match(str(source)):
                 raise _fail(
                     dataset,
                     "settings",

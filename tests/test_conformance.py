@@ -227,6 +227,9 @@ def test_kit_rejects_per_dataset_settings_without_a_source(monkeypatch):
     monkeypatch.setattr(mmbench.testing, "method_preset", lambda name: preset)
     with pytest.raises(ConformanceError, match=r"\[mfeat\] settings: \[datasets.mfeat\] head_init needs a source"):
         check_method(_Relabelled, datasets=("mfeat",))
+    preset = {"datasets": {"mfeat": {"head_init": "torch"}}, "sources": {"mfeat": {"head_init": "[paper v2] Sec. 4"}}}
+    monkeypatch.setattr(mmbench.testing, "method_preset", lambda name: preset)
+    mmbench.testing._check_presets(_Relabelled)  # a tag with a version note is a tag
     preset = {"datasets": {"mfeat": {"strength": 2.0}}}
     monkeypatch.setattr(mmbench.testing, "method_preset", lambda name: preset)
     with pytest.raises(ConformanceError, match="strength is not a kit_relabelled_joint hyper-parameter"):

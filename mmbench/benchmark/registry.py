@@ -45,10 +45,20 @@ class PluginError:
         return f"{self.name} ({self.package}): {self.message}"
 
 
-def _builtin_origin() -> str:
-    from mmbench import __version__
+def _origin(cls) -> str:
+    """``"<distribution> <version>"`` that ships ``cls``'s module (``mmbench <version>`` for the
+    built-in methods), or ``"<module> (not installed)"``."""
+    top = cls.__module__.split(".")[0]
+    if top == "mmbench":
+        from mmbench import __version__
 
-    return f"mmbench {__version__}"
+        return f"mmbench {__version__}"
+    for dist in metadata.packages_distributions().get(top, []):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return f"{cls.__module__} (not installed)"
 
 
 def register_method(cls):
@@ -59,10 +69,9 @@ def register_method(cls):
     if name in _METHODS and _METHODS[name] is not cls:
         raise ValueError(f"method name {name!r} is already registered by {_METHODS[name].__module__}")
     _METHODS[name] = cls
-    if name not in _METHOD_ORIGIN:
-        _METHOD_ORIGIN[name] = _builtin_origin()
-        if cls.__module__.startswith("mmbench."):
-            _BUILTIN.add(name)
+    _METHOD_ORIGIN[name] = _origin(cls)
+    if cls.__module__.startswith("mmbench."):
+        _BUILTIN.add(name)
     return cls
 
 
@@ -247,7 +256,7 @@ def registered_method(cls):
         yield cls
         return
     _METHODS[cls.name] = cls
-    _METHOD_ORIGIN[cls.name] = f"{cls.__module__} (not installed)"
+    _METHOD_ORIGIN[cls.name] = _origin(cls)
     try:
         yield cls
     finally:
