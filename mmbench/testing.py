@@ -111,7 +111,10 @@ def check_method(
 @contextlib.contextmanager
 def _results_dir(results_root):
     if results_root is not None:
-        yield Path(results_root)
+        root = Path(results_root)
+        if root.exists() and any(root.iterdir()):
+            raise ConformanceError(f"results_root {root} is not empty: the kit needs fresh runs; pass an empty folder")
+        yield root
         return
     with tempfile.TemporaryDirectory(prefix="mmbench-conformance-") as tmp:
         yield Path(tmp)

@@ -32,11 +32,16 @@ def test_builtin_method_passes_conformance_kit(name):
         assert set(report.passed) == {"mfeat", "mfeat3"}
 
 
-def test_kit_leaves_the_registry_as_it_found_it():
+def test_kit_leaves_the_registry_as_it_found_it_and_keeps_runs_only_when_asked(tmp_path):
     before = method_names()
-    check_method(_Relabelled, datasets=("mfeat",))
+    report = check_method(_Relabelled, datasets=("mfeat",), results_root=tmp_path / "kit")
     assert method_names() == before
     assert "kit_relabelled_joint" not in before
+    assert report.passed == {"mfeat": ["losses", "predict", "encoders", "state", "determinism", "resume"]}
+    # the uninterrupted run (a) and the stopped-and-resumed one (c); (b) only when they differ
+    assert sorted(p.name for p in (tmp_path / "kit" / "mfeat").iterdir()) == ["a", "c"]
+    with pytest.raises(ConformanceError, match="is not empty"):
+        check_method(_Relabelled, datasets=("mfeat",), results_root=tmp_path / "kit")
 
 
 # --------------------------------------------------------------------------- broken methods
