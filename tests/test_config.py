@@ -65,3 +65,13 @@ def test_parse_values():
     assert math.isnan(d["f"])
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["epochs"])
+
+
+def test_speed_settings_never_tag_a_run():
+    cfg = resolve_config("mfeat", "joint", {"compile": True, "data.num_workers": 4, "eval_batch_size": 128})
+    assert cfg.tag is None and cfg.train.compile is True and cfg.data.num_workers == 4
+
+
+def test_a_non_default_preset_or_protocol_tags_the_run():
+    assert resolve_config("mfeat", "joint", {"data.preset": "smoke"}).run_name == "joint-presetsmoke"
+    assert resolve_config("mfeat", "joint", {"data.preset": "paper"}).tag is None
