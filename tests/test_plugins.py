@@ -124,7 +124,12 @@ def plugin_session(plugin_site, tmp_path_factory) -> dict:
     it after one epoch (as a preempted job) and resume it with `mmbench run`; train moddrop
     uninterrupted elsewhere and joint next to it; render the table."""
     tmp = tmp_path_factory.mktemp("session")
-    resumed, straight = tmp / "resumed", tmp / "straight"
+    resumed, straight, swept = tmp / "resumed", tmp / "straight", tmp / "swept"
+    suite = tmp / "plugin_suite.toml"
+    suite.write_text(
+        '[suite]\ndescription = "joint vs the moddrop plugin"\nseeds = 1\ndatasets = ["mfeat"]\n'
+        'methods = ["joint", "moddrop"]\nset = { epochs = 2, "data.limit_train_per_class" = 10 }\n'
+    )
     prelude = textwrap.dedent(
         f"""\
         from mmbench.benchmark.config import resolve_config
@@ -138,7 +143,7 @@ def plugin_session(plugin_site, tmp_path_factory) -> dict:
         """
     )
     run = ["run", "-d", "mfeat", "--no-progress", *TINY]
-    names = ("list", "resume", "uninterrupted", "joint", "table")
+    names = ("list", "resume", "uninterrupted", "joint", "table", "sweep", "swept_table")
     results = mmbench(
         [
             ["list", "methods"],
@@ -146,11 +151,13 @@ def plugin_session(plugin_site, tmp_path_factory) -> dict:
             [*run, "-m", "moddrop", "--results", straight],
             [*run, "-m", "joint", "--results", resumed],
             ["table", "--results", resumed, "--dataset", "mfeat"],
+            ["sweep", suite, "--results", swept],
+            ["table", "--results", swept, "--dataset", "mfeat"],
         ],
         plugin_site,
         prelude=prelude,
     )
-    return {**dict(zip(names, results)), "resumed": resumed, "straight": straight}
+    return {**dict(zip(names, results)), "resumed": resumed, "straight": straight, "swept": swept}
 
 
 def test_example_plugin_is_listed_with_its_package_and_version(plugin_session):
@@ -179,8 +186,19 @@ def test_example_plugin_runs_resumes_and_is_tabled_next_to_joint(plugin_session)
     assert set(history[0]["diagnostics"]) == {"kept_image", "kept_fourier"}
 
     text = plugin_session["table"]["stdout"]
-    rows = {ln.split("|")[1].strip() for ln in text.splitlines() if ln.startswith("| ") and "fusion" not in ln}
-    assert rows == {name, name.replace("moddrop", "joint", 1)}, text
+    assert _table_rows(text) == {name, name.replace("moddrop", "joint", 1)}, text
+
+
+def test_example_plugin_is_swept_and_tabled_like_a_builtin_method(plugin_session):
+    assert plugin_session["sweep"]["code"] == 0, plugin_session["sweep"]
+    records = sorted(p.parent.parent.name for p in plugin_session["swept"].glob("mfeat/*/seed-0/result.json"))
+    assert [r.split("-")[0] for r in records] == ["joint", "moddrop"]
+    assert _table_rows(plugin_session["swept_table"]["stdout"]) == set(records)
+
+
+def _table_rows(markdown: str) -> set[str]:
+    """Run names of the rows of `mmbench table`'s markdown."""
+    return {ln.split("|")[1].strip() for ln in markdown.splitlines() if ln.startswith("| ") and "fusion" not in ln}
 
 
 def test_example_plugin_passes_its_own_conformance_tests(plugin_site):
