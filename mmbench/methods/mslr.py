@@ -234,7 +234,11 @@ class MSLR(Method):
 
     # ------------------------------------------------------------------ the LR rule
     def on_epoch_end(self, ctx):
-        """Append each modality's val accuracy; apply the dynamic rule; log c_m and lr_m."""
+        """Append each modality's val accuracy; apply the dynamic rule; log c_m and lr_m.
+
+        The group LR is multiplied by the ratio, so it stays ``c_m * eta_m * s(epoch)``: the
+        shared schedules (``constant``, chainable ``StepLR``) scale the current LR, which keeps
+        c_m whether the scheduler steps at the start or the end of an epoch."""
         opt = ctx.optimizers.main
         for group in opt.param_groups:
             m = group["modality"]
