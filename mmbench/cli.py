@@ -117,25 +117,41 @@ def table(results, datasets, methods, select, split, expected, alpha, metrics, l
         click.echo(text)
 
 
+def _summary(cls) -> str:
+    """First line of the method module's docstring (the class's when the module has none)."""
+    module = sys.modules.get(cls.__module__)
+    for doc in (getattr(module, "__doc__", None), cls.__doc__):
+        lines = (doc or "").strip().splitlines()
+        if lines:
+            return lines[0]
+    return ""
+
+
 @cli.command(name="list")
 @click.argument("what", type=click.Choice(["methods", "datasets"]))
 @friendly_errors
 def list_(what):
-    """List registered methods (with their package) or datasets."""
+    """List registered methods (with the package and version providing each) or datasets.
+
+    Broken plugins are listed after the working entries, by name, with their error."""
     from mmbench.benchmark import registry
 
     if what == "methods":
         for name in registry.method_names():
-            cls = registry.get_method(name)
-            doc = (cls.__module__ and (sys.modules[cls.__module__].__doc__ or "")).strip().splitlines()
-            summary = doc[0] if doc else ""
+            try:
+                summary = _summary(registry.get_method(name))
+            except Exception as exc:  # noqa: BLE001 - one odd plugin must not hide the others
+                summary = f"(no description: {type(exc).__name__})"
             click.echo(f"{name:<18} {registry.method_origin(name):<24} {summary}")
-        for name, err in registry.plugin_errors().items():
-            click.echo(f"{name:<18} BROKEN PLUGIN: {err}")
     else:
         for name in registry.dataset_names():
             spec = registry.get_dataset(name)
             click.echo(f"{name:<18} {spec.num_classes:>4} classes  modalities: {', '.join(spec.modalities)}")
+    broken = registry.plugin_failures("method" if what == "methods" else "dataset")
+    if broken:
+        click.echo(f"\nbroken plugins (not usable; the {what} above are unaffected):")
+        for err in broken:
+            click.echo(f"{err.name:<18} {err.package:<24} BROKEN: {err.message}")
 
 
 @cli.command()
@@ -165,7 +181,7 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
     """Run a SUITE (name or .toml path): finished runs are skipped, partial runs resumed."""
     from mmbench.benchmark.config import parse_overrides
     from mmbench.benchmark.launch import JobOutcome, pending_jobs, summarise_outcomes, sweep_local
-    from mmbench.benchmark.suites import Job, load_suite
+    from mmbench.benchmark.suites import load_suite
 
     root_map = {}
     for item in roots:
@@ -175,8 +191,7 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
         root_map[k] = v
     s = load_suite(suite, seeds, root_map)
     extra = parse_overrides(sets)
-    jobs = [Job(j.dataset, j.method, j.seed, tuple(sorted({**j.overrides_dict, **extra}.items())), j.tag, j.root)
-            for j in s.jobs] if extra else s.jobs
+    jobs = [j.with_overrides(extra) for j in s.jobs]
     root_dir = results_root(results)
     click.echo(f"suite {s.name}: {len(jobs)} runs -> {root_dir}")
     if dry_run:

@@ -20,10 +20,20 @@ def test_builtin_suites_parse_and_expand_unimodal_per_modality():
     assert {"smoke", "paper_table1", "paper_table2", "paper_table3", "ablations"} <= set(suite_names())
     t1 = load_suite("paper_table1")
     uni = [j for j in t1.jobs if j.method == "unimodal" and j.dataset == "cremad" and j.seed == 0]
-    assert sorted(dict(j.overrides)["method.modality"] for j in uni) == ["audio", "video"]
+    assert sorted(j.overrides_dict["method.modality"] for j in uni) == ["audio", "video"]
     assert {j.seed for j in t1.jobs} == set(range(5))
     abl = load_suite("ablations")
-    assert len({j.tag for j in abl.jobs}) == 12 and all(j.method == "sustained_boost" for j in abl.jobs)
+    assert len({j.tag for j in abl.jobs}) == 11 and all(j.method == "sustained_boost" for j in abl.jobs)
+    fixed = next(j for j in abl.jobs if j.tag == "fixed-a1-v10")
+    assert fixed.overrides_dict["method.fixed_classifiers"] == {"audio": 1, "video": 10}
+
+
+def test_every_paper_suite_run_resolves_to_a_valid_config():
+    from mmbench.benchmark.config import resolve_config
+
+    for name in ("paper_table1", "paper_table2", "paper_table3", "ablations"):
+        for job in load_suite(name, seeds_override=1).jobs:
+            resolve_config(job.dataset, job.method, job.overrides_dict, seed=job.seed, tag=job.tag)
 
 
 def test_smoke_suite_covers_every_registered_method():

@@ -21,11 +21,13 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import inspect
 import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from mmbench.errors import ConfigError
@@ -64,6 +66,7 @@ class DataConfig:
     drop_missing: bool | None = None  # None: the dataset's default
     num_workers: int = -1  # -1: automatic (0 for in-memory data, else min(8, cores) on CUDA)
     pin_memory: bool = True
+    persistent_workers: bool | None = None  # None: on CUDA only (exact resume needs them off)
     options: dict = field(default_factory=dict)  # resolved preset options of the dataset
 
 
@@ -106,6 +109,7 @@ SPEED_KEYS = (
     "train.eval_batch_size",
     "data.num_workers",
     "data.pin_memory",
+    "data.persistent_workers",
 )
 _TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 _DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "options")
@@ -176,7 +180,22 @@ def dataset_preset(dataset: str) -> dict:
 
 
 def method_preset(method: str) -> dict:
-    return load_toml(f"methods/{method}.toml")
+    """``configs/methods/<method>.toml``; for a plugin without one, the TOML file its class
+    names in ``settings_toml`` (a path relative to the file that defines the class)."""
+    preset = load_toml(f"methods/{method}.toml")
+    if preset:
+        return preset
+    from mmbench.benchmark.registry import get_method
+
+    cls = get_method(method)
+    name = getattr(cls, "settings_toml", None)
+    if not name:
+        return {}
+    path = Path(inspect.getfile(cls)).parent / name
+    if not path.is_file():
+        raise ConfigError(f"{cls.__module__}.{cls.__qualname__}.settings_toml: {path} does not exist")
+    with path.open("rb") as fh:
+        return tomllib.load(fh)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

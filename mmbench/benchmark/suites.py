@@ -21,6 +21,7 @@ A suite file::
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,13 +37,16 @@ class Job:
     dataset: str
     method: str
     seed: int
-    overrides: tuple = ()  # sorted (key, value) pairs, hashable
+    overrides: tuple = ()  # sorted (key, JSON text of the value) pairs: hashable, any TOML value
     tag: str | None = None
     root: str | None = None
 
     @property
     def overrides_dict(self) -> dict:
-        return dict(self.overrides)
+        return {k: json.loads(v) for k, v in self.overrides}
+
+    def with_overrides(self, extra: dict) -> Job:
+        return Job(self.dataset, self.method, self.seed, freeze({**self.overrides_dict, **extra}), self.tag, self.root)
 
     def label(self) -> str:
         extra = f"-{self.tag}" if self.tag else ""
@@ -70,8 +74,9 @@ def _seeds(value) -> list[int]:
     raise ConfigError(f"suite seeds must be a count or a list of integers, got {value!r}")
 
 
-def _freeze(overrides: dict) -> tuple:
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in overrides.items()))
+def freeze(overrides: dict) -> tuple:
+    """Overrides as a hashable, order-independent tuple of (key, JSON text)."""
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in overrides.items()))
 
 
 def _methods(names) -> list[str]:
@@ -126,7 +131,7 @@ def load_suite(name_or_path: str, seeds_override: int | None = None, roots: dict
                 overrides = {**base_set, **entry.get("set", {})}
                 for ov, _ in expand_special(dataset, method, overrides):
                     for seed in seeds:
-                        job = Job(dataset, method, seed, _freeze(ov), entry.get("tag"), roots.get(dataset))
+                        job = Job(dataset, method, seed, freeze(ov), entry.get("tag"), roots.get(dataset))
                         if job not in seen:
                             seen.add(job)
                             jobs.append(job)

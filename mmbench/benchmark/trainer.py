@@ -32,7 +32,7 @@ from mmbench.benchmark.config import SPEED_KEYS, RunConfig
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
-from mmbench.benchmark.registry import get_dataset, get_method
+from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state
 from mmbench.benchmark.selection import select_all
 from mmbench.datasets.base import stratified_carve
@@ -193,6 +193,7 @@ def train_run(
         set_rng_state(ckpt["rng"])
         echo(f"resuming {out_dir} from epoch {start_epoch}")
     env = environment(device)
+    env["method_package"] = method_origin(cfg.method)  # plugin runs trace to their version
     store.write_json(
         out_dir / store.CONFIG,
         {**cfg.to_dict(), "environment": env, "splits": run.split_sizes, "data_warnings": warnings_},
@@ -332,7 +333,12 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
 
     tr = cfg.train
     pin = cfg.data.pin_memory and device.type == "cuda"
-    loader_kw = {"num_workers": loader_workers(cfg.data.num_workers, train_set, device), "pin_memory": pin}
+    persistent = cfg.data.persistent_workers
+    loader_kw = {
+        "num_workers": loader_workers(cfg.data.num_workers, train_set, device),
+        "pin_memory": pin,
+        "persistent_workers": device.type == "cuda" if persistent is None else persistent,
+    }
     train_loader = EpochLoader(train_set, tr.batch_size, True, cfg.seed, tr.drop_last, **loader_kw)
     val_loader = EpochLoader(val_set, tr.eval_batch_size, False, **loader_kw)
     test_loader = EpochLoader(test_set, tr.eval_batch_size, False, **loader_kw)
