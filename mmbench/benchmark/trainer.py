@@ -95,6 +95,8 @@ def environment(device: torch.device) -> dict:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "python": platform.python_version(),
+        # CPU results depend on the thread count in the last bits (reduction order)
+        "torch_threads": torch.get_num_threads(),
         "host": platform.node(),
     }
 
