@@ -160,6 +160,33 @@ def list_(what):
             click.echo(f"{name:<18} {spec.num_classes:>4} classes  modalities: {', '.join(spec.modalities)}")
 
 
+@cli.command()
+@click.option("--dataset", "-d", required=True, help="Dataset name.")
+@click.option("--method", "-m", "methods", multiple=True, help="Methods to time (joint is always added).")
+@click.option("--root", type=click.Path(path_type=Path), default=None, help="Data root.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override, repeatable.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=30, show_default=True, help="Timed steps per method.")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved rounds.")
+@click.option("--append", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append the markdown table to FILE (e.g. BENCHMARKS.md).")
+@click.option("--note", default="", help="Free text added to the table heading.")
+@friendly_errors
+def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, note):
+    """Steady-state training-step time: data wait vs compute, samples/s, ratio to joint."""
+    from mmbench.benchmark.bench import benchmark, machine_description, markdown_table
+    from mmbench.benchmark.config import parse_overrides
+
+    results = benchmark(dataset, methods, parse_overrides(sets), root, device, steps, warmup, rounds)
+    text = markdown_table(results, dataset, machine_description(device), note)
+    click.echo(text)
+    if append:
+        with open(append, "a") as fh:
+            fh.write("\n" + text)
+        click.echo(f"appended to {append}")
+
+
 def main():
     cli(prog_name="mmbench")
 

@@ -84,7 +84,7 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         d = copy.deepcopy(d)
         d["train"] = TrainConfig(**d.get("train", {}))
         d["data"] = DataConfig(**d.get("data", {}))

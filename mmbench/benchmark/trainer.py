@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 import platform
-import sys
 import subprocess
+import sys
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -171,65 +171,10 @@ def train_run(
                 "or choose another --tag to keep both"
             )
 
-    seed_everything(cfg.seed)
-    # ---- data
-    drop_missing = cfg.data.drop_missing
-    if drop_missing is None:
-        cfg.data.drop_missing = spec.drop_missing_default
-    train_set = spec.build("train", data_root, True, cfg.data)
-    val_set = spec.build("val", data_root, False, cfg.data)
-    test_set = spec.build("test", data_root, False, cfg.data)
-    hyper = method_cls.make_hyper(cfg.method_params)
-
-    # ---- model: encoders first (same initialisation for every method under one seed)
-    factories = spec.backbones(cfg.data)
-    encoders = nn.ModuleDict({m: factories[m][0]() for m in spec.modalities})
-    feature_dims = {m: factories[m][1] for m in spec.modalities}
-    method = method_cls(hyper, spec.modalities, spec.num_classes, feature_dims)
-
-    heldout_set = None
-    frac = method.heldout_fraction()
-    if frac > 0:
-        kept, carved = stratified_carve(train_set.labels, frac, cfg.data.split_seed)
-        heldout_set = _subset(train_set, carved)
-        train_set = _subset(train_set, kept)
-
-    if ckpt is not None:
-        method.load_state_dict(ckpt["method"])
-    model = MultimodalModel(encoders, method.build_heads(feature_dims, spec.num_classes))
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-    model.to(device)
-    if device.type == "cuda" and cfg.train.amp != "off":
-        model.to(memory_format=torch.channels_last)
-    optimizers = method.configure_optimizers(model, cfg.train)
-    if ckpt is not None:
-        optimizers.load_state_dict(ckpt["optimizers"])
-
+    run = build_run(cfg, spec, method_cls, data_root, device, ckpt)
+    method, model, ctx = run.method, run.model, run.ctx
+    train_loader, val_loader, test_loader = run.train_loader, run.val_loader, run.test_loader
     tr = cfg.train
-    pin = cfg.data.pin_memory and device.type == "cuda"
-    loader_kw = dict(num_workers=cfg.data.num_workers, pin_memory=pin)
-    train_loader = EpochLoader(train_set, tr.batch_size, True, cfg.seed, tr.drop_last, **loader_kw)
-    val_loader = EpochLoader(val_set, tr.eval_batch_size, False, **loader_kw)
-    test_loader = EpochLoader(test_set, tr.eval_batch_size, False, **loader_kw)
-    heldout_loader = (
-        EpochLoader(heldout_set, tr.eval_batch_size, False, **loader_kw) if heldout_set is not None else None
-    )
-
-    ctx = Context(
-        model=model,
-        optimizers=optimizers,
-        device=device,
-        train_cfg=tr,
-        modalities=spec.modalities,
-        num_classes=spec.num_classes,
-        seed=cfg.seed,
-        epochs=tr.epochs,
-        train_loader=train_loader,
-        heldout_loader=heldout_loader,
-        val_loader=val_loader,
-        amp_dtype=amp_dtype(tr, device),
-    )
 
     history: list[dict] = []
     start_epoch = 0
@@ -242,7 +187,7 @@ def train_run(
     env = environment(device)
     store.write_json(
         out_dir / store.CONFIG,
-        {**cfg.to_dict(), "environment": env, "splits": _split_sizes(train_set, val_set, test_set, heldout_set)},
+        {**cfg.to_dict(), "environment": env, "splits": run.split_sizes},
     )
     store.write_history(out_dir / store.HISTORY, history)
 
@@ -316,6 +261,88 @@ def train_run(
     result["epochs"] = tr.epochs
     store.write_json(out_dir / store.RESULT, result)
     return result
+
+
+@dataclass
+class RunState:
+    """Everything one run trains with: the method, the model, the loaders and the context."""
+
+    method: object
+    model: MultimodalModel
+    ctx: Context
+    train_loader: EpochLoader
+    val_loader: EpochLoader
+    test_loader: EpochLoader
+    split_sizes: dict
+
+
+def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device, ckpt: dict | None = None) -> RunState:
+    """Seed, build data, identical backbones, the method's heads and optimisers (restored from
+    ``ckpt`` when resuming, in the hook order of ``Method``), loaders and the ``Context``."""
+    seed_everything(cfg.seed)
+    # ---- data
+    drop_missing = cfg.data.drop_missing
+    if drop_missing is None:
+        cfg.data.drop_missing = spec.drop_missing_default
+    train_set = spec.build("train", data_root, True, cfg.data)
+    val_set = spec.build("val", data_root, False, cfg.data)
+    test_set = spec.build("test", data_root, False, cfg.data)
+    hyper = method_cls.make_hyper(cfg.method_params)
+
+    # ---- model: encoders first (same initialisation for every method under one seed)
+    factories = spec.backbones(cfg.data)
+    encoders = nn.ModuleDict({m: factories[m][0]() for m in spec.modalities})
+    feature_dims = {m: factories[m][1] for m in spec.modalities}
+    method = method_cls(hyper, spec.modalities, spec.num_classes, feature_dims)
+
+    heldout_set = None
+    frac = method.heldout_fraction()
+    if frac > 0:
+        kept, carved = stratified_carve(train_set.labels, frac, cfg.data.split_seed)
+        heldout_set = _subset(train_set, carved)
+        train_set = _subset(train_set, kept)
+
+    if ckpt is not None:
+        method.load_state_dict(ckpt["method"])
+    model = MultimodalModel(encoders, method.build_heads(feature_dims, spec.num_classes))
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+    model.to(device)
+    if device.type == "cuda" and cfg.train.amp != "off":
+        model.to(memory_format=torch.channels_last)
+    optimizers = method.configure_optimizers(model, cfg.train)
+    if ckpt is not None:
+        optimizers.load_state_dict(ckpt["optimizers"])
+
+    tr = cfg.train
+    pin = cfg.data.pin_memory and device.type == "cuda"
+    loader_kw = dict(num_workers=cfg.data.num_workers, pin_memory=pin)
+    train_loader = EpochLoader(train_set, tr.batch_size, True, cfg.seed, tr.drop_last, **loader_kw)
+    val_loader = EpochLoader(val_set, tr.eval_batch_size, False, **loader_kw)
+    test_loader = EpochLoader(test_set, tr.eval_batch_size, False, **loader_kw)
+    heldout_loader = (
+        EpochLoader(heldout_set, tr.eval_batch_size, False, **loader_kw) if heldout_set is not None else None
+    )
+
+    ctx = Context(
+        model=model,
+        optimizers=optimizers,
+        device=device,
+        train_cfg=tr,
+        modalities=spec.modalities,
+        num_classes=spec.num_classes,
+        seed=cfg.seed,
+        epochs=tr.epochs,
+        train_loader=train_loader,
+        heldout_loader=heldout_loader,
+        val_loader=val_loader,
+        amp_dtype=amp_dtype(tr, device),
+    )
+
+    return RunState(
+        method, model, ctx, train_loader, val_loader, test_loader,
+        _split_sizes(train_set, val_set, test_set, heldout_set),
+    )
 
 
 def _subset(dataset, positions):

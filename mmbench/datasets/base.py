@@ -9,9 +9,9 @@ held-out set) without knowing the dataset. Datasets never know about methods.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ class TensorDictDataset(Dataset):
         out["index"] = self.indices.index_select(0, idx)
         return out
 
-    def subset(self, positions) -> "TensorDictDataset":
+    def subset(self, positions) -> TensorDictDataset:
         idx = torch.as_tensor(positions, dtype=torch.long)
         return TensorDictDataset(
             {m: t.index_select(0, idx) for m, t in self.tensors.items()},

@@ -43,7 +43,7 @@ def data_dir() -> Path:
     return Path(str(resources.files("mmbench").joinpath("data", "mfeat")))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read_view(view: str) -> tuple[np.ndarray, np.ndarray]:
     """(features float64 [2000, d], labels int64 [2000]) of one view, columns read by position."""
     path = data_dir() / f"mfeat-{view}.csv.gz"
