@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 
 import torch
+from click.testing import CliRunner
 from torch import nn
 
 from mmbench.benchmark.config import resolve_config
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.registry import get_dataset, get_method
 from mmbench.benchmark.trainer import Interrupted, MultimodalModel, train_run
+from mmbench.cli import cli
 from mmbench.methods.base import Optimizers
 
 
@@ -83,17 +85,23 @@ def assert_resume_equal(tmp_path, dataset: str, method: str, overrides: dict, st
     a = tmp_path / "a"
     b = tmp_path / "b"
     res_a = train_run(cfg, a, progress=False, echo=lambda *_: None)
-    # one config object for the stopped and resumed calls, as mmbench.testing does (a freshly
-    # resolved config differs from the checkpoint's in data.drop_missing, which train_run fills in)
-    cfg_b = resolve_config(dataset, method, overrides, seed=0, device="cpu")
+    # each call resolves its config afresh, as a re-run `mmbench run` does; the last one resumes
+    # through the CLI itself
     for k in stops:
         try:
-            train_run(cfg_b, b, progress=False, stop_after_epochs=k, echo=lambda *_: None)
+            train_run(resolve_config(dataset, method, overrides, seed=0, device="cpu"), b, progress=False,
+                      stop_after_epochs=k, echo=lambda *_: None)
         except Interrupted:
             pass
         else:  # pragma: no cover - the stop must interrupt
             raise AssertionError(f"stop_after_epochs={k} did not interrupt")
-    res_b = train_run(cfg_b, b, progress=False, echo=lambda *_: None)
+    sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}")]
+    res = CliRunner().invoke(
+        cli, ["run", "-m", method, "-d", dataset, "--results", str(b), "--device", "cpu", "--no-progress", *sets]
+    )
+    assert res.exit_code == 0, res.output
+    assert "resuming" in res.output, res.output
+    res_b = json.loads((b / dataset / cfg.run_name / "seed-0" / "result.json").read_text())
     run = f"{dataset}/{cfg.run_name}/seed-0"
     ha, hb = _history(a / run / "history.jsonl"), _history(b / run / "history.jsonl")
     assert len(ha) == len(hb) == cfg.train.epochs

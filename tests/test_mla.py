@@ -6,10 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 from _method_runs import RecordingOptimizers, assert_resume_equal, check_method_toml, mfeat_setup
-from click.testing import CliRunner
 
 from mmbench.benchmark.config import resolve_config
-from mmbench.cli import cli
 from mmbench.errors import ConfigError
 from mmbench.methods.mla import MLAHeads, OWMProjector, entropy_batch_weights, entropy_sample_weights, fuse
 
@@ -133,13 +131,7 @@ def test_predict_fuses_shared_head_logits_with_the_gate():
     assert sum(diag["gate_weight"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_cli_run_and_resume_with_owm_state(tmp_path):
-    res = CliRunner().invoke(
-        cli,
-        ["run", "-m", "mla", "-d", "mfeat3", "--results", str(tmp_path / "cli"), "--device", "cpu",
-         "--no-progress", "--set", "epochs=2", "--set", "data.preset=smoke"],
-    )
-    assert res.exit_code == 0, res.output
+def test_cli_resume_restores_the_owm_projector_state(tmp_path):
     hist = assert_resume_equal(
         tmp_path, "mfeat", "mla", {"epochs": 2, "data.preset": "smoke", "method.owm": "on"}, [1]
     )

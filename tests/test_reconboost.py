@@ -121,8 +121,12 @@ def test_fresh_optimiser_per_phase_over_the_phase_parameters():
         rb.on_epoch_end(ctx)
     # new optimiser at epochs 0 (phase 1), 2 (phase 2), 3 (stage 1 phase 1), 5 (phase 2)
     assert [seen[e] is not seen[e - 1] for e in range(1, 6)] == [False, True, True, False, True]
-    ids = lambda opt: {id(p) for g in opt.main.param_groups for p in g["params"]}
-    enc = lambda m: {id(p) for p in model.encoders[m].parameters()}
+    def ids(opt):
+        return {id(p) for g in opt.main.param_groups for p in g["params"]}
+
+    def enc(m):
+        return {id(p) for p in model.encoders[m].parameters()}
+
     beta = id(model.heads.beta)
     assert enc("image") <= ids(seen[0]) and not enc("fourier") & ids(seen[0]) and beta not in ids(seen[0])
     assert enc("image") <= ids(seen[2]) and not enc("fourier") & ids(seen[2]) and beta in ids(seen[2])
