@@ -134,7 +134,7 @@ def test_fresh_optimiser_per_phase_over_the_phase_parameters():
     assert enc("image") | enc("fourier") | {beta} <= ids(seen[5])
     # fresh at each phase start (no momentum carried over); kept inside a phase
     assert [n == 0 for n in momentum_at_start] == [True, False, True, True, False, True]
-    assert rb.ensemble == ["image", "fourier"]
+    assert rb.ensemble == model.heads.ensemble() == ["image", "fourier"]
 
 
 def test_phase_one_leaves_other_encoders_and_beta_untouched():

@@ -85,7 +85,9 @@ def boosting_loss(
 
 # ----------------------------------------------------------------------------- heads
 class ReconHeads(nn.Module):
-    """The shared MLP head (``common_space=True``), the ensemble scale ``beta``, and a
+    """The shared MLP head (``common_space=True``), the ensemble scale ``beta``, which learners
+    are in the ensemble (``members``, a bool buffer in modality order: like ``DynamicNet.models``
+    it is part of the model, so a checkpoint's weights alone define its predictions), and a
     ``Linear(d_m, proj_dim)`` per modality when ``proj_dim`` is set (benchmark adaptation)."""
 
     def __init__(self, dims, num_classes, modalities, hidden, proj_dim, beta_init, init):
@@ -105,6 +107,10 @@ class ReconHeads(nn.Module):
             width = sizes.pop()
         self.head = nn.Sequential(xavier_linear(width, hidden, init), nn.ReLU(), xavier_linear(hidden, num_classes, init))
         self.beta = nn.Parameter(torch.tensor(float(beta_init)))
+        self.register_buffer("members", torch.zeros(len(self.modalities), dtype=torch.bool))
+
+    def ensemble(self) -> list[str]:
+        return [m for m, inside in zip(self.modalities, self.members.tolist()) if inside]
 
     def learner(self, m: str, feat: torch.Tensor) -> torch.Tensor:
         """f_m = head(phi_m) (through the projection if any)."""
@@ -126,7 +132,7 @@ class ReconBoost(Method):
 
     def __init__(self, hyper, modalities, num_classes, feature_dims):
         super().__init__(hyper, modalities, num_classes, feature_dims)
-        self.ensemble: list[str] = []  # modalities whose learner is in the ensemble (modality order)
+        self.ensemble: list[str] = []  # mirror of model.heads.members (no device sync in the step)
         self.last_epoch: int | None = None  # last finished epoch (resume rebuilds its optimiser)
 
     @classmethod
@@ -204,6 +210,7 @@ class ReconBoost(Method):
     def configure_optimizers(self, model, train_cfg):
         """The optimiser structure of the phase of the last finished epoch (so that a resumed run
         restores its momentum buffers into the right parameters), else of epoch 0."""
+        self.ensemble = model.heads.ensemble()
         return self.fresh_optimizers(model, self.last_epoch if self.last_epoch is not None else 0, train_cfg)
 
     # ------------------------------------------------------------------ hooks
@@ -211,6 +218,13 @@ class ReconBoost(Method):
         s, phase, m, off = self.position(ctx.epoch)
         if off == 0 or off == self.hp.epochs_per_stage:
             ctx.optimizers = self.fresh_optimizers(ctx.model, ctx.epoch, ctx.train_cfg)
+        if phase == 1 and off == self.hp.epochs_per_stage - 1 and m not in self.ensemble:
+            # ensemble[m] <- f_m after the last phase-1 epoch (DynamicNet.add). Joining here, before
+            # this epoch trains, changes no training step (phase 1 excludes m from q and the phase-1
+            # optimiser does not depend on the ensemble) and lets this epoch's evaluation and its
+            # checkpoint see the same ensemble.
+            self.ensemble.append(m)
+            ctx.model.heads.members[self.modalities.index(m)] = True
         lr = self.stage_lr(ctx.epoch, ctx.train_cfg)
         for group in ctx.optimizers.main.param_groups:
             group["lr"] = lr
@@ -275,9 +289,6 @@ class ReconBoost(Method):
         return model.heads.learner(k, enc(batch[k]))
 
     def on_epoch_end(self, ctx):
-        _s, phase, m, off = self.position(ctx.epoch)
-        if phase == 1 and off == self.hp.epochs_per_stage - 1 and m not in self.ensemble:
-            self.ensemble.append(m)  # DynamicNet.add: the newest learner of m replaces the old one
         ctx.selectable = self.is_selectable(ctx.epoch, ctx.epochs)
         ctx.log_epoch("beta", float(ctx.model.heads.beta.detach()))
         ctx.log_epoch("ensemble", [k for k in self.modalities if k in self.ensemble])
@@ -288,7 +299,7 @@ class ReconBoost(Method):
         """``{"fusion": beta * sum_{m in ensemble} f_m, m: f_m}`` (zero logits before any learner
         has joined the ensemble)."""
         z = model.heads(self.encode(model, batch))
-        members = [k for k in self.modalities if k in self.ensemble]
+        members = model.heads.ensemble()
         if members:
             fused = model.heads.beta * sum(z[k] for k in members)
         else:
@@ -296,8 +307,7 @@ class ReconBoost(Method):
         return {"fusion": fused, **z}
 
     def state_dict(self):
-        return {"ensemble": list(self.ensemble), "last_epoch": self.last_epoch}
+        return {"last_epoch": self.last_epoch}
 
     def load_state_dict(self, state):
-        self.ensemble = list(state.get("ensemble", []))
         self.last_epoch = state.get("last_epoch")
