@@ -193,3 +193,32 @@ def test_cli_run_cycles_three_modalities_on_mfeat3(tmp_path):
 
 def test_reconboost_config_values_are_hyper_parameters_with_sources():
     check_method_toml("reconboost")
+
+
+def _image_buffers(model):
+    return {n: b.clone() for n, b in model.encoders["image"].named_buffers() if "running" in n}
+
+
+@pytest.mark.parametrize(("aux", "ga", "moves"), [("train", True, True), ("eval", False, False)])
+def test_aux_and_memory_forwards_move_other_learners_bn_statistics_only_in_train_mode(aux, ga, moves):
+    rb, model, batch, ctx = mfeat_setup(
+        "reconboost", params={"epochs_per_stage": 1, "correct_epochs": 1, "aux_forward_mode": aux, "ga_forward": ga}
+    )
+    rb.ensemble = ["image", "fourier"]
+    ctx.start_epoch(2)  # stage 1, phase 1: fourier learns; image gives q (and is f_prev)
+    rb.on_epoch_start(ctx)
+    before = _image_buffers(model)
+    rb.training_step(model, batch, ctx)
+    after = _image_buffers(model)
+    assert any(not torch.equal(before[n], after[n]) for n in before) == moves
+    assert model.encoders["image"].training
+
+
+def test_fixed_beta_stays_out_of_the_correction_optimiser():
+    rb, model, batch, ctx = mfeat_setup("reconboost", params={"epochs_per_stage": 1, "correct_epochs": 1, "learn_beta": False})
+    rb.ensemble = ["image"]
+    ctx.start_epoch(1)  # stage 0, phase 2
+    rb.on_epoch_start(ctx)
+    rb.training_step(model, batch, ctx)
+    assert model.heads.beta.item() == 1.0 and not model.heads.beta.requires_grad
+    assert all(p is not model.heads.beta for g in ctx.optimizers.main.param_groups for p in g["params"])

@@ -41,6 +41,7 @@ class ReconBoostHyper:
     stage_lr_decay: float = 0.1  # [code] CREMA-D: lr x 0.1 every 30 stages
     stage_decay_every: int = 30  # [code]; 0 = no stage decay
     beta_init: float = 1.0  # [code] --boost_rate
+    learn_beta: bool = True  # [code] boost_rate is an nn.Parameter of the phase-2 optimiser; false: fixed beta
     hidden: int = 256  # [code] dynamic_net.Head: Linear(d, 256) -> ReLU -> Linear(256, K)
     residual_form: str = "true_class"  # [code]; "full_kl" = the paper's CE - lambda KL(q || p)
     ga_forward: bool = True  # [code] runs f_prev forward (no gradient; moves BN statistics)
@@ -184,9 +185,11 @@ class ReconBoost(Method):
     # ------------------------------------------------------------------ heads and optimisers
     def build_heads(self, feature_dims, num_classes):
         hp = self.hp
-        return ReconHeads(
+        heads = ReconHeads(
             feature_dims, num_classes, self.modalities, hp.hidden, hp.proj_dim, hp.beta_init, hp.head_init
         )
+        heads.beta.requires_grad_(hp.learn_beta)
+        return heads
 
     def phase_params(self, model, epoch: int) -> list[nn.Parameter]:
         """Phase 1: phi_m (+ its projection) and the shared head (code ``model.parameters()`` with
@@ -197,7 +200,7 @@ class ReconBoost(Method):
         members = [m] if phase == 1 else [k for k in self.modalities if k in self.ensemble]
         params = [p for k in members for p in list(model.encoders[k].parameters()) + heads.learner_params(k)]
         params += list(heads.head.parameters())
-        if phase == 2:
+        if phase == 2 and self.hp.learn_beta:
             params.append(heads.beta)
         return params
 
