@@ -1,4 +1,4 @@
-"""The ``mmbench`` command line (click): run, table, list.
+"""The ``mmbench`` command line (click): run, table, report, list.
 
 Every ``MMBenchError`` ends as one line on stderr (``error: ...``) and a non-zero exit; no
 tracebacks for bad input.
@@ -6,49 +6,23 @@ tracebacks for bad input.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
 import click
 
+from mmbench.cli_common import (
+    EXIT_FAILED_RUNS,
+    EXIT_INTERRUPTED,
+    friendly_errors,
+    load_records,
+    results_option,
+    results_root,
+    table_options,
+)
+from mmbench.cli_data import data
 from mmbench.errors import MMBenchError
-
-EXIT_ERROR = 2
-EXIT_FAILED_RUNS = 1
-EXIT_INTERRUPTED = 130
-
-
-def friendly_errors(fn):
-    """Turn ``MMBenchError`` (and Ctrl-C) into one clear line and an exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MMBenchError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
-        except KeyboardInterrupt:
-            click.echo("interrupted: finished epochs and seeds are saved; rerun the same command to resume", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-
-    return wrapper
-
-
-def _results_option(fn):
-    return click.option(
-        "--results",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Results root (default: $MMBENCH_RESULTS or ./results).",
-    )(fn)
-
-
-def _results_root(results: Path | None) -> Path:
-    from mmbench.benchmark.store import default_results_root
-
-    return results if results is not None else default_results_root()
+from mmbench.reporting.cli_report import report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,26 +37,29 @@ def cli():
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Number of seeds.")
 @click.option("--seed-start", type=int, default=0, show_default=True, help="First seed.")
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="Data root (default $MMBENCH_DATA/<dataset>).")
-@_results_option
+@results_option
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override, repeatable (e.g. epochs=5).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--tag", default=None, help="Run tag (default: named after the non-default overrides).")
 @click.option("--rerun", is_flag=True, help="Train finished or failed seeds again.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the encoders (same as --set compile=true).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @friendly_errors
-def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, no_progress):
+def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, compile_, no_progress):
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
     from mmbench.benchmark.launch import run_local
 
     overrides = parse_overrides(sets)
+    if compile_:
+        overrides["compile"] = True
     resolve_config(dataset, method, overrides, seed=seed_start, tag=tag, device=device)  # validate first
     outcomes = run_local(
         dataset,
         method,
         range(seed_start, seed_start + seeds),
         overrides,
-        _results_root(results),
+        results_root(results),
         root=root,
         device=device,
         tag=tag,
@@ -105,32 +82,33 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
 
 
 @cli.command()
-@_results_option
-@click.option("--dataset", "-d", "datasets", multiple=True, help="Only these datasets (repeatable).")
-@click.option("--method", "-m", "methods", multiple=True, help="Only these methods or runs (repeatable).")
+@table_options
 @click.option(
-    "--metric", "metrics", multiple=True, type=click.Choice(["acc", "map", "f1"]), help="Metrics (default all)."
+    "--metric", "metrics", multiple=True, type=click.Choice(["acc", "map", "f1"]),
+    help="Metrics (default: all for table1/long, acc and f1 for table2).",
 )
 @click.option(
-    "--select",
-    type=click.Choice(["val", "last", "test-best"]),
-    default="val",
+    "--layout",
+    type=click.Choice(["table1", "table2", "long"]),
+    default="table1",
     show_default=True,
-    help="Selection rule; test-best is the papers' (optimistic) protocol.",
+    help="table1: fusion and every modality per dataset; table2: fusion metrics per dataset; long: one row per value.",
 )
-@click.option("--format", "fmt", type=click.Choice(["md", "latex", "html", "csv"]), default="md", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "latex", "html", "csv"]), default="md", show_default=True,
+              help="csv exports the per-seed values.")
+@click.option("--standalone", is_flag=True, help="LaTeX: a complete document that pdflatex compiles.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
 @friendly_errors
-def table(results, datasets, methods, metrics, select, fmt, out):
-    """Mean ± std over seeds of acc, MAP and MacroF1 for fusion and every modality."""
-    from mmbench.benchmark.store import load_results
+def table(results, datasets, methods, select, split, expected, alpha, metrics, layout, fmt, standalone, out):
+    """Mean ± std over seeds for fusion and every modality; best bold, top three shaded,
+    Welch's t-test against each column's best."""
     from mmbench.reporting.aggregate import render_table
 
-    root = _results_root(results)
-    records = load_results(root, datasets or None, methods or None)
-    if not records:
-        raise MMBenchError(f"no run records under {root}: train with `mmbench run` first, or pass --results DIR")
-    text = render_table(records, fmt, metrics or ("acc", "map", "f1"), select)
+    records = load_records(results, datasets, methods)
+    text = render_table(
+        records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
+        standalone=standalone,
+    )
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
@@ -139,25 +117,112 @@ def table(results, datasets, methods, metrics, select, fmt, out):
         click.echo(text)
 
 
+def _summary(cls) -> str:
+    """First line of the method module's docstring (the class's when the module has none)."""
+    module = sys.modules.get(cls.__module__)
+    for doc in (getattr(module, "__doc__", None), cls.__doc__):
+        lines = (doc or "").strip().splitlines()
+        if lines:
+            return lines[0]
+    return ""
+
+
 @cli.command(name="list")
 @click.argument("what", type=click.Choice(["methods", "datasets"]))
 @friendly_errors
 def list_(what):
-    """List registered methods (with their package) or datasets."""
+    """List registered methods (with the package and version providing each) or datasets.
+
+    Broken plugins are listed after the working entries, by name, with their error."""
     from mmbench.benchmark import registry
 
     if what == "methods":
         for name in registry.method_names():
-            cls = registry.get_method(name)
-            doc = (cls.__module__ and (sys.modules[cls.__module__].__doc__ or "")).strip().splitlines()
-            summary = doc[0] if doc else ""
+            try:
+                summary = _summary(registry.get_method(name))
+            except Exception as exc:  # noqa: BLE001 - one odd plugin must not hide the others
+                summary = f"(no description: {type(exc).__name__})"
             click.echo(f"{name:<18} {registry.method_origin(name):<24} {summary}")
-        for name, err in registry.plugin_errors().items():
-            click.echo(f"{name:<18} BROKEN PLUGIN: {err}")
     else:
         for name in registry.dataset_names():
             spec = registry.get_dataset(name)
             click.echo(f"{name:<18} {spec.num_classes:>4} classes  modalities: {', '.join(spec.modalities)}")
+    broken = registry.plugin_failures("method" if what == "methods" else "dataset")
+    if broken:
+        click.echo(f"\nbroken plugins (not usable; the {what} above are unaffected):")
+        for err in broken:
+            click.echo(f"{err.name:<18} {err.package:<24} BROKEN: {err.message}")
+
+
+@cli.command()
+@click.argument("suite")
+@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
+@click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local worker processes (each pinned to one GPU, or a share of the CPU cores).")
+@results_option
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override for every run, repeatable.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Replace the suite's seed count.")
+@click.option("--root", "roots", multiple=True, metavar="DATASET=DIR", help="Data root of a dataset, repeatable.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--dry-run", is_flag=True, help="List the runs and their state; train nothing.")
+@click.option("--partition", default=None, help="SLURM partition.")
+@click.option("--gpus", type=int, default=1, show_default=True, help="SLURM GPUs per task.")
+@click.option("--cpus", type=int, default=8, show_default=True, help="SLURM CPUs per task.")
+@click.option("--mem", "mem_gb", type=int, default=32, show_default=True, help="SLURM memory per task (GB).")
+@click.option("--time", "time_min", type=int, default=24 * 60, show_default=True, help="SLURM time limit (minutes).")
+@click.option("--array-parallelism", type=int, default=64, show_default=True)
+@click.option("--cluster", type=click.Choice(["auto", "slurm", "local", "debug"]), default="auto", show_default=True,
+              help="submitit executor; 'local' runs the SLURM path on this machine.")
+@click.option("--log-dir", type=click.Path(path_type=Path), default=None, help="submitit logs (default RESULTS/_slurm).")
+@click.option("--wait/--no-wait", default=False, help="SLURM: wait for the array and summarise.")
+@friendly_errors
+def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run, partition, gpus, cpus, mem_gb,
+          time_min, array_parallelism, cluster, log_dir, wait):
+    """Run a SUITE (name or .toml path): finished runs are skipped, partial runs resumed."""
+    from mmbench.benchmark.config import parse_overrides
+    from mmbench.benchmark.launch import JobOutcome, pending_jobs, summarise_outcomes, sweep_local
+    from mmbench.benchmark.suites import load_suite
+
+    root_map = {}
+    for item in roots:
+        if "=" not in item:
+            raise MMBenchError(f"--root expects DATASET=DIR, got {item!r}")
+        k, v = item.split("=", 1)
+        root_map[k] = v
+    s = load_suite(suite, seeds, root_map)
+    extra = parse_overrides(sets)
+    jobs = [j.with_overrides(extra) for j in s.jobs]
+    root_dir = results_root(results)
+    click.echo(f"suite {s.name}: {len(jobs)} runs -> {root_dir}")
+    if dry_run:
+        todo, done = pending_jobs(jobs, root_dir)
+        for j in todo:
+            click.echo(f"  pending {j.label()}")
+        for o in done:
+            click.echo(f"  skip    {o.job.label()}: {o.reason}")
+        return
+    if launcher == "local":
+        outcomes = sweep_local(jobs, root_dir, n_jobs, device, echo=click.echo)
+    else:
+        from mmbench.benchmark.slurm import SlurmOptions, submit
+
+        todo, outcomes = pending_jobs(jobs, root_dir)
+        opts = SlurmOptions(partition, gpus, cpus, mem_gb, time_min, array_parallelism,
+                            None if cluster == "auto" else cluster)
+        submitted = submit(todo, root_dir, log_dir or root_dir / "_slurm", opts, device)
+        click.echo(f"submitted {len(submitted)} tasks ({len(outcomes)} already done)"
+                   + (f": job {submitted[0].job_id.split('_')[0]}" if submitted else ""))
+        if not wait:
+            return
+        for job, sj in zip(todo, submitted):
+            try:
+                r = sj.result()
+                outcomes.append(JobOutcome(job, r["status"], r["reason"], r["seconds"], r["path"]))
+            except Exception as exc:  # noqa: BLE001 - a task that crashed outright
+                outcomes.append(JobOutcome(job, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+    click.echo(summarise_outcomes(outcomes))
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(EXIT_FAILED_RUNS)
 
 
 @cli.command()
@@ -185,6 +250,10 @@ def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, n
         with open(append, "a") as fh:
             fh.write("\n" + text)
         click.echo(f"appended to {append}")
+
+
+cli.add_command(report)
+cli.add_command(data)
 
 
 def main():

@@ -21,11 +21,13 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import inspect
 import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from mmbench.errors import ConfigError
@@ -50,6 +52,8 @@ class TrainConfig:
     step_at: str = "epoch_start"
     amp: str = "auto"  # auto (bf16 autocast on CUDA) | bf16 | off
     drop_last: bool = False
+    channels_last: bool = True  # on CUDA: channels_last memory format for 2-D convolutions
+    compile: bool = False  # torch.compile each encoder (mmbench run --compile)
 
 
 @dataclass
@@ -60,8 +64,9 @@ class DataConfig:
     split_seed: int = 0
     val_fraction: float = 0.1
     drop_missing: bool | None = None  # None: the dataset's default
-    num_workers: int = 0
+    num_workers: int = -1  # -1: automatic (0 for in-memory data, else min(8, cores) on CUDA)
     pin_memory: bool = True
+    persistent_workers: bool | None = None  # None: on CUDA only (exact resume needs them off)
     options: dict = field(default_factory=dict)  # resolved preset options of the dataset
 
 
@@ -97,6 +102,15 @@ class RunConfig:
 
 
 TOP_LEVEL_KEYS = ("protocol", "select_tie")
+# settings that change speed, not results: they never tag a run and never block a resume
+SPEED_KEYS = (
+    "train.compile",
+    "train.channels_last",
+    "train.eval_batch_size",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
+)
 _TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 _DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "options")
 
@@ -110,7 +124,7 @@ def parse_value(text: str) -> Any:
         return low == "true"
     if low in ("nan", "inf", "-inf", "+inf"):
         return float(low)
-    if low in ("none", "null"):
+    if low == "null":
         return None
     try:
         return ast.literal_eval(s)
@@ -166,7 +180,22 @@ def dataset_preset(dataset: str) -> dict:
 
 
 def method_preset(method: str) -> dict:
-    return load_toml(f"methods/{method}.toml")
+    """``configs/methods/<method>.toml``; for a plugin without one, the TOML file its class
+    names in ``settings_toml`` (a path relative to the file that defines the class)."""
+    preset = load_toml(f"methods/{method}.toml")
+    if preset:
+        return preset
+    from mmbench.benchmark.registry import get_method
+
+    cls = get_method(method)
+    name = getattr(cls, "settings_toml", None)
+    if not name:
+        return {}
+    path = Path(inspect.getfile(cls)).parent / name
+    if not path.is_file():
+        raise ConfigError(f"{cls.__module__}.{cls.__qualname__}.settings_toml: {path} does not exist")
+    with path.open("rb") as fh:
+        return tomllib.load(fh)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -206,7 +235,8 @@ def auto_tag(method_cls, changed: dict[str, Any]) -> str | None:
     Keys listed in the method's ``tag_keys`` show their value only (``unimodal-fourier``)."""
     parts = []
     tag_keys = getattr(method_cls, "tag_keys", ())
-    for key in sorted(changed, key=lambda k: (k.split(".")[-1] not in tag_keys, k)):
+    changed = {k: v for k, v in changed.items() if k not in SPEED_KEYS}
+    for key in sorted(changed, key=lambda k: (k.split(".")[-1] not in tag_keys, k.split(".")[-1], k)):
         short = key.split(".")[-1]
         if key.startswith("method.") and short in tag_keys:
             parts.append(_slug(changed[key]))
@@ -246,6 +276,7 @@ def resolve_config(
     sources.update(dpre.get("sources", {}))
 
     # protocol and preset come first: they decide which other defaults apply
+    defaults_before = {"protocol": cfg.protocol, "data.preset": cfg.data.preset}
     protocol = overrides.get("protocol", cfg.protocol)
     if protocol not in ("shared", "official"):
         raise ConfigError(f"protocol must be 'shared' or 'official', got {protocol!r}")
@@ -282,11 +313,14 @@ def resolve_config(
     changed: dict[str, Any] = {}
     for key, value in overrides.items():
         before = _apply_override(cfg, params, spec, method_cls, key, value)
+        before = defaults_before.get(key, before)  # applied above, before the other defaults
         after = _current(cfg, params, key)
         if before != after and not (
             isinstance(before, float) and isinstance(after, float) and math.isnan(before) and math.isnan(after)
         ):
             changed[_canonical(key)] = after
+    if cfg.data.drop_missing is None:
+        cfg.data.drop_missing = spec.drop_missing_default
     cfg.method_params = params
     cfg.overrides = overrides
     cfg.sources = sources

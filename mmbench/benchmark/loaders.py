@@ -2,7 +2,10 @@
 function of (run seed, epoch), so resumed runs see the same batches as uninterrupted ones.
 
 In-memory datasets (``TensorDictDataset``) are batched by indexing whole tensors; everything
-else goes through ``torch.utils.data.DataLoader`` with seeded workers.
+else goes through ``torch.utils.data.DataLoader`` with seeded workers. Worker RNGs are seeded from
+the epoch's generator when the epoch's workers start, so without persistent workers an epoch's
+augmentation is a pure function of (seed, epoch) and a resumed run repeats it exactly; persistent
+workers (the CUDA default) carry their RNG state across epochs, trading that for speed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class EpochLoader:
         drop_last: bool = False,
         num_workers: int = 0,
         pin_memory: bool = False,
+        persistent_workers: bool = False,
     ):
         self.dataset = dataset
         self.batch_size = batch_size
@@ -43,7 +47,7 @@ class EpochLoader:
                 pin_memory=pin_memory,
                 worker_init_fn=worker_init_fn,
                 generator=self._generator,
-                persistent_workers=num_workers > 0,
+                persistent_workers=persistent_workers and num_workers > 0,
             )
 
     def set_epoch(self, epoch: int) -> None:

@@ -20,8 +20,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
 RESULT = "result.json"
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
@@ -37,6 +35,8 @@ def run_dir(results_root, dataset: str, run_name: str, seed: int) -> Path:
 
 
 def _json_default(obj):
+    import torch  # lazy: reading records (tables, reports) does not need torch
+
     if isinstance(obj, torch.Tensor):
         return obj.tolist()
     if hasattr(obj, "item"):
@@ -90,6 +90,8 @@ def write_history(path, records: list[dict]) -> None:
 
 
 def write_checkpoint(path, state: dict) -> None:
+    import torch
+
     _atomic_replace(path, lambda fh: torch.save(state, fh))
 
 

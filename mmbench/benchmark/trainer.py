@@ -9,7 +9,11 @@ and ``result.json`` with every selection rule (specs/methods/evaluation.md).
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -24,11 +28,11 @@ from tqdm import tqdm
 
 import mmbench
 from mmbench.benchmark import store
-from mmbench.benchmark.config import RunConfig
+from mmbench.benchmark.config import SPEED_KEYS, RunConfig
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
-from mmbench.benchmark.registry import get_dataset, get_method
+from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state
 from mmbench.benchmark.selection import select_all
 from mmbench.datasets.base import stratified_carve
@@ -131,7 +135,11 @@ def evaluate(method, model, loader, device, autocast) -> dict:
 
 def _config_key(cfg_dict: dict) -> dict:
     """The parts of a config that must match for a checkpoint to be resumed."""
-    return {k: cfg_dict[k] for k in ("dataset", "method", "seed", "protocol", "train", "data", "method_params")}
+    key = {k: copy.deepcopy(cfg_dict[k]) for k in ("dataset", "method", "seed", "protocol", "train", "data", "method_params")}
+    for dotted in SPEED_KEYS:
+        section, name = dotted.split(".")
+        key[section].pop(name, None)
+    return key
 
 
 def train_run(
@@ -189,14 +197,16 @@ def train_run(
         set_rng_state(ckpt["rng"])
         echo(f"resuming {out_dir} from epoch {start_epoch}")
     env = environment(device)
+    env["method_package"] = method_origin(cfg.method)  # plugin runs trace to their version
     store.write_json(
         out_dir / store.CONFIG,
-        {**cfg.to_dict(), "environment": env, "splits": run.split_sizes},
+        {**cfg.to_dict(), "environment": env, "splits": run.split_sizes, "data_warnings": warnings_},
     )
     store.write_history(out_dir / store.HISTORY, history)
 
     t_start = time.time()
     epochs_done = 0
+    seen_warnings: set[str] = set()
     try:
         for epoch in range(start_epoch, tr.epochs):
             if stop_after_epochs is not None and epochs_done >= stop_after_epochs:
@@ -216,8 +226,15 @@ def train_run(
                 _step_schedulers(ctx.optimizers)
             t0 = time.time()
             autocast = ctx.autocast
-            val_m = evaluate(method, model, val_loader, device, autocast)
-            test_m = evaluate(method, model, test_loader, device, autocast)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                val_m = evaluate(method, model, val_loader, device, autocast)
+                test_m = evaluate(method, model, test_loader, device, autocast)
+            for w in caught:  # e.g. MAP's "no positive sample" warning: once per run, not per epoch
+                text = str(w.message)
+                if text not in seen_warnings:
+                    seen_warnings.add(text)
+                    echo(f"warning: {text}")
             eval_s = time.time() - t0
             ctx.val_metrics = val_m
             method.on_epoch_end(ctx)
@@ -285,9 +302,6 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
     ``ckpt`` when resuming, in the hook order of ``Method``), loaders and the ``Context``."""
     seed_everything(cfg.seed)
     # ---- data
-    drop_missing = cfg.data.drop_missing
-    if drop_missing is None:
-        cfg.data.drop_missing = spec.drop_missing_default
     train_set = spec.build("train", data_root, True, cfg.data)
     val_set = spec.build("val", data_root, False, cfg.data)
     test_set = spec.build("test", data_root, False, cfg.data)
@@ -312,15 +326,23 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
     model.to(device)
-    if device.type == "cuda" and cfg.train.amp != "off":
-        model.to(memory_format=torch.channels_last)
+    if device.type == "cuda" and cfg.train.channels_last:
+        apply_channels_last(model)
+    if cfg.train.compile:
+        for m in spec.modalities:
+            model.encoders[m].compile()  # in place: state_dict keys (and checkpoints) unchanged
     optimizers = method.configure_optimizers(model, cfg.train)
     if ckpt is not None:
         optimizers.load_state_dict(ckpt["optimizers"])
 
     tr = cfg.train
     pin = cfg.data.pin_memory and device.type == "cuda"
-    loader_kw = dict(num_workers=cfg.data.num_workers, pin_memory=pin)
+    persistent = cfg.data.persistent_workers
+    loader_kw = {
+        "num_workers": loader_workers(cfg.data.num_workers, train_set, device),
+        "pin_memory": pin,
+        "persistent_workers": device.type == "cuda" if persistent is None else persistent,
+    }
     train_loader = EpochLoader(train_set, tr.batch_size, True, cfg.seed, tr.drop_last, **loader_kw)
     val_loader = EpochLoader(val_set, tr.eval_batch_size, False, **loader_kw)
     test_loader = EpochLoader(test_set, tr.eval_batch_size, False, **loader_kw)
@@ -349,6 +371,24 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
     )
 
 
+def apply_channels_last(model: nn.Module) -> None:
+    """channels_last for 2-D convolutions only (3-D convs such as I3D's keep their layout)."""
+    for mod in model.modules():
+        if isinstance(mod, nn.Conv2d):
+            mod.to(memory_format=torch.channels_last)
+
+
+def loader_workers(requested: int, dataset, device: torch.device) -> int:
+    """``data.num_workers``; -1 (default) = 0 for in-memory datasets, else min(8, cores) on CUDA
+    and min(2, cores) on CPU."""
+    if requested >= 0:
+        return requested
+    if hasattr(dataset, "batch") and hasattr(dataset, "tensors"):
+        return 0
+    cores = os.cpu_count() or 1
+    return min(8 if device.type == "cuda" else 2, cores)
+
+
 def _subset(dataset, positions):
     if hasattr(dataset, "subset"):
         return dataset.subset(positions)
@@ -358,10 +398,27 @@ def _subset(dataset, positions):
 
 
 def _split_sizes(train, val, test, heldout) -> dict:
-    sizes = {"train": len(train), "val": len(val), "test": len(test)}
-    if heldout is not None:
-        sizes["heldout"] = len(heldout)
-    return sizes
+    """Sizes of each split and the sha256 of its sorted item indices (specs/datasets.md §1.3)."""
+    out = {}
+    for name, ds in (("train", train), ("val", val), ("test", test), ("heldout", heldout)):
+        if ds is None:
+            continue
+        out[name] = len(ds)
+        if getattr(ds, "dropped", None):
+            out[f"{name}_dropped"] = ds.dropped
+        idx = _item_indices(ds)
+        if idx is not None:
+            out[f"{name}_sha256"] = hashlib.sha256(json.dumps(sorted(idx)).encode()).hexdigest()
+    return out
+
+
+def _item_indices(ds) -> list[int] | None:
+    indices = getattr(ds, "indices", None)
+    if isinstance(indices, torch.Tensor):
+        return indices.tolist()
+    if isinstance(indices, (list, tuple)) and all(isinstance(i, int) for i in indices):
+        return list(indices)
+    return None
 
 
 def _finite(v) -> bool:

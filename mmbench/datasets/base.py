@@ -23,10 +23,14 @@ from mmbench.errors import DataError
 
 @dataclass(frozen=True)
 class Problem:
-    """One finding of ``check(root)``: ``level`` is ``"error"`` (blocks training) or ``"warn"``."""
+    """One finding of ``check(root)``: ``level`` is ``"error"`` (blocks training) or ``"warn"``.
+
+    ``kind`` tags findings that ``mmbench data check --strict`` turns into errors: ``"count"``
+    for split sizes, class counts and fingerprints that differ from the published ones."""
 
     level: str
     message: str
+    kind: str = ""
 
     def __str__(self) -> str:
         return f"{self.level}: {self.message}"

@@ -139,8 +139,14 @@ class MfeatSpec(DatasetSpec):
                 continue
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if digest != SHA256[view]:
-                problems.append(Problem("error", f"{path} has sha256 {digest}, expected {SHA256[view]}"))
-            x, labels = read_view(view)
+                problems.append(
+                    Problem("error", f"{path} has sha256 {digest}, expected {SHA256[view]}: reinstall mmbench")
+                )
+            try:
+                x, labels = read_view(view)
+            except (OSError, ValueError, EOFError) as exc:
+                problems.append(Problem("error", f"{path} cannot be read ({exc}): reinstall mmbench"))
+                continue
             if x.shape != (ROWS, VIEWS[view]):
                 problems.append(Problem("error", f"{path}: shape {x.shape}, expected ({ROWS}, {VIEWS[view]})"))
             counts = np.bincount(labels, minlength=10)

@@ -8,6 +8,7 @@ modality: ``results/<dataset>/unimodal-<modality>/``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch.nn as nn
 
@@ -40,6 +41,8 @@ class Unimodal(Method):
     Hyper = UnimodalHyper
     tag_keys = ("modality",)
     modality_logits = "its only head (a separately trained model)"
+    # mmbench.testing.check_method trains it on "image", a modality of both mfeat and mfeat3
+    conformance_overrides: ClassVar[dict] = {"method.modality": "image"}
 
     def __init__(self, hyper, modalities, num_classes, feature_dims):
         super().__init__(hyper, modalities, num_classes, feature_dims)

@@ -1,5 +1,30 @@
-"""Tables are pure functions of run records: load ``result.json`` files into pandas, aggregate
-mean ± std over seeds, render a jinja2 template (``mmbench/report_templates/``)."""
+r"""Tables are pure functions of run records: load ``result.json`` files into pandas, aggregate
+mean ± std over seeds, rank and test each column, render a jinja2 template
+(``mmbench/report_templates/``).
+
+Layouts (``mmbench table --layout``):
+
+* ``table1`` — the papers' Table 1: rows are methods; per dataset a column group holding the seed
+  count and, for fusion and every modality, the requested metrics (default Acc, MAP, MacroF1).
+* ``table2`` — the papers' Table 2: rows are methods; per dataset the fusion Acc and MacroF1
+  (or the requested metrics).
+* ``long`` — one row per (dataset, method, head, metric) with mean, std, seed count, rank and
+  the p-value against the column's best.
+
+Formats: LaTeX (booktabs; ``\cellcolor`` shading from ``xcolor`` with the ``table`` option; the
+long layout is a ``longtable``), HTML (CSS classes ``best``, ``top1``-``top3``, ``incomplete``)
+and Markdown (best in bold; Markdown has neither column groups nor shading, so ``table1`` and
+``table2`` are one table per dataset there). ``csv`` exports the per-seed values instead.
+
+Every number is the metric of the test split (or ``split``) at the epoch the selection rule
+picked (specs/methods/evaluation.md §5), times 100; mean ± std (ddof = 1; 0 for one seed) over
+the finished seeds. In every column the best mean is bold and the top three are shaded (ties
+share a rank); each other method is compared with the best by Welch's t-test
+(``significance.py``) and marked where p < alpha. ``unimodal-*`` rows have no fusion: their
+"fusion" logits are their single head, so they are shown but not ranked in fusion columns.
+Incomplete groups show ``finished/expected`` seeds, the expected count being ``--seeds`` or the
+largest number of seeds (finished or failed) of any method on that dataset.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +34,55 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from mmbench.benchmark.metrics import METRIC_NAMES
 from mmbench.benchmark.selection import SELECTION_RULES
+from mmbench.errors import MMBenchError
+from mmbench.reporting.significance import DEFAULT_ALPHA, against_best
 
+# The metrics of mmbench.benchmark.metrics.METRIC_NAMES, restated so that tables and reports do
+# not import torch (a test checks that the two agree).
+METRIC_NAMES = ("acc", "map", "f1")
 SELECTION_LABELS = {
     "val": "best validation epoch (val)",
     "last": "last epoch",
     "test-best": "best test epoch (test-best: the papers' protocol, optimistic)",
 }
 FORMATS = ("md", "latex", "html", "csv")
+LAYOUTS = ("table1", "table2", "long")
+METRIC_LABELS = {"acc": "Acc", "map": "MAP", "f1": "MacroF1"}
+LAYOUT_METRICS = {"table1": METRIC_NAMES, "table2": ("acc", "f1"), "long": METRIC_NAMES}
 _TEMPLATE = {"md": "table.md.j2", "latex": "table.tex.j2", "html": "table.html.j2"}
+
+# Row order of the tables: references first, then the methods in the order of the papers.
+METHOD_ORDER = (
+    "unimodal",
+    "joint",
+    "gblend",
+    "mslr",
+    "ogm_ge",
+    "pmr",
+    "agm",
+    "mmpareto",
+    "mla",
+    "reconboost",
+    "sustained_boost",
+)
+UNRANKED_FUSION = ("unimodal",)
+
+# What a method's per-modality logits are (specs/methods/evaluation.md §4): tables say it in a
+# footnote. Methods not listed fall back to their class attribute ``modality_logits``.
+MODALITY_LOGITS = {
+    "joint": "split of the concat head, W_m phi_m + b/M",
+    "ogm_ge": "split of the concat head, W_m phi_m + b/M",
+    "pmr": "split of the concat head, W_m phi_m + b/M",
+    "gblend": "the modality's own head",
+    "mslr": "the modality's own head",
+    "mmpareto": "the modality's own head",
+    "agm": "Shapley-style response from zero-masked passes (eval mode)",
+    "mla": "shared head on that modality, h(phi_m)",
+    "reconboost": "learner f_m",
+    "sustained_boost": "the modality's weighted classifier ensemble",
+    "unimodal": "its only head (a separately trained model)",
+}
 
 
 def results_frame(records: list[dict], select: str = "val", split: str = "test") -> pd.DataFrame:
@@ -34,18 +98,11 @@ def results_frame(records: list[dict], select: str = "val", split: str = "test")
             continue
         for head, metrics in sel[split].items():
             for metric, value in metrics.items():
+                if value is None:
+                    continue
                 rows.append(
-                    {
-                        "dataset": rec["dataset"],
-                        "run": rec["run"],
-                        "method": rec["method"],
-                        "tag": rec.get("tag"),
-                        "seed": rec["seed"],
-                        "epoch": sel["epoch"],
-                        "head": head,
-                        "metric": metric,
-                        "value": value,
-                    }
+                    (rec["dataset"], rec["run"], rec["method"], rec.get("tag"), rec["seed"], sel["epoch"],
+                     head, metric, value)
                 )
     cols = ["dataset", "run", "method", "tag", "seed", "epoch", "head", "metric", "value"]
     return pd.DataFrame(rows, columns=cols)
@@ -64,56 +121,239 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _head_order(heads, modalities_first=("fusion",)) -> list[str]:
-    return [h for h in modalities_first if h in heads] + sorted(h for h in heads if h not in modalities_first)
+def run_sort_key(run: str, method: str | None = None):
+    """Rows: methods in ``METHOD_ORDER`` (unknown ones after, by name), untagged before tagged."""
+    method = method or run
+    if method not in METHOD_ORDER and "-" in run and run.split("-")[0] in METHOD_ORDER:
+        method = run.split("-")[0]
+    idx = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+    return (idx, method, run != method, run)
 
 
-def table_context(frame: pd.DataFrame, metrics=METRIC_NAMES, select: str = "val") -> dict:
-    """The data the table templates render: one table per dataset."""
-    summary = summarise(frame)
-    tables = []
-    for dataset in summary["dataset"].unique() if len(summary) else []:
-        sub = summary[summary["dataset"] == dataset]
-        heads = _head_order(list(dict.fromkeys(sub["head"])))
-        columns = [(h, m) for h in heads for m in metrics]
-        rows = []
-        for run in sorted(sub["run"].unique()):
-            r = sub[sub["run"] == run]
-            cells = []
-            for h, m in columns:
-                hit = r[(r["head"] == h) & (r["metric"] == m)]
-                if hit.empty:
-                    cells.append(None)
-                else:
-                    x = hit.iloc[0]
-                    cells.append({"mean": 100 * x["mean"], "std": 100 * x["std"], "n": int(x["n"])})
-            n = int(r["n"].max())
-            rows.append({"run": run, "cells": cells, "n": n})
-        tables.append({"dataset": dataset, "columns": columns, "rows": rows})
+def head_order(heads) -> list[str]:
+    """``fusion`` first, then the modalities in the order given (the run records list them in
+    the order of the method's ``predict``, which follows the dataset's modality order)."""
+    heads = list(dict.fromkeys(heads))
+    return (["fusion"] if "fusion" in heads else []) + [h for h in heads if h != "fusion"]
+
+
+def seed_counts(records: list[dict], frame: pd.DataFrame, expected: int | None = None):
+    """Finished seeds per (dataset, run) and the expected seed count per dataset."""
+    finished = frame.groupby(["dataset", "run"])["seed"].nunique().to_dict() if len(frame) else {}
+    seen: dict[tuple, set] = {}
+    for rec in records:
+        if rec.get("status") in ("finished", "failed"):
+            seen.setdefault((rec["dataset"], rec["run"]), set()).add(rec["seed"])
+    per_dataset: dict[str, int] = {}
+    for (dataset, _), seeds in seen.items():
+        per_dataset[dataset] = max(per_dataset.get(dataset, 0), len(seeds))
+    if expected is not None:
+        per_dataset = {d: expected for d in per_dataset}
+    return finished, per_dataset
+
+
+def _seed_label(n: int, expected: int) -> str:
+    return str(n) if n >= expected else f"{n}/{expected}"
+
+
+def _column_label(layout: str, head: str, metric: str, metrics) -> str:
+    label = METRIC_LABELS.get(metric, metric)
+    if layout == "table2":
+        return label if head == "fusion" else f"{head} {label}"
+    return f"{head} {label}" if len(metrics) > 1 else head
+
+
+def _modality_logits(method: str) -> str | None:
+    if method in MODALITY_LOGITS:
+        return MODALITY_LOGITS[method]
+    try:
+        from mmbench.benchmark import registry
+
+        return getattr(registry.get_method(method), "modality_logits", None)
+    except MMBenchError:  # unknown or broken plugin: no footnote
+        return None
+
+
+def _column_stats(values: dict[str, np.ndarray], rankable: set[str], alpha: float) -> dict[str, dict]:
+    """Mean, std, n, rank (competition ranking of the means as shown, in % to two decimals;
+    higher is better; ties share a rank), p-value against the best (the first of the tied best
+    in row order) and the significance mark of every run of one column."""
+    means = {run: float(np.mean(v)) for run, v in values.items()}
+    shown = {run: round(100 * m, 2) for run, m in means.items()}  # rank what the table shows
+    ranked = [run for run in values if run in rankable]
+    best = max(ranked, key=lambda r: shown[r]) if ranked else None
+    pvals = against_best({r: values[r] for r in ranked}, best) if best else {}
+    out = {}
+    for run, v in values.items():
+        rank = None
+        if run in rankable:
+            rank = 1 + sum(shown[o] > shown[run] for o in ranked)
+        p = pvals.get(run)
+        out[run] = {
+            "mean": 100 * means[run],
+            "std": 100 * (float(np.std(v, ddof=1)) if len(v) > 1 else 0.0),
+            "n": len(v),
+            "rank": rank,
+            "best": rank == 1,
+            "shade": rank if rank is not None and rank <= 3 else 0,
+            "p": p,
+            "sig": p is not None and p < alpha,
+        }
+    return out
+
+
+def build_tables(
+    records: list[dict],
+    layout: str = "table1",
+    metrics=None,
+    select: str = "val",
+    split: str = "test",
+    expected: int | None = None,
+    alpha: float = DEFAULT_ALPHA,
+) -> dict:
+    """The data every table template renders (see the module docstring for the layouts)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose {', '.join(LAYOUTS)}")
+    metrics = tuple(metrics) if metrics else LAYOUT_METRICS[layout]
+    frame = results_frame(records, select, split)
+    frame = frame[frame["metric"].isin(metrics)]
+    finished, expected_by_ds = seed_counts(records, frame, expected)
+
+    values: dict[tuple, np.ndarray] = {}
+    if len(frame):
+        ordered = frame.sort_values("seed", kind="stable")
+        for key, v in ordered.groupby(["dataset", "run", "head", "metric"], sort=False)["value"]:
+            values[key] = v.to_numpy(dtype=float)
+    method_of = dict(zip(frame["run"], frame["method"])) if len(frame) else {}
+    for rec in records:
+        method_of.setdefault(rec["run"], rec.get("method", rec["run"]))
+
+    by_column: dict[tuple, dict[str, np.ndarray]] = {}
+    for (d, run, h, m), v in values.items():
+        by_column.setdefault((d, h, m), {})[run] = v
+    groups = []
+    stats: dict[tuple, dict] = {}
+    for dataset in sorted(frame["dataset"].unique()) if len(frame) else []:
+        heads = head_order(frame.loc[frame["dataset"] == dataset, "head"].unique())
+        if layout == "table2":
+            heads = [h for h in heads if h == "fusion"]
+        columns = [
+            {"head": h, "metric": m, "metric_label": METRIC_LABELS.get(m, m), "label": _column_label(layout, h, m, metrics)}
+            for h in heads
+            for m in metrics
+        ]
+        for col in columns:
+            col_values = by_column.get((dataset, col["head"], col["metric"]), {})
+            col_values = dict(sorted(col_values.items(), key=lambda kv: run_sort_key(kv[0], method_of[kv[0]])))
+            rankable = {
+                r for r in col_values if not (col["head"] == "fusion" and method_of[r] in UNRANKED_FUSION)
+            }
+            for run, s in _column_stats(col_values, rankable, alpha).items():
+                stats[(dataset, run, col["head"], col["metric"])] = s
+        first = 2 + sum(len(g["columns"]) + 1 for g in groups)  # LaTeX column index of the group's n
+        groups.append(
+            {"dataset": dataset, "columns": columns, "expected": expected_by_ds.get(dataset, 1),
+             "first_col": first, "last_col": first + len(columns)}
+        )
+
+    runs = sorted({r for (_, r, _, _) in values}, key=lambda r: run_sort_key(r, method_of.get(r)))
+    rows = []
+    for run in runs:
+        row_groups = []
+        for g in groups:
+            n = finished.get((g["dataset"], run))
+            if n is None:
+                row_groups.append(None)
+                continue
+            cells = [stats.get((g["dataset"], run, c["head"], c["metric"])) for c in g["columns"]]
+            row_groups.append({"n": n, "n_label": _seed_label(n, g["expected"]), "cells": cells})
+        rows.append({"run": run, "groups": row_groups})
+
+    long_rows = []
+    for g in groups:
+        for run in runs:
+            for c in g["columns"]:
+                s = stats.get((g["dataset"], run, c["head"], c["metric"]))
+                if s is not None:
+                    long_rows.append(
+                        {"dataset": g["dataset"], "run": run, "head": c["head"], "metric": c["metric"],
+                         "metric_label": c["metric_label"],
+                         "n_label": _seed_label(s["n"], g["expected"]), **s}
+                    )
+
+    notes = []
+    if layout != "table2":
+        for method in sorted({method_of[r] for r in runs}, key=run_sort_key):
+            text = _modality_logits(method)
+            if text:
+                notes.append({"method": method, "text": text})
+
     return {
-        "tables": tables,
+        "layout": layout,
+        "groups": groups,
+        "rows": rows,
+        "long_rows": long_rows,
+        "metrics": [METRIC_LABELS.get(m, m) for m in metrics],
+        "multi_metric": len(metrics) > 1,
+        "split": split,
         "select": select,
         "select_label": SELECTION_LABELS[select],
-        "metric_names": {"acc": "Acc", "map": "MAP", "f1": "MacroF1"},
+        "alpha": alpha,
+        "notes": notes,
+        "failed": sorted(failed_runs(records), key=lambda r: (r["dataset"], r["run"], r["seed"])),
     }
 
 
-def _env() -> jinja2.Environment:
+def _latex_escape(s) -> str:
+    table = {
+        "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    }
+    return "".join(table.get(ch, ch) for ch in str(s))
+
+
+def template_env() -> jinja2.Environment:
+    """The jinja2 environment of ``mmbench/report_templates`` (HTML templates autoescaped)."""
     loader = jinja2.FileSystemLoader(str(resources.files("mmbench").joinpath("report_templates")))
-    env = jinja2.Environment(loader=loader, autoescape=False, trim_blocks=True, lstrip_blocks=True)
-    env.filters["latex_escape"] = lambda s: str(s).replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
+    env = jinja2.Environment(
+        loader=loader,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["latex_escape"] = _latex_escape
     env.filters["html_escape"] = lambda s: jinja2.utils.markupsafe.escape(str(s))
+    env.filters["fmt"] = lambda x: f"{x:.2f}"
+    env.filters["pfmt"] = lambda p: "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
     return env
 
 
-def render_table(records: list[dict], fmt: str = "md", metrics=METRIC_NAMES, select: str = "val") -> str:
-    """Render mean ± std over seeds of ``metrics`` for fusion and every modality."""
+def per_seed_csv(records: list[dict], metrics=METRIC_NAMES, select: str = "val", split: str = "test") -> str:
+    """Per-seed values (fractions, as stored) of finished runs, one row per (run, seed, head, metric)."""
+    frame = results_frame(records, select, split)
+    frame = frame[frame["metric"].isin(metrics)]
+    frame = frame.sort_values(["dataset", "run", "seed", "head", "metric"], kind="stable")
+    return frame.to_csv(index=False)
+
+
+def render_table(
+    records: list[dict],
+    fmt: str = "md",
+    metrics=None,
+    select: str = "val",
+    layout: str = "table1",
+    split: str = "test",
+    expected: int | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    standalone: bool = False,
+) -> str:
+    """Render mean ± std over seeds of ``metrics`` in ``layout``; ``csv`` gives per-seed values."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
-    frame = results_frame(records, select)
-    frame = frame[frame["metric"].isin(metrics)]
     if fmt == "csv":
-        return frame.to_csv(index=False)
-    ctx = table_context(frame, metrics, select)
-    ctx["failed"] = failed_runs(records)
-    return _env().get_template(_TEMPLATE[fmt]).render(**ctx)
+        return per_seed_csv(records, tuple(metrics) if metrics else METRIC_NAMES, select, split)
+    ctx = build_tables(records, layout, metrics, select, split, expected, alpha)
+    ctx["standalone"] = standalone
+    ctx["table"] = dict(ctx)
+    return template_env().get_template(_TEMPLATE[fmt]).render(**ctx)

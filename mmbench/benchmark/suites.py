@@ -1,0 +1,140 @@
+"""Suites: TOML files of datasets x methods x seeds x overrides (``mmbench/configs/suites/``).
+
+A suite file::
+
+    [suite]
+    description = "..."
+    seeds = 5                      # or a list, e.g. [0, 1, 2]
+    datasets = ["cremad", "kinetics_sounds"]
+    methods = ["joint", "ogm_ge", "sustained_boost"]
+    set = { epochs = 2 }           # overrides for every run (optional)
+
+    [[runs]]                       # extra entries (optional), each expanded over its own
+    datasets = ["cremad"]          # datasets/methods/seeds, defaulting to the suite's
+    methods = ["unimodal"]
+    set = { "method.modality" = "audio" }
+    tag = "audio"                  # optional explicit tag
+
+``methods`` entries of the grid that need per-dataset settings (``unimodal``) are expanded by
+``expand_special``: one ``unimodal`` run per modality of the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from mmbench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a sweep: a seed of one (dataset, method, overrides)."""
+
+    dataset: str
+    method: str
+    seed: int
+    overrides: tuple = ()  # sorted (key, JSON text of the value) pairs: hashable, any TOML value
+    tag: str | None = None
+    root: str | None = None
+
+    @property
+    def overrides_dict(self) -> dict:
+        return {k: json.loads(v) for k, v in self.overrides}
+
+    def with_overrides(self, extra: dict) -> Job:
+        return Job(self.dataset, self.method, self.seed, freeze({**self.overrides_dict, **extra}), self.tag, self.root)
+
+    def label(self) -> str:
+        extra = f"-{self.tag}" if self.tag else ""
+        sets = " ".join(f"{k}={v}" for k, v in self.overrides)
+        return f"{self.dataset}/{self.method}{extra} seed {self.seed}" + (f" [{sets}]" if sets else "")
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    jobs: list[Job] = field(default_factory=list)
+
+
+def suite_names() -> list[str]:
+    folder = resources.files("mmbench.configs").joinpath("suites")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def _seeds(value) -> list[int]:
+    if isinstance(value, int):
+        return list(range(value))
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return value
+    raise ConfigError(f"suite seeds must be a count or a list of integers, got {value!r}")
+
+
+def freeze(overrides: dict) -> tuple:
+    """Overrides as a hashable, order-independent tuple of (key, JSON text)."""
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in overrides.items()))
+
+
+def _methods(names) -> list[str]:
+    """``"*"`` stands for every registered method."""
+    if "*" in names:
+        from mmbench.benchmark.registry import method_names
+
+        return [n for n in method_names() if n not in names] + [n for n in names if n != "*"]
+    return list(names)
+
+
+def expand_special(dataset: str, method: str, overrides: dict) -> list[tuple[dict, str | None]]:
+    """``unimodal`` without a modality becomes one run per modality of the dataset."""
+    if method == "unimodal" and "method.modality" not in overrides:
+        from mmbench.benchmark.registry import get_dataset
+
+        return [({**overrides, "method.modality": m}, None) for m in get_dataset(dataset).modalities]
+    return [(overrides, None)]
+
+
+def load_suite(name_or_path: str, seeds_override: int | None = None, roots: dict | None = None) -> Suite:
+    """Read a suite by name (``mmbench/configs/suites/<name>.toml``) or path and expand its jobs."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_file():
+        data = tomllib.loads(path.read_text())
+        name = path.stem
+    else:
+        ref = resources.files("mmbench.configs").joinpath("suites", f"{name_or_path}.toml")
+        if not ref.is_file():
+            raise ConfigError(
+                f"unknown suite {name_or_path!r}; built-in suites: {', '.join(suite_names())} (or give a .toml path)"
+            )
+        data = tomllib.loads(ref.read_text())
+        name = name_or_path
+    head = data.get("suite", {})
+    unknown = set(head) - {"description", "seeds", "datasets", "methods", "set"}
+    if unknown:
+        raise ConfigError(f"suite {name}: unknown keys {sorted(unknown)} in [suite]")
+    base_seeds = _seeds(head.get("seeds", 1)) if seeds_override is None else list(range(seeds_override))
+    base_set = dict(head.get("set", {}))
+    entries = []
+    if head.get("datasets") and head.get("methods"):
+        entries.append({"datasets": head["datasets"], "methods": head["methods"]})
+    entries += data.get("runs", [])
+    jobs: list[Job] = []
+    seen = set()
+    roots = roots or {}
+    for entry in entries:
+        seeds = base_seeds if seeds_override is not None or "seeds" not in entry else _seeds(entry["seeds"])
+        for dataset in entry.get("datasets", head.get("datasets", [])):
+            for method in _methods(entry.get("methods", head.get("methods", []))):
+                overrides = {**base_set, **entry.get("set", {})}
+                for ov, _ in expand_special(dataset, method, overrides):
+                    for seed in seeds:
+                        job = Job(dataset, method, seed, freeze(ov), entry.get("tag"), roots.get(dataset))
+                        if job not in seen:
+                            seen.add(job)
+                            jobs.append(job)
+    if not jobs:
+        raise ConfigError(f"suite {name} defines no runs (give [suite] datasets and methods, or [[runs]])")
+    return Suite(name, head.get("description", ""), jobs)

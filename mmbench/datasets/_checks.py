@@ -1,0 +1,82 @@
+"""Small helpers shared by the ``check(root, cfg)`` of the NVGesture, Twitter-15 and Sarcasm loaders
+(specs/datasets.md §9): problems that name paths and counts, a deterministic sample of files to
+decode, and the ``deep`` / ``strict`` switches of ``mmbench data check``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmbench.datasets.base import Problem
+
+SAMPLE_PER_SPLIT = 20
+SHOW = 10
+
+
+def check_flags(cfg) -> tuple[bool, bool]:
+    """(deep, strict): attributes ``deep`` / ``strict`` of the data config if the caller set them
+    (``mmbench data check --deep --strict``), else ``options["check"]``; both default to False."""
+    opts = (getattr(cfg, "options", None) or {}).get("check", {}) if cfg is not None else {}
+    deep = bool(getattr(cfg, "check_deep", False) or getattr(cfg, "deep", False) or opts.get("deep", False))
+    strict = bool(getattr(cfg, "strict", False) or opts.get("strict", False))
+    return deep, strict
+
+
+def sample(items: list, deep: bool, k: int = SAMPLE_PER_SPLIT) -> list:
+    """All items with ``deep``, else ``k`` evenly spaced ones (deterministic)."""
+    if deep or len(items) <= k:
+        return list(items)
+    step = len(items) / k
+    return [items[int(i * step)] for i in range(k)]
+
+
+def listing(paths) -> str:
+    paths = [str(p) for p in paths]
+    more = f" (+{len(paths) - SHOW} more)" if len(paths) > SHOW else ""
+    return ", ".join(paths[:SHOW]) + more
+
+
+def dropping(cfg) -> bool:
+    """``data.drop_missing`` as resolved so far (``None``: the dataset default, False here)."""
+    return bool(getattr(cfg, "drop_missing", False))
+
+
+def missing(what: str, paths: list, fix: str, drop: bool = False) -> list[Problem]:
+    """One error for ``len(paths)`` missing files of one kind, listing the first 10; a warning
+    when ``data.drop_missing`` is on (those samples are then skipped and counted)."""
+    if not paths:
+        return []
+    if drop:
+        return [Problem("warn", f"{len(paths)} {what} missing, their samples are dropped "
+                                f"(data.drop_missing=true): {listing(paths)}")]
+    return [Problem("error", f"{len(paths)} {what} missing: {listing(paths)}; {fix}, "
+                             "or --set data.drop_missing=true to skip those samples")]
+
+
+def count_mismatch(what: str, got, expected, strict: bool, extra: str = "") -> list[Problem]:
+    """A warning (an error with ``strict``) when a count differs from the published one."""
+    if got == expected:
+        return []
+    level = "error" if strict else "warn"
+    return [Problem(level, f"{what}: {got}, published {expected}{extra} (a subset or fixture is fine; "
+                           "--strict makes this an error)", kind="count")]
+
+
+def verify_image(path: Path) -> str | None:
+    """``None`` if PIL can ``verify()`` the file, else the reason."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a finding
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def unreadable_images(paths, deep: bool, what: str) -> list[Problem]:
+    out = []
+    for p in sample([p for p in paths if Path(p).is_file()], deep):
+        why = verify_image(Path(p))
+        if why:
+            out.append(Problem("error", f"unreadable {what} {p}: {why}; replace or re-extract the file"))
+    return out

@@ -1,0 +1,306 @@
+"""The packed decoded cache of the audio-visual datasets (``mmbench data cache``).
+
+Decoding a wav (resample + STFT) and jpgs every epoch dominates data loading on CPU. The cache
+decodes every present clip once into three memory-mapped ``.npy`` files:
+
+- ``audio.npy``: ``(N, 1, F, T)`` float16, the spectrogram item of the preset (deterministic
+  presets only: a random audio start, VGGSound ``ogm``, or precomputed audio are refused);
+- ``frames.npy``: ``(M, 3, S, S)`` uint8, *every* frame of each clip resized to the training
+  resolution with the test transform's ``Resize((S, S))``; ``offsets.npy`` ``(N + 1,)`` gives each
+  clip's frame range, so frame sampling (segment / first, any ``data.frames``) still happens at
+  load time;
+- ``meta.json``, written last: dataset, preset key, the index digest and the ``index`` of each row.
+
+``data.cache.max_frames = K`` stores at most K frames a clip (``cached_frames``), to bound the size
+of long clips at high resolution. It lives in ``<root>/.mmbench-cache/<dataset>-<key>/`` (or
+``data.cache.dir``; the user cache when the root is read-only), where ``key`` hashes the resolved
+options that change the decoded arrays (audio options, fbank options, audio source, image size,
+``max_frames``). The loader uses it automatically (``data.cache.mode = "auto"``) when its index
+digest matches the index files and it holds every requested clip; a stale cache is refused with
+a message to rebuild; ``mode = "off"`` ignores it and ``"require"`` insists on it.
+
+Equivalence: test items equal the decoded-from-files items up to float16 rounding of the
+spectrogram (frames are bit-identical). Train crops are drawn on the S x S resized frame instead
+of the original frame (``frames.uint8_transform``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mmbench.datasets import audio as audio_ops
+from mmbench.datasets import frames as frame_ops
+from mmbench.datasets.base import Problem
+from mmbench.errors import DataError
+
+CACHE_VERSION = 1
+META = "meta.json"
+
+
+def max_frames(opts: dict) -> int:
+    return int((opts.get("cache") or {}).get("max_frames", 0) or 0)
+
+
+def decoded_options(spec, opts: dict) -> dict:
+    out = {
+        "dataset": spec.name,
+        "version": CACHE_VERSION,
+        "audio": opts.get("audio"),
+        "fbank": opts.get("fbank"),
+        "audio_source": opts.get("audio_source", "wav"),
+        "image_size": int(opts["image_size"]),
+    }
+    if max_frames(opts):
+        out["max_frames"] = max_frames(opts)
+        out["frame_sampling"] = opts.get("frame_sampling", "segment")
+    return out
+
+
+def cached_frames(files: list, opts: dict) -> list:
+    """The frames of a clip the cache stores: all of them, or with ``data.cache.max_frames = K``
+    the first K (``first`` sampling) or the K segment middles (``segment`` sampling). K bounds the
+    cache size of long clips (VGGSound at 384 px: 442 KB a frame); train then draws among the K."""
+    k = max_frames(opts)
+    if not k or len(files) <= k:
+        return files
+    if opts.get("frame_sampling", "segment") == "first":
+        return files[:k]
+    return [files[i] for i in frame_ops.segment_indices(len(files), k, train=False)]
+
+
+def cache_key(spec, opts: dict) -> str:
+    text = json.dumps(decoded_options(spec, opts), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_path(spec, root: Path, opts: dict) -> Path:
+    """``data.cache.dir``, else ``<root>/.mmbench-cache`` when it exists or the root is writable,
+    else the user cache (``~/.cache/mmbench/<dataset>-<root hash>``)."""
+    base = (opts.get("cache") or {}).get("dir") or ""
+    name = f"{spec.name}-{cache_key(spec, opts)}"
+    if base:
+        return Path(base).expanduser() / name
+    local = Path(root) / ".mmbench-cache"
+    if local.is_dir() or os.access(root, os.W_OK):
+        return local / name
+    from mmbench.datasets.audiovisual import user_cache_dir
+
+    tag = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
+    return user_cache_dir() / f"cache-{tag}" / name
+
+
+def index_digest(index) -> str:
+    """sha256 over every index row (index, id, split, label): a changed index file changes it."""
+    h = hashlib.sha256()
+    for r in index.rows:
+        h.update(f"{r.index}\t{r.id}\t{r.split}\t{r.label}\n".encode())
+    return h.hexdigest()
+
+
+def unsupported(opts: dict) -> str | None:
+    if opts.get("audio_source", "wav") != "wav":
+        return "precomputed audio is loaded as it is; the decoded cache is for deterministic presets only"
+    if not audio_ops.is_deterministic(opts["audio"]):
+        return "this preset draws a random audio start per epoch; the decoded cache is for deterministic presets only"
+    return None
+
+
+class DecodedCache:
+    """An opened cache directory; arrays are memory-mapped lazily (once per worker process)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.meta = json.loads((self.path / META).read_text())
+        self.position = {int(i): p for p, i in enumerate(self.meta["indices"])}
+        self._arrays = None
+
+    def arrays(self):
+        if self._arrays is None:
+            self._arrays = tuple(np.load(self.path / f, mmap_mode="r") for f in ("audio.npy", "frames.npy", "offsets.npy"))
+        return self._arrays
+
+    def __getstate__(self):  # DataLoader workers re-open the memory maps
+        state = dict(self.__dict__)
+        state["_arrays"] = None
+        return state
+
+    def stale_reason(self, spec, opts: dict, index, rows) -> str | None:
+        if self.meta.get("key") != cache_key(spec, opts) or self.meta.get("version") != CACHE_VERSION:
+            return "it was built for other preprocessing options"
+        if self.meta.get("index_digest") != index_digest(index):
+            return "the index files changed since it was built"
+        absent = [r for r in rows if r.index not in self.position]
+        if absent:
+            return f"{len(absent)} requested clips are not in it (e.g. {absent[0].where})"
+        return None
+
+
+def _open(path: Path) -> DecodedCache | None:
+    if not (path / META).is_file():
+        return None
+    try:
+        return DecodedCache(path)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def lookup(spec, root: Path, cfg, index, rows) -> DecodedCache | None:
+    """The cache to read ``rows`` from, None to decode files; raises on a stale cache."""
+    opts = spec.options(cfg)
+    mode = (opts.get("cache") or {}).get("mode", "auto")
+    if mode == "off":
+        return None
+    path = cache_path(spec, root, opts)
+    why = unsupported(opts)
+    if why:
+        if mode == "require":
+            raise DataError(f"data.cache.mode=require, but {why}")
+        return None
+    cache = _open(path)
+    if cache is None:
+        if mode == "require":
+            raise DataError(f"no decoded cache at {path}: run `mmbench data cache {spec.name} --root {root}`")
+        return None
+    stale = cache.stale_reason(spec, opts, index, rows)
+    if stale:
+        raise DataError(
+            f"the decoded cache at {path} is stale ({stale}): rebuild it with `mmbench data cache {spec.name} "
+            f"--root {root}`, delete it, or set data.cache.mode=off"
+        )
+    return cache
+
+
+def check_cache(spec, root: Path, cfg, index) -> list[Problem]:
+    opts = spec.options(cfg)
+    mode = (opts.get("cache") or {}).get("mode", "auto")
+    path = cache_path(spec, root, opts)
+    if mode == "off" or unsupported(opts):
+        return []
+    cache = _open(path)
+    if cache is None:
+        if mode == "require":
+            return [Problem("error", f"no decoded cache at {path}: run `mmbench data cache {spec.name} --root {root}`")]
+        return []
+    splits = spec.split_rows(index, cfg)
+    missing = index.missing or {}
+    rows = [r for rs in splits.values() for r in rs if r.index not in missing]
+    stale = cache.stale_reason(spec, opts, index, rows)
+    if stale:
+        return [Problem("error", f"the decoded cache at {path} is stale ({stale}): rebuild it with "
+                        f"`mmbench data cache {spec.name} --root {root}`, delete it, or set data.cache.mode=off")]
+    return [Problem("warn", f"using the decoded cache at {path} ({len(cache.position)} clips; train crops are "
+                    "drawn on the resized frames)")]
+
+
+class CachedAVDataset(Dataset):
+    """Items read from the decoded cache; same keys, shapes and sampling as ``AVDataset``."""
+
+    def __init__(self, cache: DecodedCache, rows, opts: dict, train: bool):
+        self.cache = cache
+        self.rows = rows
+        self.labels = [r.label for r in rows]
+        self.pos = [cache.position[r.index] for r in rows]
+        self.frames = int(opts["frames"])
+        self.sampling = opts.get("frame_sampling", "segment")
+        self.train = train
+        self.transform = frame_ops.uint8_transform(int(opts["image_size"]), train)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        audio, frames, offsets = self.cache.arrays()
+        p = self.pos[i]
+        a = torch.from_numpy(np.array(audio[p])).float()  # copy the float16 rows, convert in torch (fast)
+        start, stop = int(offsets[p]), int(offsets[p + 1])
+        idx = frame_ops.sample_indices(stop - start, self.frames, self.sampling, self.train)
+        clip = torch.from_numpy(np.ascontiguousarray(frames[[start + j for j in idx]]))
+        video = torch.stack([self.transform(f) for f in clip]).permute(1, 0, 2, 3).contiguous()
+        r = self.rows[i]
+        return {"audio": a, "video": video, "label": r.label, "index": r.index}
+
+
+class _Decode(Dataset):
+    def __init__(self, rows, opts):
+        self.rows, self.opts = rows, opts
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        r = self.rows[i]
+        a = audio_ops.load_audio(r.audio, self.opts["audio"], self.opts.get("fbank"), train=False)
+        size = int(self.opts["image_size"])
+        files = cached_frames(frame_ops.list_frames(r.frames), self.opts)
+        f = torch.stack([frame_ops.resized_uint8(p, size) for p in files])
+        return i, a.to(torch.float16).numpy(), f.numpy()
+
+
+def build_cache(spec, root: Path, cfg, workers: int = 0, echo=print, force: bool = False) -> Path:
+    """Decode every present clip of the index into the cache; an up-to-date cache is kept unless
+    ``force``, a stale one is rebuilt."""
+    from numpy.lib.format import open_memmap
+
+    root = Path(root)
+    opts = spec.options(cfg)
+    why = unsupported(opts)
+    if why:
+        raise DataError(f"cannot cache {spec.name} with preset {cfg.preset!r}: {why}")
+    index = spec.load_index(root, cfg)
+    missing = spec.scan_missing(index, refresh=True)
+    rows = [r for r in index.rows if r.label >= 0 and r.index not in missing]
+    path = cache_path(spec, root, opts)
+    existing = _open(path)
+    if existing is not None and not force and existing.stale_reason(spec, opts, index, rows) is None:
+        echo(f"{path} is up to date ({len(rows)} clips)")
+        return path
+    if not rows:
+        raise DataError(f"no present clips to cache under {root}: run `mmbench data check {spec.name}`")
+    t0 = time.time()
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    counts = np.array([len(cached_frames(frame_ops.list_frames(r.frames), opts)) for r in rows], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    size = int(opts["image_size"])
+    a_shape = audio_ops.item_shape(opts["audio"], opts.get("fbank"))
+    n_bytes = len(rows) * int(np.prod(a_shape)) * 2 + int(offsets[-1]) * 3 * size * size
+    echo(f"caching {len(rows)} clips and {int(offsets[-1])} frames ({n_bytes / 2**30:.2f} GiB) in {path}")
+    audio_mm = open_memmap(tmp / "audio.npy", mode="w+", dtype=np.float16, shape=(len(rows),) + a_shape)
+    frames_mm = open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=(int(offsets[-1]), 3, size, size))
+    np.save(tmp / "offsets.npy", offsets)
+    loader = DataLoader(_Decode(rows, opts), batch_size=None, num_workers=workers)
+    for n, (i, a, f) in enumerate(loader, 1):
+        audio_mm[i] = a
+        frames_mm[offsets[i] : offsets[i + 1]] = f
+        if n % 500 == 0:
+            echo(f"  {n}/{len(rows)} clips decoded")
+    audio_mm.flush()
+    frames_mm.flush()
+    del audio_mm, frames_mm
+    meta = {
+        "dataset": spec.name,
+        "version": CACHE_VERSION,
+        "key": cache_key(spec, opts),
+        "options": decoded_options(spec, opts),
+        "preset": cfg.preset,
+        "index_digest": index_digest(index),
+        "indices": [r.index for r in rows],
+        "ids": [r.id for r in rows],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    (tmp / META).write_text(json.dumps(meta))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    echo(f"wrote {path}: {len(rows)} clips, {int(offsets[-1])} frames in {time.time() - t0:.1f} s")
+    return path

@@ -1,0 +1,153 @@
+"""Frame folders of the audio-visual datasets (specs/datasets.md §1.4).
+
+- ``list_frames``: a folder's ``*.jpg`` / ``*.png`` files in natural sort order (digit runs
+  compare as integers), so ``frame_2`` < ``frame_10`` and ``00030`` < ``00060``.
+- ``segment_indices``: the benchmark's segment sampling (BalanceBenchmark); ``first_indices``: the
+  first T sorted files, the reproducible equivalent of the official loaders, which open
+  ``os.listdir(dir)[i]`` for i < T.
+- ``frame_transform``: the per-frame torchvision transforms of OGM-GE ``dataset/CramedDataset.py``
+  and AUG ``dataset/CREMA.py``: train ``RandomResizedCrop(S)``, ``RandomHorizontalFlip()``; test
+  ``Resize((S, S))``; both ``ToTensor()`` and ImageNet ``Normalize``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision import transforms
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key where digit runs compare as integers: ``frame_1_30`` < ``frame_1_120``."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _DIGITS.split(name) if p != "")
+
+
+def list_frames(folder: str | Path) -> list[Path]:
+    """Frame files of ``folder`` (jpg/png) in natural order; [] when the folder is absent."""
+    folder = Path(folder)
+    try:
+        names = [e.name for e in _scandir(folder) if e.name.lower().endswith(FRAME_SUFFIXES)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [folder / n for n in sorted(names, key=natural_key)]
+
+
+def _scandir(folder: Path):
+    import os
+
+    with os.scandir(folder) as it:
+        return [e for e in it if e.is_file()]
+
+
+def segment_bounds(n: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segment i of n frames split into t: ``[a_i, b_i)`` with ``a_i = floor(i n / t)`` and
+    ``b_i = max(floor((i + 1) n / t), a_i + 1)`` (frames repeat when n < t)."""
+    i = torch.arange(t)
+    a = (i * n) // t
+    b = torch.maximum(((i + 1) * n) // t, a + 1)
+    return a, b
+
+
+def segment_indices(n: int, t: int, train: bool, generator: torch.Generator | None = None) -> list[int]:
+    """Train: one uniform draw per segment from torch's RNG; test: each segment's middle
+    ``a + (b - a) // 2``."""
+    if n <= 0:
+        raise ValueError("no frames to sample")
+    a, b = segment_bounds(n, t)
+    if train:
+        u = torch.rand(t, generator=generator)
+        idx = a + (u * (b - a)).long().clamp(max=(b - a - 1))
+    else:
+        idx = a + (b - a) // 2
+    return idx.tolist()
+
+
+def first_indices(n: int, t: int) -> list[int]:
+    """The first t sorted frames, ``min(i, n - 1)`` (the official "first T files" behaviour)."""
+    if n <= 0:
+        raise ValueError("no frames to sample")
+    return [min(i, n - 1) for i in range(t)]
+
+
+def sample_indices(n: int, t: int, mode: str, train: bool) -> list[int]:
+    if mode == "segment":
+        return segment_indices(n, t, train)
+    if mode == "first":
+        return first_indices(n, t)
+    raise ValueError(f"unknown frame_sampling {mode!r}; choose segment or first")
+
+
+def frame_transform(size: int, train: bool):
+    """The per-frame PIL transform of the official loaders (see module docstring)."""
+    if train:
+        geo = [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()]
+    else:
+        geo = [transforms.Resize((size, size))]
+    return transforms.Compose(geo + [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def load_clip(files: list[Path], t: int, size: int, mode: str, train: bool) -> torch.Tensor:
+    """Sample t of the sorted ``files``, transform each independently; ``(3, t, S, S)`` float32."""
+    tf = frame_transform(size, train)
+    idx = sample_indices(len(files), t, mode, train)
+    return torch.stack([tf(open_rgb(files[i])) for i in idx]).permute(1, 0, 2, 3).contiguous()
+
+
+def resized_uint8(path: str | Path, size: int) -> torch.Tensor:
+    """A frame resized to ``(S, S)`` as the test transform does, kept as uint8 ``(3, S, S)``: the
+    decoded cache stores this."""
+    im = transforms.Resize((size, size))(open_rgb(path))
+    return transforms.functional.pil_to_tensor(im)
+
+
+_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+
+class Uint8FrameTransform:
+    """The frame transform applied to a cached uint8 ``(3, S, S)`` frame. Test: exactly the PIL
+    path (the cache holds the ``Resize((S, S))`` output, and the scaling and normalisation match
+    ``ToTensor`` + ``Normalize`` bit for bit). Train: ``RandomResizedCrop(S)`` and the flip act on
+    the already resized frame (the crop box is drawn on the S x S image, not on the original one).
+    A class, not a closure, so datasets holding it pickle into DataLoader workers."""
+
+    def __init__(self, size: int, train: bool):
+        from torchvision.transforms import v2  # its uint8 resize kernels are several times faster
+
+        self.train = train
+        self.crop = v2.RandomResizedCrop(size, antialias=True) if train else None
+        self.flip = v2.RandomHorizontalFlip() if train else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.train:
+            x = self.flip(self.crop(x))
+        return x.float().div_(255).sub_(_MEAN).div_(_STD)
+
+
+def uint8_transform(size: int, train: bool) -> Uint8FrameTransform:
+    return Uint8FrameTransform(size, train)
+
+
+def image_problem(path: str | Path) -> str | None:
+    """Why an image cannot be decoded (PIL ``verify()``, then a full load), or None."""
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            im.load()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a finding
+        return f"{path}: unreadable image ({type(exc).__name__}: {str(exc).strip() or 'decode failed'})"
+    return None

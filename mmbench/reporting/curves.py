@@ -1,0 +1,86 @@
+"""Per-epoch curves from ``history.jsonl``: accuracy per head, imbalance ratio, classifier counts.
+
+All are pure functions of the run records (``result.json`` with its ``path``) and their
+histories; only finished runs are used, as in the tables. Aggregation over seeds is per epoch
+over the seeds that reached that epoch: mean and standard deviation (ddof = 1; 0 for one seed).
+
+**Imbalance ratio** (our definition, from the per-modality logits each method returns): at epoch
+``e`` of one seed, ``rho(e) = max_m acc_m(e) / min_m acc_m(e)`` over the modality heads (fusion
+excluded) on the chosen split. ``rho = 1`` means the modalities are equally accurate; larger means
+one modality dominates. It is undefined (NaN) with fewer than two modality heads (``unimodal``
+runs) or when the weakest modality has accuracy 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmbench.benchmark import store
+
+CURVE_COLUMNS = ["dataset", "run", "method", "seed", "epoch", "head", "value"]
+CLASSIFIER_COLUMNS = ["dataset", "run", "seed", "epoch", "modality", "n"]
+
+
+def load_histories(records: list[dict]) -> list[tuple[dict, list[dict]]]:
+    """(record, history) of every finished record that has a ``path``."""
+    out = []
+    for rec in records:
+        if rec.get("status") != "finished" or not rec.get("path"):
+            continue
+        out.append((rec, store.read_history(Path(rec["path"]) / store.HISTORY)))
+    return out
+
+
+def curves_frame(histories, split: str = "test", metric: str = "acc") -> pd.DataFrame:
+    """One row per (run, seed, epoch, head): ``metric`` on ``split``."""
+    rows = []
+    for rec, history in histories:
+        key = (rec["dataset"], rec["run"], rec["method"], rec["seed"])
+        for line in history:
+            for head, metrics in (line.get(split) or {}).items():
+                value = metrics.get(metric)
+                if value is not None:
+                    rows.append((*key, line["epoch"], head, value))
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def classifier_frame(histories) -> pd.DataFrame:
+    """One row per (run, seed, epoch, modality) of ``diagnostics["classifiers"]`` (sustained_boost)."""
+    rows = []
+    for rec, history in histories:
+        for line in history:
+            counts = (line.get("diagnostics") or {}).get("classifiers")
+            if not isinstance(counts, dict):
+                continue
+            for modality, n in counts.items():
+                rows.append((rec["dataset"], rec["run"], rec["seed"], line["epoch"], modality, n))
+    return pd.DataFrame(rows, columns=CLASSIFIER_COLUMNS)
+
+
+def imbalance_frame(curves: pd.DataFrame) -> pd.DataFrame:
+    """``ratio`` = max over modality heads / min over modality heads, per (run, seed, epoch)."""
+    cols = ["dataset", "run", "seed", "epoch", "value"]
+    mods = curves[curves["head"] != "fusion"]
+    if mods.empty:
+        return pd.DataFrame(columns=cols)
+    g = mods.groupby(["dataset", "run", "seed", "epoch"], sort=False)["value"]
+    agg = g.agg(hi="max", lo="min", k="count").reset_index()
+    agg = agg[agg["k"] >= 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(agg["lo"] > 0, agg["hi"] / agg["lo"].where(agg["lo"] > 0, 1.0), np.nan)
+    agg["value"] = ratio
+    return agg[cols].reset_index(drop=True)
+
+
+def band(frame: pd.DataFrame, keys: list[str], value: str = "value") -> pd.DataFrame:
+    """mean, std (ddof = 1; 0 for one seed) and seed count per ``keys`` + epoch."""
+    cols = [*keys, "epoch", "mean", "std", "n"]
+    if frame.empty:
+        return pd.DataFrame(columns=cols)
+    g = frame.groupby([*keys, "epoch"], sort=True)[value]
+    out = g.agg(mean="mean", std="std", n="count").reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out[cols]
