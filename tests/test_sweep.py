@@ -55,16 +55,21 @@ def _suite_file(tmp_path, methods='["joint", "unimodal"]', seeds=2):
     return path
 
 
-def test_local_sweep_with_two_workers_completes_and_a_rerun_does_nothing(tmp_path):
-    suite = _suite_file(tmp_path)
+def test_smoke_suite_with_two_workers_completes_and_a_rerun_does_nothing(tmp_path):
+    from mmbench.benchmark.registry import method_names
+
     results = tmp_path / "results"
-    out = invoke("sweep", str(suite), "--jobs", "2", "--results", str(results), *TINY_SETS)
+    tiny = ["--set", "epochs=1", "--set", "data.limit_train_per_class=5"]
+    n = 2 * (len(method_names()) - 1) + 2 * 2  # every method x 2 seeds; unimodal once per modality
+    out = invoke("sweep", "smoke", "--jobs", "2", "--results", str(results), *tiny)
     assert out.exit_code == 0, out.output
-    assert "running 6 runs in 2 worker(s)" in out.output and "sweep: 6 done, 0 skipped, 0 failed" in out.output
-    assert len(store.load_results(results)) == 6
-    again = invoke("sweep", str(suite), "--jobs", "2", "--results", str(results), *TINY_SETS)
-    assert "nothing to run: all 6 runs already have records" in again.output
-    assert "sweep: 0 done, 6 skipped, 0 failed" in again.output
+    assert f"running {n} runs in 2 worker(s)" in out.output and f"sweep: {n} done, 0 skipped, 0 failed" in out.output
+    records = store.load_results(results)
+    assert len(records) == n and all(r["status"] == "finished" for r in records)
+    assert {r["method"] for r in records} == set(method_names())
+    again = invoke("sweep", "smoke", "--jobs", "2", "--results", str(results), *tiny)
+    assert f"nothing to run: all {n} runs already have records" in again.output
+    assert f"sweep: 0 done, {n} skipped, 0 failed" in again.output
 
 
 def test_sweep_killed_midway_finishes_only_the_rest(tmp_path):

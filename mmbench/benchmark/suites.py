@@ -50,7 +50,7 @@ class Job:
 
     def label(self) -> str:
         extra = f"-{self.tag}" if self.tag else ""
-        sets = " ".join(f"{k}={v}" for k, v in self.overrides)
+        sets = " ".join(f"{k}={v}" for k, v in self.overrides_dict.items())
         return f"{self.dataset}/{self.method}{extra} seed {self.seed}" + (f" [{sets}]" if sets else "")
 
 
