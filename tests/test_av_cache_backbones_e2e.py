@@ -157,3 +157,94 @@ def test_cached_dataset_pickles_for_dataloader_workers(cremad_root):
     ds[0]  # opens the memory maps; they must not travel
     clone = pickle.loads(pickle.dumps(ds))
     assert torch.equal(clone[1]["video"], ds[1]["video"]) and torch.equal(clone[1]["audio"], ds[1]["audio"])
+
+
+class _ItemsOnly(torch.utils.data.Dataset):
+    """The cached dataset without ``get_batch``: what EpochLoader did before batched fetching."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        return self.ds[i]
+
+
+def _same_batch(a, b):
+    assert set(a) == set(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture()
+def ks_cached(tmp_path):
+    root = write_fixture("kinetics_sounds", tmp_path / "ks", "ogm")
+    res = CliRunner().invoke(cli, ["data", "cache", "kinetics_sounds", "--root", str(root), "--preset", "smoke"])
+    assert res.exit_code == 0, res.output
+    return root, cfg_for("kinetics_sounds", preset="smoke", frames=3).data
+
+
+def test_get_batch_equals_collated_items(ks_cached):
+    from torch.utils.data import default_collate
+
+    root, data = ks_cached
+    spec = get_dataset("kinetics_sounds")
+    test = spec.build("test", root, False, data)
+    assert type(test).__name__ == "CachedAVDataset"
+    idx = list(range(len(test)))[::-1]
+    _same_batch(test.get_batch(idx), default_collate([test[i] for i in idx]))
+    train = spec.build("train", root, True, data)
+    idx = [3, 0, 5, 1, 2][: len(train)]
+    torch.manual_seed(7)
+    batch = train.get_batch(idx)
+    torch.manual_seed(7)
+    _same_batch(batch, default_collate([train[i] for i in idx]))  # same random crops, flips and frames
+    assert batch["video"].shape == (len(idx), 3, 3, 32, 32)
+    sub = train.subset([4, 1])
+    assert hasattr(sub, "get_batch") and sub.labels == [train.labels[4], train.labels[1]]
+    torch.manual_seed(1)
+    batch = sub.get_batch([1, 0])
+    torch.manual_seed(1)
+    _same_batch(batch, train.get_batch([1, 4]))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_epoch_loader_batches_equal_item_by_item_loading(ks_cached, workers):
+    from mmbench.benchmark.loaders import EpochLoader
+
+    root, data = ks_cached
+    train = get_dataset("kinetics_sounds").build("train", root, True, data)
+    for shuffle, drop_last in ((True, False), (True, True), (False, False)):
+        fast = EpochLoader(train, 4, shuffle, seed=3, drop_last=drop_last, num_workers=workers)
+        slow = EpochLoader(_ItemsOnly(train), 4, shuffle, seed=3, drop_last=drop_last, num_workers=workers)
+        assert len(fast) == len(slow)
+        for epoch in (0, 1):
+            fast.set_epoch(epoch)
+            slow.set_epoch(epoch)
+            torch.manual_seed(epoch)
+            got = list(fast)
+            torch.manual_seed(epoch)
+            want = list(slow)
+            assert len(got) == len(want) == len(fast)
+            for a, b in zip(got, want):
+                _same_batch(a, b)
+
+
+def test_recycled_batch_memory_is_reused_only_when_unreferenced():
+    from mmbench.datasets.cache import _Recycled
+
+    pool = _Recycled(per_shape=2, max_bytes=10_000)
+    a = pool.tensor((4, 5), torch.float32)
+    b = pool.tensor((4, 5), torch.float32)
+    assert a.data_ptr() != b.data_ptr()
+    first = a.data_ptr()
+    view, arr = a[1:], b.numpy()
+    del a, b
+    c = pool.tensor((4, 5), torch.float32)
+    assert c.data_ptr() != first  # a view and a numpy array still hold both pooled arrays
+    del view, c
+    assert pool.tensor((4, 5), torch.float32).data_ptr() == first
+    assert pool.tensor((100, 100), torch.float32).shape == (100, 100) and pool.bytes <= 10_000
+    del arr

@@ -2,16 +2,22 @@
 function of (run seed, epoch), so resumed runs see the same batches as uninterrupted ones.
 
 In-memory datasets (``TensorDictDataset``) are batched by indexing whole tensors; everything
-else goes through ``torch.utils.data.DataLoader`` with seeded workers. Worker RNGs are seeded from
-the epoch's generator when the epoch's workers start, so without persistent workers an epoch's
-augmentation is a pure function of (seed, epoch) and a resumed run repeats it exactly; persistent
-workers (the CUDA default) carry their RNG state across epochs, trading that for speed.
+else goes through ``torch.utils.data.DataLoader`` with seeded workers. A dataset with
+``get_batch(indices) -> dict`` (the decoded audio-visual cache) is asked for whole batches: the
+DataLoader runs over a ``BatchSampler`` with ``batch_size=None``, so each worker returns a batch
+built at once instead of collating item by item; the sampler, its generator and the worker seeds
+are the ones a plain DataLoader uses, so the order and the random draws are unchanged.
+
+Worker RNGs are seeded from the epoch's generator when the epoch's workers start, so without
+persistent workers an epoch's augmentation is a pure function of (seed, epoch) and a resumed run
+repeats it exactly; persistent workers (the CUDA default) carry their RNG state across epochs,
+trading that for speed.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from mmbench.benchmark.seeding import epoch_generator, worker_init_fn
 
@@ -37,7 +43,20 @@ class EpochLoader:
         self.in_memory = hasattr(dataset, "batch") and hasattr(dataset, "tensors")
         self._generator = torch.Generator()
         self._loader = None
-        if not self.in_memory:
+        if not self.in_memory and hasattr(dataset, "get_batch"):
+            # what DataLoader(batch_size=..., shuffle=..., generator=...) builds, fetched a batch at a time
+            sampler = RandomSampler(dataset, generator=self._generator) if shuffle else SequentialSampler(dataset)
+            self._loader = DataLoader(
+                _Batches(dataset),
+                batch_size=None,
+                sampler=BatchSampler(sampler, batch_size, drop_last),
+                num_workers=num_workers,
+                pin_memory=pin_memory,
+                worker_init_fn=worker_init_fn,
+                generator=self._generator,
+                persistent_workers=persistent_workers and num_workers > 0,
+            )
+        elif not self.in_memory:
             self._loader = DataLoader(
                 dataset,
                 batch_size=batch_size,
@@ -70,6 +89,19 @@ class EpochLoader:
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
             yield self.dataset.batch(order[start : start + self.batch_size])
+
+
+class _Batches(Dataset):
+    """``dataset.get_batch`` as a dataset indexed by a list of item positions."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices) -> dict:
+        return self.dataset.get_batch(indices)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -131,10 +131,21 @@ class Uint8FrameTransform:
         self.crop = v2.RandomResizedCrop(size, antialias=True) if train else None
         self.flip = v2.RandomHorizontalFlip() if train else None
 
+    def geometric(self, x: torch.Tensor) -> torch.Tensor:
+        """The random crop and flip (train) of a uint8 frame; the identity at test."""
+        return self.flip(self.crop(x)) if self.train else x
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.train:
-            x = self.flip(self.crop(x))
-        return x.float().div_(255).sub_(_MEAN).div_(_STD)
+        return normalize_(self.geometric(x).float())
+
+
+def normalize_(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """In place: ``x / 255``, minus the ImageNet mean, over its std, along channel ``dim`` of a float
+    tensor holding uint8 values (``ToTensor`` + ``Normalize``). Elementwise, so a whole batch gives
+    the same bits as each frame alone."""
+    shape = [1] * x.dim()
+    shape[dim] = 3
+    return x.div_(255).sub_(_MEAN.view(shape)).div_(_STD.view(shape))
 
 
 def uint8_transform(size: int, train: bool) -> Uint8FrameTransform:
