@@ -9,13 +9,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
+from _method_runs import cli_short_run
 
 from mmbench.benchmark.config import resolve_config
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.registry import get_dataset, get_method
 from mmbench.benchmark.trainer import Interrupted, train_run
-from mmbench.cli import cli
 from mmbench.methods.agm import (
     clip_if_head_grad_exceeds,
     coalition_outputs,
@@ -229,25 +228,8 @@ def test_scale_after_window_persists_or_resets(policy):
 
 
 def test_agm_runs_end_to_end_on_mfeat3_through_the_cli(tmp_path):
-    args = [
-        "run",
-        "-m",
-        "agm",
-        "-d",
-        "mfeat3",
-        "--results",
-        str(tmp_path),
-        "--no-progress",
-        "--set",
-        "epochs=2",
-        "--set",
-        "data.limit_train_per_class=10",
-    ]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    run = next((tmp_path / "mfeat3").iterdir()) / "seed-0"
+    run, history = cli_short_run(tmp_path, "agm", "mfeat3")
     assert json.loads((run / "result.json").read_text())["status"] == "finished"
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     diag = history[-1]["diagnostics"]
     assert {
         f"{k}_{m}" for k in ("coeff", "scale", "score", "ratio") for m in ("image", "fourier", "morph")

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from _method_runs import cli_short_run
 from click.testing import CliRunner
 
 from mmbench.benchmark.config import resolve_config
@@ -237,27 +238,8 @@ def test_ogm_ge_rejects_unknown_flag_values():
 
 
 def test_ogm_ge_runs_end_to_end_through_the_cli(tmp_path):
-    args = [
-        "run",
-        "-m",
-        "ogm_ge",
-        "-d",
-        "mfeat",
-        "--results",
-        str(tmp_path),
-        "--no-progress",
-        "--set",
-        "epochs=2",
-        "--set",
-        "data.limit_train_per_class=10",
-        "--set",
-        "method.modulation_ends=0",
-    ]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    run = next((tmp_path / "mfeat").iterdir()) / "seed-0"
+    run, history = cli_short_run(tmp_path, "ogm_ge", sets=["method.modulation_ends=0"])
     assert json.loads((run / "result.json").read_text())["status"] == "finished"
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     diag = [h["diagnostics"] for h in history]
     assert [d["modulated"] for d in diag] == [1.0, 0.0]
     assert all(0 < d["coeff_image"] <= 1 and 0 < d["coeff_fourier"] <= 1 for d in diag)

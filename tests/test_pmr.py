@@ -3,12 +3,12 @@ empty classes, frozen BN statistics, the loss on real mfeat batches, the 2-modal
 CLI end to end and resume equality."""
 
 import copy
-import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _method_runs import cli_short_run
 from click.testing import CliRunner
 
 from mmbench.benchmark.config import resolve_config
@@ -232,24 +232,7 @@ def test_pmr_refuses_three_modalities():
 
 
 def test_pmr_runs_end_to_end_through_the_cli(tmp_path):
-    args = [
-        "run",
-        "-m",
-        "pmr",
-        "-d",
-        "mfeat",
-        "--results",
-        str(tmp_path),
-        "--no-progress",
-        "--set",
-        "epochs=2",
-        "--set",
-        "data.limit_train_per_class=10",
-    ]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    run = next((tmp_path / "mfeat").iterdir()) / "seed-0"
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    _, history = cli_short_run(tmp_path, "pmr")
     assert [h["diagnostics"]["proto_updates"] for h in history] == [2, 3]
     assert all({"beta_image", "beta_fourier", "ratio_proto"} <= set(h["diagnostics"]) for h in history)
     assert 0 <= history[0]["diagnostics"]["proto_acc_image"] <= 1
