@@ -50,6 +50,21 @@ def mfeat_setup(method: str, dataset: str = "mfeat", params: dict | None = None,
     return meth, model, b, ctx
 
 
+def cpu_context(model, spec, opt: torch.optim.Optimizer, **extra) -> Context:
+    """A CPU ``Context`` (seed 0, no train config) stepping ``opt`` for a hand-built ``model`` on
+    the dataset ``spec``; ``extra`` sets the remaining fields (``epochs``, ``epoch``, ...)."""
+    return Context(
+        model=model,
+        optimizers=Optimizers({"main": opt}),
+        device=torch.device("cpu"),
+        train_cfg=None,
+        modalities=spec.modalities,
+        num_classes=spec.num_classes,
+        seed=0,
+        **extra,
+    )
+
+
 class RecordingOptimizers:
     """Wraps ``Optimizers``: before every ``step`` records every parameter's grad and value."""
 
@@ -98,6 +113,23 @@ def assert_resume_matches(tmp_path, cfg, stop: int) -> None:
         return [{k: v for k, v in r.items() if k != "time"} for r in history]
 
     assert strip(run_history(tmp_path / "full", cfg)) == strip(run_history(tmp_path / "cut", cfg))
+
+
+def resumed_checkpoints(tmp_path, cfg, stop: int) -> tuple[dict, dict]:
+    """Train ``cfg`` once uninterrupted (into ``tmp_path/a``) and once stopped after ``stop``
+    epochs and resumed (``tmp_path/b``); asserts the same selection and the same final weights and
+    returns both ``last.ckpt`` (uninterrupted, resumed) for checks of the method state."""
+    full = train_run(cfg, tmp_path / "a", progress=False)
+    with pytest.raises(Interrupted):
+        train_run(cfg, tmp_path / "b", progress=False, stop_after_epochs=stop)
+    resumed = train_run(cfg, tmp_path / "b", progress=False, echo=lambda *_: None)
+    assert full["selection"] == resumed["selection"]
+    ck = [
+        torch.load(tmp_path / r / cfg.dataset / cfg.run_name / "seed-0" / "last.ckpt", weights_only=False)
+        for r in ("a", "b")
+    ]
+    assert all(torch.equal(ck[0]["model"][k], ck[1]["model"][k]) for k in ck[0]["model"])
+    return ck[0], ck[1]
 
 
 def cli_short_run(tmp_path, method: str, dataset: str = "mfeat", sets=()):
