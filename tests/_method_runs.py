@@ -1,10 +1,12 @@
 """Helpers shared by the method tests: a real mfeat batch with the real encoders, a recording
-optimiser, and the resume-equality check (uninterrupted run vs. runs stopped and resumed)."""
+optimiser, the resume-equality checks (uninterrupted run vs. runs stopped and resumed) and a short
+run through the CLI."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
@@ -48,6 +50,21 @@ def mfeat_setup(method: str, dataset: str = "mfeat", params: dict | None = None,
     return meth, model, b, ctx
 
 
+def cpu_context(model, spec, opt: torch.optim.Optimizer, **extra) -> Context:
+    """A CPU ``Context`` (seed 0, no train config) stepping ``opt`` for a hand-built ``model`` on
+    the dataset ``spec``; ``extra`` sets the remaining fields (``epochs``, ``epoch``, ...)."""
+    return Context(
+        model=model,
+        optimizers=Optimizers({"main": opt}),
+        device=torch.device("cpu"),
+        train_cfg=None,
+        modalities=spec.modalities,
+        num_classes=spec.num_classes,
+        seed=0,
+        **extra,
+    )
+
+
 class RecordingOptimizers:
     """Wraps ``Optimizers``: before every ``step`` records every parameter's grad and value."""
 
@@ -76,6 +93,57 @@ def plain_sgd(model, lr: float = 0.0):
 
 def _history(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def run_history(root, cfg) -> list[dict]:
+    """history.jsonl of seed 0 of ``cfg`` under the results folder ``root``."""
+    return _history(root / cfg.dataset / cfg.run_name / "seed-0" / "history.jsonl")
+
+
+def assert_resume_matches(tmp_path, cfg, stop: int) -> None:
+    """Train ``cfg`` once uninterrupted and once stopped after ``stop`` epochs and resumed (in
+    process): the same selection and the same history apart from wall times."""
+    full = train_run(cfg, tmp_path / "full", progress=False)
+    with pytest.raises(Interrupted):
+        train_run(cfg, tmp_path / "cut", progress=False, stop_after_epochs=stop)
+    resumed = train_run(cfg, tmp_path / "cut", progress=False)
+    assert full["selection"] == resumed["selection"]
+
+    def strip(history):
+        return [{k: v for k, v in r.items() if k != "time"} for r in history]
+
+    assert strip(run_history(tmp_path / "full", cfg)) == strip(run_history(tmp_path / "cut", cfg))
+
+
+def resumed_checkpoints(tmp_path, cfg, stop: int) -> tuple[dict, dict]:
+    """Train ``cfg`` once uninterrupted (into ``tmp_path/a``) and once stopped after ``stop``
+    epochs and resumed (``tmp_path/b``); asserts the same selection and the same final weights and
+    returns both ``last.ckpt`` (uninterrupted, resumed) for checks of the method state."""
+    full = train_run(cfg, tmp_path / "a", progress=False)
+    with pytest.raises(Interrupted):
+        train_run(cfg, tmp_path / "b", progress=False, stop_after_epochs=stop)
+    resumed = train_run(cfg, tmp_path / "b", progress=False, echo=lambda *_: None)
+    assert full["selection"] == resumed["selection"]
+    ck = [
+        torch.load(tmp_path / r / cfg.dataset / cfg.run_name / "seed-0" / "last.ckpt", weights_only=False)
+        for r in ("a", "b")
+    ]
+    assert all(torch.equal(ck[0]["model"][k], ck[1]["model"][k]) for k in ck[0]["model"])
+    return ck[0], ck[1]
+
+
+def cli_short_run(tmp_path, method: str, dataset: str = "mfeat", sets=()):
+    """``mmbench run`` of ``method`` on ``dataset`` for 2 epochs on 10 training samples per class
+    (plus ``--set`` values ``sets``) into ``tmp_path``; asserts it succeeds and returns (the seed-0
+    run folder, its history)."""
+    args = ["run", "-m", method, "-d", dataset, "--results", str(tmp_path), "--no-progress",
+            "--set", "epochs=2", "--set", "data.limit_train_per_class=10"]
+    for s in sets:
+        args += ["--set", s]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    run = next((tmp_path / dataset).iterdir()) / "seed-0"
+    return run, _history(run / "history.jsonl")
 
 
 def assert_resume_equal(tmp_path, dataset: str, method: str, overrides: dict, stops: list[int]):

@@ -9,13 +9,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
+from _method_runs import cli_short_run, cpu_context, resumed_checkpoints
 
 from mmbench.benchmark.config import resolve_config
-from mmbench.benchmark.context import Context
 from mmbench.benchmark.registry import get_dataset, get_method
-from mmbench.benchmark.trainer import Interrupted, train_run
-from mmbench.cli import cli
 from mmbench.methods.agm import (
     clip_if_head_grad_exceeds,
     coalition_outputs,
@@ -27,7 +24,6 @@ from mmbench.methods.agm import (
     response_weights,
     running_mean,
 )
-from mmbench.methods.base import Optimizers
 
 ATOL = 1e-6
 
@@ -154,16 +150,7 @@ def _setup(dataset="mfeat", params=None):
     model.encoders, model.heads = encoders, method.build_heads(dims, spec.num_classes)
     data = spec.build("train", None, True, cfg.data)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    ctx = Context(
-        model=model,
-        optimizers=Optimizers({"main": opt}),
-        device=torch.device("cpu"),
-        train_cfg=None,
-        modalities=spec.modalities,
-        num_classes=spec.num_classes,
-        seed=0,
-        epochs=5,
-    )
+    ctx = cpu_context(model, spec, opt, epochs=5)
     return method, model, ctx, data
 
 
@@ -229,25 +216,8 @@ def test_scale_after_window_persists_or_resets(policy):
 
 
 def test_agm_runs_end_to_end_on_mfeat3_through_the_cli(tmp_path):
-    args = [
-        "run",
-        "-m",
-        "agm",
-        "-d",
-        "mfeat3",
-        "--results",
-        str(tmp_path),
-        "--no-progress",
-        "--set",
-        "epochs=2",
-        "--set",
-        "data.limit_train_per_class=10",
-    ]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    run = next((tmp_path / "mfeat3").iterdir()) / "seed-0"
+    run, history = cli_short_run(tmp_path, "agm", "mfeat3")
     assert json.loads((run / "result.json").read_text())["status"] == "finished"
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     diag = history[-1]["diagnostics"]
     assert {
         f"{k}_{m}" for k in ("coeff", "scale", "score", "ratio") for m in ("image", "fourier", "morph")
@@ -259,16 +229,7 @@ def test_agm_resume_equals_uninterrupted_run(tmp_path):
     cfg = resolve_config(
         "mfeat", "agm", {"epochs": 3, "data.limit_train_per_class": 10, "method.window_end": 2}
     )
-    full = train_run(cfg, tmp_path / "a", progress=False)
-    with pytest.raises(Interrupted):
-        train_run(cfg, tmp_path / "b", progress=False, stop_after_epochs=2)
-    resumed = train_run(cfg, tmp_path / "b", progress=False, echo=lambda *_: None)
-    assert full["selection"] == resumed["selection"]
-    ck = [
-        torch.load(tmp_path / r / "mfeat" / cfg.run_name / "seed-0" / "last.ckpt", weights_only=False)
-        for r in ("a", "b")
-    ]
-    assert all(torch.equal(ck[0]["model"][k], ck[1]["model"][k]) for k in ck[0]["model"])
+    ck = resumed_checkpoints(tmp_path, cfg, stop=2)
     assert torch.equal(ck[0]["method"]["running"], ck[1]["method"]["running"])
     assert torch.equal(ck[0]["method"]["scale"], ck[1]["method"]["scale"])
 

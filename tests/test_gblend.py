@@ -11,10 +11,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from _method_runs import assert_resume_matches
 from click.testing import CliRunner
 
 from mmbench.benchmark.config import resolve_config
-from mmbench.benchmark.trainer import Interrupted, train_run
+from mmbench.benchmark.trainer import train_run
 from mmbench.cli import cli
 from mmbench.errors import ConfigError
 from mmbench.methods.gblend import GBlend, GBlendHyper, aggregate_losses, blend_weights
@@ -228,19 +229,7 @@ def test_runs_on_three_modalities(tmp_path):
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
-    cfg = _tiny()
-    full = train_run(cfg, tmp_path / "full", progress=False)
-    with pytest.raises(Interrupted):
-        train_run(cfg, tmp_path / "cut", progress=False, stop_after_epochs=1)
-    resumed = train_run(cfg, tmp_path / "cut", progress=False)
-    assert full["selection"] == resumed["selection"]
-    h1 = (tmp_path / "full" / "mfeat" / cfg.run_name / "seed-0" / "history.jsonl").read_text().splitlines()
-    h2 = (tmp_path / "cut" / "mfeat" / cfg.run_name / "seed-0" / "history.jsonl").read_text().splitlines()
-
-    def strip(line):
-        return {k: v for k, v in json.loads(line).items() if k != "time"}
-
-    assert [strip(x) for x in h1] == [strip(x) for x in h2]
+    assert_resume_matches(tmp_path, _tiny(), stop=1)
 
 
 def test_cli_runs_gblend_end_to_end_and_tables_it(tmp_path):

@@ -11,10 +11,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from _method_runs import assert_resume_matches
 from click.testing import CliRunner
 
 from mmbench.benchmark.config import TrainConfig, resolve_config
-from mmbench.benchmark.trainer import Interrupted, train_run
+from mmbench.benchmark.trainer import train_run
 from mmbench.cli import cli
 from mmbench.errors import ConfigError
 from mmbench.methods.mslr import MSLR, MSLRHyper, dynamic_ratio
@@ -213,17 +214,7 @@ def test_runs_on_three_modalities_with_three_learning_rates(tmp_path):
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
-    cfg = _tiny()
-    full = train_run(cfg, tmp_path / "full", progress=False)
-    with pytest.raises(Interrupted):
-        train_run(cfg, tmp_path / "cut", progress=False, stop_after_epochs=2)
-    resumed = train_run(cfg, tmp_path / "cut", progress=False)
-    assert full["selection"] == resumed["selection"]
-
-    def strip(h):
-        return [{k: v for k, v in r.items() if k != "time"} for r in h]
-
-    assert strip(_history(tmp_path / "full", cfg)) == strip(_history(tmp_path / "cut", cfg))
+    assert_resume_matches(tmp_path, _tiny(), stop=2)
 
 
 def test_cli_runs_mslr_end_to_end_and_tables_it(tmp_path):

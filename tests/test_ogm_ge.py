@@ -7,15 +7,13 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from _method_runs import cli_short_run, cpu_context, resumed_checkpoints
 from click.testing import CliRunner
 
 from mmbench.benchmark.config import resolve_config
-from mmbench.benchmark.context import Context
 from mmbench.benchmark.registry import get_dataset, get_method
-from mmbench.benchmark.trainer import Interrupted, train_run
 from mmbench.cli import cli
 from mmbench.errors import ConfigError
-from mmbench.methods.base import Optimizers
 from mmbench.methods.heads import ConcatHead
 from mmbench.methods.ogm_ge import (
     confidence_scores,
@@ -171,17 +169,7 @@ def _mfeat_setup(method_name, params=None, dataset="mfeat"):
 
 def _sgd_ctx(model, spec, epoch=0):
     opt = torch.optim.SGD(model.parameters(), lr=1.0)  # plain SGD: delta = -grad
-    return Context(
-        model=model,
-        optimizers=Optimizers({"main": opt}),
-        device=torch.device("cpu"),
-        train_cfg=None,
-        modalities=spec.modalities,
-        num_classes=spec.num_classes,
-        seed=0,
-        epochs=3,
-        epoch=epoch,
-    )
+    return cpu_context(model, spec, opt, epochs=3, epoch=epoch)
 
 
 def _joint_grads(model, batch, modalities):
@@ -237,27 +225,8 @@ def test_ogm_ge_rejects_unknown_flag_values():
 
 
 def test_ogm_ge_runs_end_to_end_through_the_cli(tmp_path):
-    args = [
-        "run",
-        "-m",
-        "ogm_ge",
-        "-d",
-        "mfeat",
-        "--results",
-        str(tmp_path),
-        "--no-progress",
-        "--set",
-        "epochs=2",
-        "--set",
-        "data.limit_train_per_class=10",
-        "--set",
-        "method.modulation_ends=0",
-    ]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    run = next((tmp_path / "mfeat").iterdir()) / "seed-0"
+    run, history = cli_short_run(tmp_path, "ogm_ge", sets=["method.modulation_ends=0"])
     assert json.loads((run / "result.json").read_text())["status"] == "finished"
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     diag = [h["diagnostics"] for h in history]
     assert [d["modulated"] for d in diag] == [1.0, 0.0]
     assert all(0 < d["coeff_image"] <= 1 and 0 < d["coeff_fourier"] <= 1 for d in diag)
@@ -266,12 +235,4 @@ def test_ogm_ge_runs_end_to_end_through_the_cli(tmp_path):
 
 def test_ogm_ge_resume_equals_uninterrupted_run(tmp_path):
     cfg = resolve_config("mfeat", "ogm_ge", QUICK)
-    full = train_run(cfg, tmp_path / "a", progress=False)
-    with pytest.raises(Interrupted):
-        train_run(cfg, tmp_path / "b", progress=False, stop_after_epochs=1)
-    resumed = train_run(cfg, tmp_path / "b", progress=False, echo=lambda *_: None)
-    assert full["selection"] == resumed["selection"]
-    name = cfg.run_name
-    sa = torch.load(tmp_path / "a" / "mfeat" / name / "seed-0" / "last.ckpt", weights_only=False)["model"]
-    sb = torch.load(tmp_path / "b" / "mfeat" / name / "seed-0" / "last.ckpt", weights_only=False)["model"]
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    resumed_checkpoints(tmp_path, cfg, stop=1)

@@ -3,22 +3,19 @@ empty classes, frozen BN statistics, the loss on real mfeat batches, the 2-modal
 CLI end to end and resume equality."""
 
 import copy
-import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _method_runs import cli_short_run, cpu_context, resumed_checkpoints
 from click.testing import CliRunner
 
 from mmbench.benchmark.config import resolve_config
-from mmbench.benchmark.context import Context
 from mmbench.benchmark.loaders import EpochLoader
 from mmbench.benchmark.registry import get_dataset, get_method
-from mmbench.benchmark.trainer import Interrupted, train_run
 from mmbench.cli import cli
 from mmbench.errors import ConfigError
-from mmbench.methods.base import Optimizers
 from mmbench.methods.pmr import (
     _PROTO_EPOCH_OFFSET,
     class_means,
@@ -105,17 +102,7 @@ def _setup(params=None, limit=10):
     data = spec.build("train", None, True, cfg.data)
     loader = EpochLoader(data, 16, True, seed=0)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    ctx = Context(
-        model=model,
-        optimizers=Optimizers({"main": opt}),
-        device=torch.device("cpu"),
-        train_cfg=None,
-        modalities=spec.modalities,
-        num_classes=spec.num_classes,
-        seed=0,
-        epochs=5,
-        train_loader=loader,
-    )
+    ctx = cpu_context(model, spec, opt, epochs=5, train_loader=loader)
     return method, model, ctx, data
 
 
@@ -232,24 +219,7 @@ def test_pmr_refuses_three_modalities():
 
 
 def test_pmr_runs_end_to_end_through_the_cli(tmp_path):
-    args = [
-        "run",
-        "-m",
-        "pmr",
-        "-d",
-        "mfeat",
-        "--results",
-        str(tmp_path),
-        "--no-progress",
-        "--set",
-        "epochs=2",
-        "--set",
-        "data.limit_train_per_class=10",
-    ]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    run = next((tmp_path / "mfeat").iterdir()) / "seed-0"
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    _, history = cli_short_run(tmp_path, "pmr")
     assert [h["diagnostics"]["proto_updates"] for h in history] == [2, 3]
     assert all({"beta_image", "beta_fourier", "ratio_proto"} <= set(h["diagnostics"]) for h in history)
     assert 0 <= history[0]["diagnostics"]["proto_acc_image"] <= 1
@@ -261,15 +231,6 @@ def test_pmr_resume_equals_uninterrupted_run(tmp_path, timing):
     cfg = resolve_config(
         "mfeat", "pmr", {**QUICK, "method.momentum_coef": 0.3, "method.proto_timing": timing}
     )
-    full = train_run(cfg, tmp_path / "a", progress=False)
-    with pytest.raises(Interrupted):
-        train_run(cfg, tmp_path / "b", progress=False, stop_after_epochs=1)
-    resumed = train_run(cfg, tmp_path / "b", progress=False, echo=lambda *_: None)
-    assert full["selection"] == resumed["selection"]
-    ck = [
-        torch.load(tmp_path / r / "mfeat" / cfg.run_name / "seed-0" / "last.ckpt", weights_only=False)
-        for r in ("a", "b")
-    ]
-    assert all(torch.equal(ck[0]["model"][k], ck[1]["model"][k]) for k in ck[0]["model"])
+    ck = resumed_checkpoints(tmp_path, cfg, stop=1)
     for m, p in ck[0]["method"]["protos"].items():
         assert torch.equal(p, ck[1]["method"]["protos"][m])

@@ -21,6 +21,42 @@ def check_flags(cfg) -> tuple[bool, bool]:
     return deep, strict
 
 
+def root_layout(root, detect_layout, no_layout) -> tuple[Path | None, str | None, list[Problem]]:
+    """(root, layout, problems) at the start of a ``check``: an error when ``root`` is not a
+    directory or ``detect_layout(root)`` finds no layout (message ``no_layout(root)``); the
+    caller returns ``problems`` when it is not empty."""
+    if root is None or not Path(root).is_dir():
+        return None, None, [Problem("error", f"data root {root} does not exist; pass --root DIR")]
+    root = Path(root)
+    layout = detect_layout(root)
+    if layout is None:
+        return root, None, [Problem("error", no_layout(root))]
+    return root, layout, []
+
+
+def duplicate_rows(rows, path, key: str, what: str, prefix: str = "") -> tuple[dict[str, str], list[Problem]]:
+    """Rows of the index file ``path`` whose ``row[key]`` repeats an earlier row's. Returns
+    ``{value: "path:line"}`` (the last row of each value) and one error listing the repeats as
+    ``path:line <prefix><value>`` (``what`` names them: "ids", "samples"), if any."""
+    seen, dups = {}, []
+    for r in rows:
+        if r[key] in seen:
+            dups.append(f"{path}:{r['line']} {prefix}{r[key]}")
+        seen[r[key]] = f"{path}:{r['line']}"
+    if not dups:
+        return seen, []
+    return seen, [Problem("error", f"{len(dups)} duplicated {what} in {path}: {listing(dups)}")]
+
+
+def in_train_and_test(seen: dict[str, dict[str, str]], what: str) -> list[Problem]:
+    """One error listing the values of ``seen["train"]`` that are also in ``seen["test"]`` (the
+    maps of ``duplicate_rows``), by their train location."""
+    both = sorted(set(seen.get("train", {})) & set(seen.get("test", {})))
+    if not both:
+        return []
+    return [Problem("error", f"{len(both)} {what} in both train and test: {listing(seen['train'][k] for k in both)}")]
+
+
 def sample(items: list, deep: bool, k: int = SAMPLE_PER_SPLIT) -> list:
     """All items with ``deep``, else ``k`` evenly spaced ones (deterministic)."""
     if deep or len(items) <= k:

@@ -78,6 +78,15 @@ def looks_like_header(fields: list[str]) -> bool:
     return any(f.strip().lower().lstrip("#").strip() in HEADER_WORDS for f in fields)
 
 
+def strip_media_suffixes(sid: str, suffixes: tuple[str, ...]) -> str:
+    """``sid`` without the media suffixes that index lines may carry (``<id>.flv``), case-blind,
+    tried in the order of ``suffixes`` (each stripped at most once)."""
+    for suffix in suffixes:
+        if sid.lower().endswith(suffix):
+            sid = sid[: -len(suffix)]
+    return sid
+
+
 def fingerprint(ids) -> str:
     """sha256 of ``"\\n".join(sorted(ids))`` (specs/datasets.md §2, §3)."""
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()

@@ -24,6 +24,7 @@ from mmbench.datasets.audiovisual import (
     precomputed_file,
     read_lines,
     split_fields,
+    strip_media_suffixes,
 )
 from mmbench.datasets.base import Problem
 
@@ -83,9 +84,7 @@ class CremadSpec(AVSpec):
             sid, token = fields[0], fields[-1]
             if lineno == 1 and self.resolve_label(token, ()) < 0 and looks_like_header(fields):
                 continue
-            for suffix in MEDIA_SUFFIXES:
-                if sid.lower().endswith(suffix):
-                    sid = sid[: -len(suffix)]
+            sid = strip_media_suffixes(sid, MEDIA_SUFFIXES)
             entries.append((split, sid, token, f"{path}:{lineno}"))
         return entries, problems
 

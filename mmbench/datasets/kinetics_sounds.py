@@ -30,6 +30,7 @@ from mmbench.datasets.audiovisual import (
     precomputed_file,
     read_lines,
     split_fields,
+    strip_media_suffixes,
 )
 from mmbench.datasets.base import Problem
 
@@ -76,10 +77,7 @@ class KineticsSoundsSpec(AVSpec):
                 problems.append(Problem("error", f"{path}:{lineno}: cannot parse {line[:60]!r}; expected "
                                         "'id,<seconds>,<label_index>', 'youtube_id,label' or 'id ... label'"))
                 continue
-            sid = fields[0]
-            for suffix in MEDIA_SUFFIXES:
-                if sid.lower().endswith(suffix):
-                    sid = sid[: -len(suffix)]
+            sid = strip_media_suffixes(fields[0], MEDIA_SUFFIXES)
             entries.append((split, sid, fields[-1], f"{path}:{lineno}"))
         return entries, problems
 

@@ -28,6 +28,7 @@ from mmbench.backbones.i3d import FEATURE_DIM, build_i3d
 from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets import _checks as chk
 from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
+from mmbench.datasets.frames import IMAGENET_MEAN, IMAGENET_STD, open_rgb
 from mmbench.errors import ConfigError, DataError
 
 CLASSES = tuple(f"class_{k:02d}" for k in range(1, 26))
@@ -38,8 +39,6 @@ LST = {
 PUBLISHED = {"train": 1050, "test": 482}
 SPAN = 80
 SENSORS = {"rgb": "color", "depth": "depth"}  # modality -> .lst sensor key
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # --------------------------------------------------------------------------- .lst index
@@ -100,6 +99,8 @@ def sensor_source(row: dict, sensor: str) -> tuple[str, Path]:
 
 
 def frame_path(folder: Path, frame: int) -> Path:
+    """Frame ``frame`` of a .lst span: the file named by its number, ``<frame:05d>.jpg`` (the
+    .lst gives frame numbers, so this is not ``frames.list_frames``'s position in sorted order)."""
     return folder / f"{frame:05d}.jpg"
 
 
@@ -127,12 +128,7 @@ def load_sensor(row: dict, sensor: str, size: int, buffer: int, rgb_order: bool,
     frames = range(start + first, min(end, start + buffer, start + first + n))
     kind, src = sensor_source(row, sensor)
     if kind == "frames":
-        from PIL import Image
-
-        decoded = []
-        for f in frames:
-            with Image.open(frame_path(src, f)) as im:
-                decoded.append(np.asarray(im.convert("RGB")))
+        decoded = [np.asarray(open_rgb(frame_path(src, f))) for f in frames]
         if decoded:
             arr = resize_linear(np.stack(decoded), size)
             out[: len(arr)] = arr[..., ::-1] if channels == 3 and not rgb_order else arr[..., :channels]
@@ -316,14 +312,11 @@ class NVGestureSpec(DatasetSpec):
     # ------------------------------------------------------------------ check
     def check(self, root, cfg):
         deep, strict = chk.check_flags(cfg)
-        if root is None or not Path(root).is_dir():
-            return [Problem("error", f"data root {root} does not exist; pass --root DIR")]
-        root = Path(root)
-        if self.detect_layout(root) is None:
-            return [Problem("error", self._no_layout(root))]
+        root, _, problems = chk.root_layout(root, self.detect_layout, self._no_layout)
+        if problems:
+            return problems
         opts = cfg.options if cfg is not None and cfg.options else self.presets()["paper"]
         o = opts["nvgesture"]
-        problems: list[Problem] = []
         dirs: dict[str, dict[str, str]] = {}
         for split, path in self.lst_paths(root).items():
             if not path.is_file():
@@ -332,14 +325,8 @@ class NVGestureSpec(DatasetSpec):
             rows, bad, unknown = read_lst(path, root)
             problems += [Problem("error", f"unparseable .lst line {e}") for e in bad]
             problems += [Problem("error", e) for e in unknown]
-            seen, dups = {}, []
-            for r in rows:
-                if r["rel"] in seen:
-                    dups.append(f"{path}:{r['line']} {r['rel']}")
-                seen[r["rel"]] = f"{path}:{r['line']}"
-            if dups:
-                problems.append(Problem("error", f"{len(dups)} duplicated samples in {path}: {chk.listing(dups)}"))
-            dirs[split] = seen
+            dirs[split], dup_problems = chk.duplicate_rows(rows, path, "rel", "samples")
+            problems += dup_problems
             problems += chk.count_mismatch(f"{path}: samples", len(rows) + len(unknown), PUBLISHED[split], strict)
             spans = [f"{path}:{r['line']} {s} {r[s][2] - r[s][1]}" for r in rows for s in SENSORS.values()
                      if r[s][2] - r[s][1] != SPAN]
@@ -347,10 +334,7 @@ class NVGestureSpec(DatasetSpec):
                 problems.append(Problem("warn", f"{len(spans)} spans are not {SPAN} frames (short spans are "
                                                 f"zero-filled, long ones cut): {chk.listing(spans)}"))
             problems += self._check_media(rows, root, split, o, deep, chk.dropping(cfg))
-        both = sorted(set(dirs.get("train", {})) & set(dirs.get("test", {})))
-        if both:
-            problems.append(Problem("error", f"{len(both)} samples in both train and test: "
-                                             f"{chk.listing(dirs['train'][d] for d in both)}"))
+        problems += chk.in_train_and_test(dirs, "samples")
         problems += self._check_weights(opts["backbones"]["i3d"])
         return problems
 

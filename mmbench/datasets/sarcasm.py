@@ -197,13 +197,9 @@ class SarcasmSpec(DatasetSpec):
     # ------------------------------------------------------------------ check
     def check(self, root, cfg):
         deep, strict = chk.check_flags(cfg)
-        if root is None or not Path(root).is_dir():
-            return [Problem("error", f"data root {root} does not exist; pass --root DIR")]
-        root = Path(root)
-        layout = self.detect_layout(root)
-        if layout is None:
-            return [Problem("error", self._no_layout(root))]
-        problems: list[Problem] = []
+        root, layout, problems = chk.root_layout(root, self.detect_layout, self._no_layout)
+        if problems:
+            return problems
         if layout != "hfm":
             problems.append(Problem("warn", f"the {layout} layout has no validation file: val is carved from "
                                             "train, so the published val split (HFM valid2.txt) is unused"))
@@ -214,14 +210,8 @@ class SarcasmSpec(DatasetSpec):
                 continue
             rows, errors, filtered = self.read_index(path, layout, root)
             problems += [Problem("error", f"unparseable index line {e}") for e in errors]
-            seen, dups = {}, []
-            for r in rows:
-                if r["id"] in seen:
-                    dups.append(f"{path}:{r['line']} id {r['id']}")
-                seen[r["id"]] = f"{path}:{r['line']}"
-            if dups:
-                problems.append(Problem("error", f"{len(dups)} duplicated ids in {path}: {chk.listing(dups)}"))
-            ids[split] = seen
+            ids[split], dup_problems = chk.duplicate_rows(rows, path, "id", "ids", prefix="id ")
+            problems += dup_problems
             if layout == "hfm" or split == "test":
                 counts = tuple(np.bincount([r["label"] for r in rows], minlength=2).tolist())
                 problems += chk.count_mismatch(f"{path}: rows per class (0/1)", counts, PUBLISHED[split], strict)
@@ -232,10 +222,7 @@ class SarcasmSpec(DatasetSpec):
             problems += chk.missing(f"images named by {path}", [p for p in images if not p.is_file()],
                                     f"copy them into {self.image_dir(root)}", chk.dropping(cfg))
             problems += chk.unreadable_images(images, deep, "image")
-        both = sorted(set(ids.get("train", {})) & set(ids.get("test", {})))
-        if both:
-            problems.append(Problem("error", f"{len(both)} ids in both train and test: "
-                                             f"{chk.listing(ids['train'][i] for i in both)}"))
+        problems += chk.in_train_and_test(ids, "ids")
         problems += it.check_weights(cfg.options) if cfg is not None and cfg.options else []
         return problems
 

@@ -158,13 +158,9 @@ class Twitter15Spec(DatasetSpec):
     # ------------------------------------------------------------------ check
     def check(self, root, cfg):
         deep, strict = chk.check_flags(cfg)
-        if root is None or not Path(root).is_dir():
-            return [Problem("error", f"data root {root} does not exist; pass --root DIR")]
-        root = Path(root)
-        layout = self.detect_layout(root)
-        if layout is None:
-            return [Problem("error", self._no_layout(root))]
-        problems: list[Problem] = []
+        root, layout, problems = chk.root_layout(root, self.detect_layout, self._no_layout)
+        if problems:
+            return problems
         for split, fname in self.split_files.items():
             path = self.index_dir(root, layout) / fname
             if not path.is_file():
@@ -179,13 +175,7 @@ class Twitter15Spec(DatasetSpec):
     def _check_rows(self, rows, split, path, layout, deep, strict, drop) -> list[Problem]:
         out = []
         if layout == "tombert":
-            seen, dups = set(), []
-            for r in rows:
-                if r["id"] in seen:
-                    dups.append(f"{path}:{r['line']} id {r['id']}")
-                seen.add(r["id"])
-            if dups:
-                out.append(Problem("error", f"{len(dups)} duplicated ids in {path}: {chk.listing(dups)}"))
+            out += chk.duplicate_rows(rows, path, "id", "ids", prefix="id ")[1]
         counts = tuple(np.bincount([r["label"] for r in rows], minlength=self.num_classes).tolist())
         out += chk.count_mismatch(f"{path}: rows per class ({'/'.join(self.class_names)})", counts,
                                   self.published[split], strict)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from mmbench.benchmark.registry import register_method
 from mmbench.errors import ConfigError
-from mmbench.methods.base import Method
+from mmbench.methods.base import Method, check_choices
 from mmbench.methods.heads import ConcatHead
 
 _CHOICES = {"scale_after_window": ("persist", "reset"), "window_index_base": (0, 1), "masked_mode": ("eval",)}
@@ -194,11 +194,7 @@ class AGM(Method):
     @classmethod
     def validate_params(cls, params, spec):
         super().validate_params(params, spec)
-        for key, choices in _CHOICES.items():
-            if params.get(key) not in choices:
-                raise ConfigError(
-                    f"method.{key} must be one of {', '.join(map(str, choices))}, got {params.get(key)!r}"
-                )
+        check_choices(params, _CHOICES)
         if len(spec.modalities) < 2:
             raise ConfigError(f"agm needs at least 2 modalities; {spec.name} has {len(spec.modalities)}")
 

@@ -108,6 +108,26 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg):
     raise ConfigError(f"unknown train.schedule {train_cfg.schedule!r}; choose step or constant")
 
 
+def check_choices(params: dict, choices: dict[str, tuple]) -> None:
+    """Raise ``ConfigError`` unless every ``params[key]`` is one of ``choices[key]``."""
+    for key, valid in choices.items():
+        if params.get(key) not in valid:
+            raise ConfigError(
+                f"method.{key} must be one of {', '.join(map(str, valid))}, got {params.get(key)!r}"
+            )
+
+
+def true_class_prob_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """sum_i softmax(logits_i)[y_i] over the batch (OGM-GE ``score_a``/``score_v``, PMR
+    ``score_a_p``), batched; computed in the dtype of ``logits``."""
+    return F.softmax(logits, dim=1).gather(1, y[:, None]).sum()
+
+
+def modality_accuracies(logits: dict[str, torch.Tensor], y: torch.Tensor, modalities) -> dict[str, torch.Tensor]:
+    """``{"acc_<m>": batch accuracy of logits[m]}`` for each of ``modalities`` (detached)."""
+    return {f"acc_{m}": (logits[m].detach().argmax(1) == y).float().mean() for m in modalities}
+
+
 def single_optimizer(params, train_cfg, name: str = "main") -> Optimizers:
     opt = build_optimizer(params, train_cfg)
     sched = build_scheduler(opt, train_cfg)
@@ -176,21 +196,22 @@ class Method:
         """Features phi^m(x^m) of the given (default: active) modalities."""
         return {m: model.encoders[m](batch[m]) for m in (modalities or self.active_modalities)}
 
-    def training_step(self, model: nn.Module, batch: dict, ctx) -> dict:
-        """Joint step (joint.md §3): L = CE(z, y) on the fused logits; backward; step."""
-        y = batch["label"]
-        opts = ctx.optimizers
+    def joint_backward(self, model: nn.Module, batch: dict, ctx) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Forward of the active encoders and the heads, L = CE(z, y) on the fused logits, zeroed
+        gradients, backward; the optimisers are not stepped. Returns (logits, L)."""
         with ctx.autocast():
             feats = self.encode(model, batch)
             logits = model.heads(feats)
-            loss = F.cross_entropy(logits["fusion"].float(), y)
-        opts.zero_grad()
+            loss = F.cross_entropy(logits["fusion"].float(), batch["label"])
+        ctx.optimizers.zero_grad()
         loss.backward()
-        opts.step()
-        out = {"loss": loss.detach()}
-        for m in self.active_modalities:
-            out[f"acc_{m}"] = (logits[m].detach().argmax(1) == y).float().mean()
-        return out
+        return logits, loss
+
+    def training_step(self, model: nn.Module, batch: dict, ctx) -> dict:
+        """Joint step (joint.md §3): L = CE(z, y) on the fused logits; backward; step."""
+        logits, loss = self.joint_backward(model, batch, ctx)
+        ctx.optimizers.step()
+        return {"loss": loss.detach(), **modality_accuracies(logits, batch["label"], self.active_modalities)}
 
     @torch.no_grad()
     def predict(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
@@ -213,3 +234,33 @@ class Method:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+class TwoModalityMethod(Method):
+    """Base of the methods whose official code handles exactly two modalities ``(a, v)`` (dataset
+    order) with the plain concat head and an inclusive modulation window of epochs (OGM-GE, PMR).
+
+    Subclasses set ``choices`` (hyper-parameter -> valid values, checked by ``validate_params``)
+    and give their ``Hyper`` the fields ``modulation_starts`` and ``modulation_ends``.
+    """
+
+    max_modalities = 2
+    choices: ClassVar[dict[str, tuple]] = {}
+
+    @classmethod
+    def validate_params(cls, params, spec):
+        super().validate_params(params, spec)
+        if len(spec.modalities) != 2:
+            raise ConfigError(f"{cls.name} needs exactly 2 modalities; {spec.name} has {len(spec.modalities)}")
+        check_choices(params, cls.choices)
+
+    def build_heads(self, feature_dims, num_classes):
+        if len(self.modalities) != 2:
+            raise ConfigError(
+                f"{self.name} supports exactly 2 modalities; got {len(self.modalities)}: {', '.join(self.modalities)}"
+            )
+        return super().build_heads(feature_dims, num_classes)
+
+    def in_window(self, epoch: int) -> bool:
+        """Whether 0-indexed ``epoch`` lies in [modulation_starts, modulation_ends]."""
+        return self.hp.modulation_starts <= epoch <= self.hp.modulation_ends

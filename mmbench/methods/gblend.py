@@ -29,7 +29,7 @@ from torch import nn
 from mmbench.benchmark.loaders import to_device
 from mmbench.benchmark.registry import register_method
 from mmbench.errors import ConfigError
-from mmbench.methods.base import Method, build_optimizer
+from mmbench.methods.base import Method, build_optimizer, modality_accuracies
 from mmbench.methods.heads import ConcatHead, xavier_linear
 
 MM = "mm"  # the multimodal branch's name in weights and diagnostics (spec §3)
@@ -291,8 +291,7 @@ class GBlend(Method):
         out = {"loss": loss.detach()}
         for k, l_k in zip(self.branches, losses.detach()):
             out[f"loss_{'fusion' if k == MM else k}"] = l_k
-        for m in self.modalities:
-            out[f"acc_{m}"] = (logits[m].detach().argmax(1) == y).float().mean()
+        out.update(modality_accuracies(logits, y, self.modalities))
         return out
 
     # ------------------------------------------------------------------ the online estimate

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from mmbench.errors import ConfigError
+
 
 def xavier_linear(in_dim: int, out_dim: int, init: str = "xavier") -> nn.Linear:
     """``Linear`` with xavier-normal weight and zero bias (GeWu-Lab/OGM-GE ``weight_init``);
@@ -47,3 +49,24 @@ class ConcatHead(nn.Module):
         out = {"fusion": fused}
         out.update(self.split_logits(feats))
         return out
+
+
+def shared_head_inputs(
+    dims: dict[str, int], modalities, proj_dim: int | None, method: str
+) -> tuple[nn.ModuleDict | None, int]:
+    """(projections, width) in front of a head shared by all modalities (MLA, ReconBoost).
+
+    With ``proj_dim`` set: a ``Linear(d_m, proj_dim)`` per modality and width ``proj_dim``
+    (benchmark adaptation for unequal feature sizes; the official codes have none). Without it the
+    feature sizes must be equal: no projection, width ``d``; otherwise a ``ConfigError`` naming
+    ``method``.
+    """
+    if proj_dim:
+        return nn.ModuleDict({m: nn.Linear(dims[m], proj_dim) for m in modalities}), proj_dim
+    sizes = {dims[m] for m in modalities}
+    if len(sizes) != 1:
+        raise ConfigError(
+            f"{method} shares one head across modalities, but the feature sizes differ "
+            f"({', '.join(f'{m} {dims[m]}' for m in modalities)}); set method.proj_dim=256"
+        )
+    return None, sizes.pop()

@@ -24,7 +24,7 @@ from torch import nn
 from mmbench.benchmark.registry import register_method
 from mmbench.errors import ConfigError
 from mmbench.methods.base import Method
-from mmbench.methods.heads import xavier_linear
+from mmbench.methods.heads import shared_head_inputs, xavier_linear
 
 GATES = ("fixed", "entropy_sample", "entropy_batch")
 
@@ -109,18 +109,7 @@ class MLAHeads(nn.Module):
     def __init__(self, dims: dict[str, int], num_classes: int, modalities, proj_dim, init: str):
         super().__init__()
         self.modalities = tuple(modalities)
-        if proj_dim:
-            self.proj = nn.ModuleDict({m: nn.Linear(dims[m], proj_dim) for m in self.modalities})
-            width = proj_dim
-        else:
-            sizes = {dims[m] for m in self.modalities}
-            if len(sizes) != 1:
-                raise ConfigError(
-                    "mla shares one head across modalities, but the feature sizes differ "
-                    f"({', '.join(f'{m} {dims[m]}' for m in self.modalities)}); set method.proj_dim=256"
-                )
-            self.proj = None
-            width = sizes.pop()
+        self.proj, width = shared_head_inputs(dims, self.modalities, proj_dim, "mla")
         self.width = width
         self.shared = xavier_linear(width, num_classes, init)
 

@@ -29,7 +29,7 @@ from torch import nn
 from mmbench.benchmark import store
 from mmbench.benchmark.registry import register_method
 from mmbench.errors import ConfigError
-from mmbench.methods.base import Method, Optimizers, build_optimizer, build_scheduler
+from mmbench.methods.base import Method, Optimizers, build_optimizer, build_scheduler, modality_accuracies
 from mmbench.methods.heads import xavier_linear
 
 
@@ -213,10 +213,7 @@ class MSLR(Method):
         if self._agm and self._in_window(ctx.epoch):
             self._scale_grads(opts.main)
         opts.step()
-        out = {"loss": loss.detach()}
-        for m in self.modalities:
-            out[f"acc_{m}"] = (logits[m].detach().argmax(1) == y).float().mean()
-        return out
+        return {"loss": loss.detach(), **modality_accuracies(logits, y, self.modalities)}
 
     def _in_window(self, epoch: int) -> bool:
         end = self.hp.window_end

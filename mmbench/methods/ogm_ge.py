@@ -16,12 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
-from mmbench.methods.base import Method
-from mmbench.methods.heads import ConcatHead
+from mmbench.methods.base import TwoModalityMethod, modality_accuracies, true_class_prob_sum
 
 _CHOICES = {
     "modulation": ("OGM_GE", "OGM"),
@@ -49,7 +46,7 @@ def confidence_scores(
     logits: dict[str, torch.Tensor], y: torch.Tensor, modalities
 ) -> dict[str, torch.Tensor]:
     """s^m = sum_i softmax(z^m_i)[y_i] over the batch (official ``score_a``/``score_v``), batched."""
-    return {m: F.softmax(logits[m].float(), dim=1).gather(1, y[:, None]).sum() for m in modalities}
+    return {m: true_class_prob_sum(logits[m].float(), y) for m in modalities}
 
 
 def modulation_coefficients(
@@ -107,35 +104,14 @@ def modulate_gradients(
 
 # --------------------------------------------------------------------------- the method
 @register_method
-class OGMGE(Method):
+class OGMGE(TwoModalityMethod):
     name = "ogm_ge"
     Hyper = OGMGEHyper
-    max_modalities = 2
-
-    @classmethod
-    def validate_params(cls, params, spec):
-        super().validate_params(params, spec)
-        if len(spec.modalities) != 2:
-            raise ConfigError(f"ogm_ge needs exactly 2 modalities; {spec.name} has {len(spec.modalities)}")
-        for key, choices in _CHOICES.items():
-            if params.get(key) not in choices:
-                raise ConfigError(
-                    f"method.{key} must be one of {', '.join(choices)}, got {params.get(key)!r}"
-                )
+    choices = _CHOICES
 
     def __init__(self, hyper, modalities, num_classes, feature_dims):
         super().__init__(hyper, modalities, num_classes, feature_dims)
         self._generator: torch.Generator | None = None
-
-    def build_heads(self, feature_dims, num_classes):
-        if len(self.modalities) != 2:
-            raise ConfigError(
-                f"ogm_ge supports exactly 2 modalities; got {len(self.modalities)}: {', '.join(self.modalities)}"
-            )
-        return ConcatHead([feature_dims[m] for m in self.modalities], num_classes, self.modalities)
-
-    def in_window(self, epoch: int) -> bool:
-        return self.hp.modulation_starts <= epoch <= self.hp.modulation_ends
 
     def noise_generator(self, ctx) -> torch.Generator:
         """The GE noise generator, reseeded each step from (run seed, global step): the noise is a
@@ -150,13 +126,7 @@ class OGMGE(Method):
         same forward, gradient modulation of the encoders' conv kernels, optimiser step."""
         a, v = self.modalities
         y = batch["label"]
-        opts = ctx.optimizers
-        with ctx.autocast():
-            feats = self.encode(model, batch)
-            logits = model.heads(feats)
-            loss = F.cross_entropy(logits["fusion"].float(), y)
-        opts.zero_grad()
-        loss.backward()
+        logits, loss = self.joint_backward(model, batch, ctx)
 
         with torch.no_grad():
             scores = confidence_scores(logits, y, self.modalities)
@@ -167,7 +137,7 @@ class OGMGE(Method):
             gen = self.noise_generator(ctx) if ge else None
             for m, k in ((a, k_a), (v, k_v)):
                 modulate_gradients(scoped_params(model.encoders[m], self.hp.param_scope), k, ge, gen)
-        opts.step()
+        ctx.optimizers.step()
 
         ctx.log(f"coeff_{a}", k_a)
         ctx.log(f"coeff_{v}", k_v)
@@ -175,7 +145,4 @@ class OGMGE(Method):
         ctx.log(f"score_{a}", scores[a] / y.numel())
         ctx.log(f"score_{v}", scores[v] / y.numel())
         ctx.log("modulated", float(modulated))
-        out = {"loss": loss.detach()}
-        for m in self.modalities:
-            out[f"acc_{m}"] = (logits[m].detach().argmax(1) == y).float().mean()
-        return out
+        return {"loss": loss.detach(), **modality_accuracies(logits, y, self.modalities)}

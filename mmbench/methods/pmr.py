@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from mmbench.benchmark.loaders import to_device
 from mmbench.benchmark.registry import register_method
 from mmbench.errors import ConfigError
-from mmbench.methods.base import Method
-from mmbench.methods.heads import ConcatHead
+from mmbench.methods.base import TwoModalityMethod, true_class_prob_sum
 
 _CHOICES = {"coef_rule": ("binary",), "proto_timing": ("after_epoch", "epoch_start")}
 # shuffling stream of the prototype passes, distinct from the training passes of the same epoch
@@ -54,11 +53,6 @@ def prototype_logits(feats: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
     """q_ik = -||phi_i - c_k||_2 (Euclidean, not squared; official ``EU_dist``), batched and
     computed exactly (no matrix-product shortcut)."""
     return -torch.cdist(feats.float(), protos.float(), compute_mode="donot_use_mm_for_euclid_dist")
-
-
-def true_class_prob_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """sum_i softmax(logits_i)[y_i] (official ``score_a_p``)."""
-    return F.softmax(logits, dim=1).gather(1, y[:, None]).sum()
 
 
 def rebalance_coefficients(
@@ -125,21 +119,14 @@ def compute_prototypes(
 
 # --------------------------------------------------------------------------- the method
 @register_method
-class PMR(Method):
+class PMR(TwoModalityMethod):
     name = "pmr"
     Hyper = PMRHyper
-    max_modalities = 2
+    choices = _CHOICES
 
     @classmethod
     def validate_params(cls, params, spec):
         super().validate_params(params, spec)
-        if len(spec.modalities) != 2:
-            raise ConfigError(f"pmr needs exactly 2 modalities; {spec.name} has {len(spec.modalities)}")
-        for key, choices in _CHOICES.items():
-            if params.get(key) not in choices:
-                raise ConfigError(
-                    f"method.{key} must be one of {', '.join(choices)}, got {params.get(key)!r}"
-                )
         if not 0 < params.get("proto_fraction", 0.1) <= 1:
             raise ConfigError("method.proto_fraction must be in (0, 1]")
 
@@ -148,16 +135,6 @@ class PMR(Method):
         self.protos: dict[str, torch.Tensor] | None = None
         self.proto_updates = 0  # computations so far; the first replaces, later ones use the EMA
         self._last_counts: list[int] | None = None
-
-    def build_heads(self, feature_dims, num_classes):
-        if len(self.modalities) != 2:
-            raise ConfigError(
-                f"pmr supports exactly 2 modalities; got {len(self.modalities)}: {', '.join(self.modalities)}"
-            )
-        return ConcatHead([feature_dims[m] for m in self.modalities], num_classes, self.modalities)
-
-    def in_window(self, epoch: int) -> bool:
-        return self.hp.modulation_starts <= epoch <= self.hp.modulation_ends
 
     # ---------------------------------------------------------------- prototypes
     def update_prototypes(self, ctx) -> None:

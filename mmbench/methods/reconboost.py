@@ -28,7 +28,7 @@ from torch import nn
 from mmbench.benchmark.registry import register_method
 from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, Optimizers, build_optimizer
-from mmbench.methods.heads import xavier_linear
+from mmbench.methods.heads import shared_head_inputs, xavier_linear
 
 
 @dataclass
@@ -94,18 +94,7 @@ class ReconHeads(nn.Module):
     def __init__(self, dims, num_classes, modalities, hidden, proj_dim, beta_init, init):
         super().__init__()
         self.modalities = tuple(modalities)
-        if proj_dim:
-            self.proj = nn.ModuleDict({m: nn.Linear(dims[m], proj_dim) for m in self.modalities})
-            width = proj_dim
-        else:
-            sizes = {dims[m] for m in self.modalities}
-            if len(sizes) != 1:
-                raise ConfigError(
-                    "reconboost shares one head across modalities, but the feature sizes differ "
-                    f"({', '.join(f'{m} {dims[m]}' for m in self.modalities)}); set method.proj_dim=256"
-                )
-            self.proj = None
-            width = sizes.pop()
+        self.proj, width = shared_head_inputs(dims, self.modalities, proj_dim, "reconboost")
         self.head = nn.Sequential(xavier_linear(width, hidden, init), nn.ReLU(), xavier_linear(hidden, num_classes, init))
         self.beta = nn.Parameter(torch.tensor(float(beta_init)))
         self.register_buffer("members", torch.zeros(len(self.modalities), dtype=torch.bool))
