@@ -167,10 +167,6 @@ def train_run(
     for w in warnings_:
         echo(f"warning: {w}")
 
-    if cfg.data.drop_missing is None:
-        # resolved before the checkpoint check: the checkpoint stores the resolved value, so a
-        # freshly resolved config (a resumed `mmbench run`) must compare equal to it
-        cfg.data.drop_missing = spec.drop_missing_default
     ckpt_path = out_dir / store.CHECKPOINT
     ckpt = None
     if ckpt_path.is_file():

@@ -207,7 +207,7 @@ class MLA(Method):
         z = model.heads(self.encode(model, batch))
         logits = [z[m] for m in self.modalities]
         fused, w = fuse(logits, self.hp.gate, self.fixed.to(logits[0].device))
-        w_mean = (w.mean(1) if w.dim() == 2 else w).float().cpu()
+        w_mean = (w.mean(1) if w.dim() == 2 else w).float()  # summed on device: no sync per batch
         self._gate_sum = w_mean if self._gate_sum is None else self._gate_sum + w_mean
         self._gate_n += 1
         return {"fusion": fused, **z}
@@ -216,7 +216,7 @@ class MLA(Method):
         """Mean fusion weight of each modality over this epoch's evaluation batches."""
         out = {"owm": self.hp.owm, "gate": self.hp.gate}
         if self._gate_sum is not None:
-            mean = self._gate_sum / self._gate_n
+            mean = (self._gate_sum / self._gate_n).cpu()
             out["gate_weight"] = {m: float(v) for m, v in zip(self.modalities, mean)}
         self._gate_sum, self._gate_n = None, 0
         return out

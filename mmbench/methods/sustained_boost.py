@@ -29,7 +29,7 @@ from torch import nn
 
 from mmbench.benchmark.registry import register_method
 from mmbench.errors import ConfigError
-from mmbench.methods.base import Method, Optimizers, build_optimizer, build_scheduler
+from mmbench.methods.base import Method, Optimizers, build_optimizer, build_scheduler, check_choices
 from mmbench.methods.heads import xavier_linear
 
 LOSS_TERMS = ("residual", "ensemble", "previous")
@@ -295,11 +295,7 @@ class SustainedBoost(Method):
             "zero_grad_mode": ("zeros", "none"),
             "assignment": ("adaptive", "fixed"),
         }
-        if params["zero_grad_mode"] is None:  # `--set method.zero_grad_mode=none` parses as None
-            params["zero_grad_mode"] = "none"
-        for key, valid in choices.items():
-            if params[key] not in valid:
-                raise ConfigError(f"method.{key} must be one of {', '.join(valid)}; got {params[key]!r}")
+        check_choices(params, choices)
         normalise_terms(params["loss_terms"])
         if params["aca_rule"] == "difference" and len(mods) > 2:
             raise ConfigError("method.aca_rule=difference is defined for 2 modalities only; use ratio")
@@ -384,7 +380,7 @@ class SustainedBoost(Method):
         self._to(y.device)
         r_old = self._r
         w = self._weights(heads, r_old)
-        set_to_none = self.hp.zero_grad_mode in ("none", None)
+        set_to_none = self.hp.zero_grad_mode == "none"
         with ctx.autocast():
             feats = self.encode(model, batch)
         out: dict = {}
