@@ -39,7 +39,6 @@ from mmbench.benchmark.selection import select_all, select_epoch
 from mmbench.datasets.base import stratified_carve
 from mmbench.errors import ConfigError, DataError, MMBenchError, NonFiniteLossError
 
-
 BEST_RULES = ("val", "test-best")  # the rules whose weights best.ckpt keeps
 
 
