@@ -30,6 +30,7 @@ import mmbench
 from mmbench.benchmark import store
 from mmbench.benchmark.config import SPEED_KEYS, RunConfig
 from mmbench.benchmark.context import Context
+from mmbench.benchmark.cost import measure_cost, reset_peak_memory
 from mmbench.benchmark.identity import identity_hash
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
@@ -184,6 +185,7 @@ def train_run(
                 "or choose another --tag to keep both"
             )
 
+    reset_peak_memory(device)
     run = build_run(cfg, spec, method_cls, data_root, device, ckpt)
     method, model, ctx = run.method, run.model, run.ctx
     train_loader, val_loader, test_loader = run.train_loader, run.val_loader, run.test_loader
@@ -284,6 +286,7 @@ def train_run(
     result["checkpoints"] = best_checkpoints(best, result["selection"])
     result["seconds"] = round(time.time() - t_start, 2)
     result["epochs"] = tr.epochs
+    result["cost"] = measure_cost(run, history, device)  # on copies: the run's numbers are final
     store.write_json(out_dir / store.RESULT, result)
     return result
 
