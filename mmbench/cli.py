@@ -21,6 +21,7 @@ from mmbench.cli_common import (
     table_options,
 )
 from mmbench.cli_data import data
+from mmbench.cli_probe import probe
 from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
 
@@ -89,10 +90,12 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
 )
 @click.option(
     "--layout",
-    type=click.Choice(["table1", "table2", "long"]),
+    type=click.Choice(["table1", "table2", "long", "probe", "cost"]),
     default="table1",
     show_default=True,
-    help="table1: fusion and every modality per dataset; table2: fusion metrics per dataset; long: one row per value.",
+    help="table1: fusion and every modality per dataset; table2: fusion metrics per dataset; long: one row per "
+    "value; probe: linear-probe metrics beside the native ones, and imbalance scores (mmbench probe); cost: "
+    "params, FLOPs, s/epoch, peak memory relative to joint.",
 )
 @click.option("--format", "fmt", type=click.Choice(["md", "latex", "html", "csv"]), default="md", show_default=True,
               help="csv exports the per-seed values.")
@@ -175,14 +178,17 @@ def list_(what):
               help="submitit executor; 'local' runs the SLURM path on this machine.")
 @click.option("--log-dir", type=click.Path(path_type=Path), default=None, help="submitit logs (default RESULTS/_slurm).")
 @click.option("--wait/--no-wait", default=False, help="SLURM: wait for the array and summarise.")
+@click.option("--probe", "probe_runs", is_flag=True, help="Probe each finished run (mmbench probe) once the runs end.")
 @friendly_errors
 def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run, partition, gpus, cpus, mem_gb,
-          time_min, array_parallelism, cluster, log_dir, wait):
+          time_min, array_parallelism, cluster, log_dir, wait, probe_runs):
     """Run a SUITE (name or .toml path): finished runs are skipped, partial runs resumed."""
     from mmbench.benchmark.config import parse_overrides
     from mmbench.benchmark.launch import JobOutcome, pending_jobs, summarise_outcomes, sweep_local
     from mmbench.benchmark.suites import load_suite
 
+    if probe_runs and launcher == "slurm" and not wait:
+        raise MMBenchError("--probe with --launcher slurm needs --wait; or run `mmbench probe` once the array ends")
     root_map = {}
     for item in roots:
         if "=" not in item:
@@ -221,6 +227,10 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
             except Exception as exc:  # noqa: BLE001 - a task that crashed outright
                 outcomes.append(JobOutcome(job, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
     click.echo(summarise_outcomes(outcomes))
+    if probe_runs:
+        from mmbench.probe.run import probe_outcomes
+
+        probe_outcomes(outcomes, root_map, echo=click.echo)
     if any(o.status == "failed" for o in outcomes):
         sys.exit(EXIT_FAILED_RUNS)
 
@@ -254,6 +264,7 @@ def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, n
 
 cli.add_command(report)
 cli.add_command(data)
+cli.add_command(probe)
 
 
 def main():

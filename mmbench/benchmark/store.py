@@ -8,6 +8,7 @@ Layout (ARCHITECTURE.md, "Runs and results")::
         result.json     final metrics under each selection rule, or status "failed"
         last.ckpt       model, optimisers, method state, RNG state (for resume)
         best.ckpt       model and method state at the epochs the val and test-best rules select
+        probe.json      linear probes and imbalance scores (``mmbench probe``; never the record)
 
 Every write goes to a temporary file in the same directory and is renamed into place, so a
 killed process never leaves a half-written record.
@@ -26,6 +27,7 @@ CONFIG = "config.json"
 HISTORY = "history.jsonl"
 CHECKPOINT = "last.ckpt"
 BEST = "best.ckpt"  # weights at the epochs the val and test-best rules select
+PROBE = "probe.json"  # linear probes and imbalance scores of the val-selected weights (mmbench probe)
 SCHEMA_VERSION = 2  # result.json schema (docs/records.md)
 
 

@@ -48,6 +48,7 @@ SELECTION_LABELS = {
 }
 FORMATS = ("md", "latex", "html", "csv")
 LAYOUTS = ("table1", "table2", "long")
+EXTRA_LAYOUTS = ("probe", "cost")  # rendered by their own modules (``_render_extra``)
 METRIC_LABELS = {"acc": "Acc", "map": "MAP", "f1": "MacroF1"}
 LAYOUT_METRICS = {"table1": METRIC_NAMES, "table2": ("acc", "f1"), "long": METRIC_NAMES}
 _TEMPLATE = {"md": "table.md.j2", "latex": "table.tex.j2", "html": "table.html.j2"}
@@ -351,9 +352,21 @@ def render_table(
     """Render mean ± std over seeds of ``metrics`` in ``layout``; ``csv`` gives per-seed values."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
+    if layout in EXTRA_LAYOUTS:  # reporting/probe_table.py, reporting/cost_table.py
+        return _render_extra(records, fmt, metrics, select, layout, split, expected, alpha, standalone)
     if fmt == "csv":
         return per_seed_csv(records, tuple(metrics) if metrics else METRIC_NAMES, select, split)
     ctx = build_tables(records, layout, metrics, select, split, expected, alpha)
     ctx["standalone"] = standalone
     ctx["table"] = dict(ctx)
     return template_env().get_template(_TEMPLATE[fmt]).render(**ctx)
+
+
+def _render_extra(records, fmt, metrics, select, layout, split, expected, alpha, standalone) -> str:
+    if layout == "cost":
+        from mmbench.reporting.cost_table import render_cost
+
+        return render_cost(records, fmt)
+    from mmbench.reporting.probe_table import render_probe
+
+    return render_probe(records, fmt, metrics, select, split, expected, alpha, standalone)
