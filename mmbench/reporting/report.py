@@ -6,7 +6,8 @@ dataset, matplotlib figures embedded as PNG data URIs:
 2. the imbalance ratio over epochs (definition in ``curves.py``);
 3. the classifier count per modality over epochs, for runs that log
    ``diagnostics["classifiers"]`` (``sustained_boost``);
-4. a bar chart of unimodal versus fusion accuracy at the selected epoch (mean ± std over seeds).
+4. a bar chart of unimodal versus fusion accuracy at the selected epoch (mean ± std over seeds);
+5. accuracy against cost, and the probe ratio and Shapley contributions (``probe_figures.py``).
 
 Drawing dominates the cost (about 0.7 s of CPU per dataset with 20 methods); with ``jobs > 1``
 the datasets are drawn in forked worker processes (Linux), giving the same bytes.
@@ -18,7 +19,7 @@ import multiprocessing
 import os
 import sys
 
-from mmbench.reporting import curves, plots
+from mmbench.reporting import curves, plots, probe_figures
 from mmbench.reporting.aggregate import (
     METRIC_LABELS,
     UNRANKED_FUSION,
@@ -91,6 +92,7 @@ def dataset_figures(dataset: str, histories, summary, split: str, metric: str,
             "uri": plots.unimodal_vs_fusion_figure(sub, head_order(sub["head"].unique()),
                                                    [r for r in runs if r in set(sub["run"])], label),
         })
+    figures += probe_figures.cost_and_probe_figures([r for r, _ in hist], runs, colour)
     return figures
 
 
