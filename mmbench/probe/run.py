@@ -157,7 +157,7 @@ def probe_outcomes(outcomes, roots: dict | None = None, echo=print) -> dict:
         if path is None or store.run_status(path) != "finished":
             continue
         try:
-            status, probe = probe_run(path, roots=(roots or {}).get(o.job.dataset))
+            status, probe = probe_run(path, root=(roots or {}).get(o.job.dataset))
         except MMBenchError as exc:
             counts["failed"] += 1
             echo(f"probe failed {o.job.label()}: {exc}")
