@@ -10,7 +10,9 @@ Layout (ARCHITECTURE.md, "Runs and results")::
         best.ckpt       model and method state at the epochs the val and test-best rules select
 
 Every write goes to a temporary file in the same directory and is renamed into place, so a
-killed process never leaves a half-written record.
+killed process never leaves a half-written record. ``mkstemp`` creates that file with mode 0600;
+it is given ``0o666 & ~umask`` before the rename, so records on a shared results disk are as
+readable by the group as any file the user creates there.
 """
 
 from __future__ import annotations
@@ -62,6 +64,26 @@ def _clean(obj):
     return obj
 
 
+def _current_umask() -> int:
+    """The process umask: read from /proc on Linux (setting it to read it back would, for an
+    instant, loosen it for other threads), else set and restored."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode an ordinary new file gets under the process umask (0o644 under umask 022)."""
+    return 0o666 & ~_current_umask()
+
+
 def _atomic_replace(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +93,7 @@ def _atomic_replace(path: Path, write) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
