@@ -77,7 +77,10 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
         )
     if counts["interrupted"]:
         sys.exit(EXIT_INTERRUPTED)
-    if counts["failed"]:
+    failed_before = [o.seed for o in outcomes if o.status == "skipped" and (o.result or {}).get("status") == "failed"]
+    if failed_before:
+        click.echo(f"seeds {', '.join(map(str, failed_before))} have failed records; --rerun trains them again")
+    if counts["failed"] or failed_before:
         sys.exit(EXIT_FAILED_RUNS)
 
 

@@ -3,7 +3,8 @@
 Layout (ARCHITECTURE.md, "Runs and results")::
 
     <results>/<dataset>/<method>[-<tag>]/seed-<n>/
-        config.json     resolved config + versions + device
+        config.json     resolved config + identity + versions + device (written once)
+        runlog.jsonl    one line per start or resume: time, host, device, threads, versions, git
         history.jsonl   one line per finished epoch
         result.json     final metrics under each selection rule, or status "failed"
         last.ckpt       model, optimisers, method state, RNG state (for resume)
@@ -27,6 +28,7 @@ RESULT = "result.json"
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
 CHECKPOINT = "last.ckpt"
+RUNLOG = "runlog.jsonl"
 BEST = "best.ckpt"  # weights at the epochs the val and test-best rules select
 SCHEMA_VERSION = 2  # result.json schema (docs/records.md)
 
@@ -113,6 +115,15 @@ def write_json(path, obj) -> None:
 def write_history(path, records: list[dict]) -> None:
     data = "".join(dumps(r, indent=None) + "\n" for r in records).encode()
     _atomic_replace(path, lambda fh: fh.write(data))
+
+
+def append_jsonl(path, record: dict) -> None:
+    """Append one line to a JSON-lines log (opened in append mode: one ``write`` of a whole line,
+    so concurrent appenders never interleave within a line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(dumps(record, indent=None) + "\n")
 
 
 def write_checkpoint(path, state: dict) -> None:
