@@ -254,3 +254,49 @@ def test_a_dataset_name_cannot_be_registered_twice():
     with pytest.raises(ValueError, match="already registered"):
         registry.register_dataset(other)
     assert type(registry.get_dataset("mfeat")).__name__ == "MfeatSpec"
+
+
+# --------------------------------------------------------------------------- bad media
+def _corrupt_a_file_the_start_check_does_not_sample(root: Path, data_cfg) -> Path:
+    """Overwrite one wav with garbage that ``spec.check`` (a sample of 20 clips per split, run
+    before training) does not decode, so the damage is met mid-training."""
+    spec = registry.get_dataset("cremad")
+    for path in sorted((root / "AudioWAV").iterdir()):
+        saved = path.read_bytes()
+        path.write_bytes(b"not a wav file" * 8)
+        if not any(str(path) in p.message for p in spec.check(root, data_cfg) if p.level == "error"):
+            return path
+        path.write_bytes(saved)
+    raise AssertionError("every wav is in the start-of-run check's sample")
+
+
+def test_a_damaged_wav_met_mid_training_in_a_loader_worker_fails_only_that_seed(tmp_path):
+    from mmbench.datasets.fixtures import write_fixture
+
+    root = write_fixture("cremad", tmp_path / "cremad")
+    args = ["run", "-m", "joint", "-d", "cremad", "--root", str(root), "--results", str(tmp_path / "r"),
+            "--set", "data.preset=smoke", "--set", "epochs=1", "--set", "data.num_workers=2", "--no-progress"]
+    assert invoke(*args).exit_code == 0
+    good = next((tmp_path / "r" / "cremad").glob("*/seed-0")) / store.RESULT
+    before = good.read_bytes()
+    bad = _corrupt_a_file_the_start_check_does_not_sample(root, resolve_config("cremad", "joint", {"data.preset": "smoke"}).data)
+    out = invoke(*args, "--seeds", "2")
+    assert out.exit_code == 1, out.output
+    line = next(ln for ln in out.output.splitlines() if ln.startswith("seed 1: FAILED"))
+    assert str(bad) in line and "mmbench data check --deep" in line and "Traceback" not in out.output
+    rec = store.read_json(good.parent.parent / "seed-1" / store.RESULT)
+    assert rec["status"] == "failed" and str(bad) in rec["error"] and "\n" not in rec["error"]
+    assert good.read_bytes() == before
+
+
+def test_undecodable_media_raise_one_error_naming_the_file(tmp_path):
+    from mmbench.datasets.audio import read_wav
+    from mmbench.datasets.frames import open_rgb
+    from mmbench.errors import MediaError
+
+    for name, reader in (("x.wav", read_wav), ("x.jpg", open_rgb)):
+        path = tmp_path / name
+        path.write_bytes(b"\x00garbage" * 4)
+        with pytest.raises(MediaError, match="data check --deep") as info:
+            reader(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
