@@ -79,8 +79,9 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
         sys.exit(EXIT_INTERRUPTED)
     failed_before = [o.seed for o in outcomes if o.status == "skipped" and (o.result or {}).get("status") == "failed"]
     if failed_before:
-        which = f"seeds {', '.join(map(str, failed_before))} have" if len(failed_before) > 1 else f"seed {failed_before[0]} has"
-        click.echo(f"{which} a failed record; --rerun trains them again")
+        which = (f"seeds {', '.join(map(str, failed_before))} have failed records" if len(failed_before) > 1
+                 else f"seed {failed_before[0]} has a failed record")
+        click.echo(f"{which}; --rerun trains them again")
     if counts["failed"] or failed_before:
         sys.exit(EXIT_FAILED_RUNS)
 

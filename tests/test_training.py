@@ -91,7 +91,7 @@ def test_nan_loss_fails_that_seed_only_and_exits_non_zero(results):
     again = invoke("run", "-m", "joint", "-d", "mfeat", "--seeds", "2", "--no-progress", "--results", str(results),
                    *sum((["--set", s] for s in TINY), []), "--set", "lr=1e20")
     assert again.exit_code == 1  # nothing to train, but failed seeds remain
-    assert "seeds 0, 1 have a failed record" in again.output
+    assert "seeds 0, 1 have failed records" in again.output
 
 
 def test_joint_leaves_the_weak_fourier_branch_far_below_unimodal_fourier(tmp_path):
