@@ -97,6 +97,8 @@ def seed_status(out_dir, cfg) -> SeedState:
     stored, problem = _read(out_dir / store.CONFIG)
     if problem:
         return _unreadable(out_dir / store.CONFIG, problem, out_dir)
+    if stored is not None and "identity" not in stored:
+        stored = None  # an older config.json: the result's hash decides, else the checkpoint's config
     if stored is not None:
         drift = _drift(out_dir, stored, cfg)
         if drift is not None:
