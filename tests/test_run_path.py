@@ -171,7 +171,7 @@ def test_a_seed_being_trained_elsewhere_is_skipped_and_said_so(tmp_path):
     d = _seed_dir(tmp_path, "joint-epochs2_limit_train_per_class20")
     with seed_lock(d):
         (outcome,) = run_local("mfeat", "joint", [0], OVR, tmp_path, progress=False, echo=lines.append)
-    assert outcome.status == "skipped" and not (d / store.RESULT).exists()
+    assert outcome.status == "busy" and not (d / store.RESULT).exists()
     assert any("being trained by another process" in ln for ln in lines)
 
 
@@ -197,7 +197,7 @@ def test_a_seed_locked_by_another_process_is_trained_once(tmp_path):
         (busy,) = run_local("mfeat", "joint", [0], OVR, tmp_path, progress=False, echo=lines.append)
     finally:
         holder.communicate("\n", timeout=30)
-    assert busy.status == "skipped" and not (d / store.RESULT).exists() and not (d / store.RUNLOG).exists()
+    assert busy.status == "busy" and not (d / store.RESULT).exists() and not (d / store.RUNLOG).exists()
     assert any("being trained by another process" in ln for ln in lines)
     (done,) = run_local("mfeat", "joint", [0], OVR, tmp_path, **QUIET)
     assert done.status == "finished" and len((d / store.RUNLOG).read_text().splitlines()) == 1
@@ -304,3 +304,16 @@ def test_undecodable_media_raise_one_error_naming_the_file(tmp_path):
         with pytest.raises(MediaError, match="data check --deep") as info:
             reader(path)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_sweep_refuses_a_bad_setting_before_anything_and_fails_on_failed_seeds_left_behind(tmp_path):
+    out = invoke("sweep", "smoke", "--results", str(tmp_path / "r"), "--set", "epochs=0", "--dry-run")
+    assert out.exit_code == 2 and "train.epochs" in out.output and not (tmp_path / "r").exists()
+    bad = {**OVR, "lr": 1e20}  # a NaN loss
+    (outcome,) = run_local("mfeat", "joint", [0], bad, tmp_path / "r", **QUIET)
+    assert outcome.status == "failed"
+    suite = tmp_path / "one.toml"
+    suite.write_text('[suite]\nseeds = 1\ndatasets = ["mfeat"]\nmethods = ["joint"]\n'
+                     'set = { epochs = 2, "data.limit_train_per_class" = 20, lr = 1e20 }\n')
+    again = invoke("sweep", str(suite), "--results", str(tmp_path / "r"))
+    assert again.exit_code == 1, again.output  # nothing to train, a failed seed remains

@@ -16,7 +16,7 @@ from mmbench.errors import NonFiniteLossError
 @dataclass
 class SeedOutcome:
     seed: int
-    status: str  # finished | skipped | failed | interrupted
+    status: str  # finished | skipped | busy (another process trains it) | failed | interrupted
     path: Path
     message: str = ""
     result: dict | None = field(default=None, repr=False)
@@ -74,7 +74,11 @@ def run_local(
             echo(f"seed {seed}: FAILED: {exc}; record marked failed in {out_dir}")
             outcomes.append(SeedOutcome(seed, "failed", out_dir, str(exc)))
             continue
-        except (SeedBusy, SeedDone) as exc:
+        except SeedBusy as exc:
+            echo(f"seed {seed}: skipped, {exc}")
+            outcomes.append(SeedOutcome(seed, "busy", out_dir, str(exc)))
+            continue
+        except SeedDone as exc:
             echo(f"seed {seed}: skipped, {exc}")
             outcomes.append(SeedOutcome(seed, "skipped", out_dir, str(exc), store.read_json(out_dir / store.RESULT)))
             continue

@@ -136,7 +136,7 @@ def seed_lock(out_dir):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SeedBusy(f"{out_dir} is being trained by another process (lock {out_dir / LOCK}); skipped") from None
+            raise SeedBusy(f"{out_dir} is being trained by another process (lock {out_dir / LOCK})") from None
         yield
     finally:
         os.close(fd)

@@ -283,7 +283,7 @@ def run_epochs(session: Session, progress: bool, stop_after_epochs: int | None) 
                 raise Interrupted(f"stopped after {epochs_done} epochs in this call")
             record = run_epoch(session, epoch, progress)
             save_epoch(session, record)
-            log_epoch(session, record)
+            log_epoch(session, record, progress)
             epochs_done += 1
     except NonFiniteLossError as exc:
         write_failed(session, str(exc), failed_epoch=exc.epoch)
@@ -380,10 +380,10 @@ def epoch_line(cfg: RunConfig, record: dict) -> str:
     return f"seed {cfg.seed} epoch {record['epoch'] + 1}/{cfg.train.epochs}: {losses} | {val_text} | {seconds:.1f}s"
 
 
-def log_epoch(session: Session, record: dict) -> None:
-    """One line per epoch when stdout is not a terminal (nohup, a log file, SLURM), where no
-    progress bar shows."""
-    if not sys.stdout.isatty():
+def log_epoch(session: Session, record: dict, progress: bool) -> None:
+    """One line per epoch where no progress bar shows: stdout is not a terminal (nohup, a log
+    file, SLURM) or progress bars are off."""
+    if not (progress and sys.stdout.isatty()):
         session.echo(epoch_line(session.cfg, record))
 
 
