@@ -32,6 +32,21 @@ def summary_line(result: dict, modalities) -> str:
     return f"test acc {accs} (val-selected epoch {sel['epoch']}) in {result.get('seconds', 0):.1f}s"
 
 
+def plan_seeds(dataset, method, seeds, overrides, results_root, tag, device, rerun) -> list:
+    """``[(cfg, SeedState)]`` of every seed, checked before any is trained: drift or an
+    unreadable record raises one ``ConfigError`` line (unless ``rerun``, which replaces them)."""
+    from mmbench.errors import ConfigError
+
+    planned = []
+    for seed in seeds:
+        cfg = resolve_config(dataset, method, overrides, seed=seed, tag=tag, device=device)
+        state = seed_status(store.run_dir(results_root, dataset, cfg.run_name, seed), cfg)
+        if state.refused and not rerun:
+            raise ConfigError(state.reason)
+        planned.append((cfg, state))
+    return planned
+
+
 def run_local(
     dataset: str,
     method: str,
@@ -51,18 +66,11 @@ def run_local(
     is skipped unless ``rerun``; a seed another process is training is skipped and said so; a
     NaN or an undecodable file in one seed marks that seed failed and the others still run."""
     from mmbench.benchmark.registry import get_dataset
-    from mmbench.errors import ConfigError, MediaError
+    from mmbench.errors import MediaError
 
     spec = get_dataset(dataset)
-    planned = []
-    for seed in seeds:
-        cfg = resolve_config(dataset, method, overrides, seed=seed, tag=tag, device=device)
-        state = seed_status(store.run_dir(results_root, dataset, cfg.run_name, seed), cfg)
-        if state.refused and not rerun:
-            raise ConfigError(state.reason)
-        planned.append((cfg, state))
     outcomes = []
-    for cfg, state in planned:
+    for cfg, state in plan_seeds(dataset, method, seeds, overrides, results_root, tag, device, rerun):
         seed, out_dir = cfg.seed, state.out_dir
         if state.status in ("finished", "failed") and not rerun:
             echo(f"seed {seed}: skipped, {state.reason} (use --rerun to train it again)")

@@ -9,6 +9,7 @@ Layout (ARCHITECTURE.md, "Runs and results")::
         result.json     final metrics under each selection rule, or status "failed"
         last.ckpt       model, optimisers, method state, RNG state (for resume)
         best.ckpt       model and method state at the epochs the val and test-best rules select
+        .lock           advisory lock of the process training the seed (runstate.seed_lock)
 
 Every write goes to a temporary file in the same directory and is renamed into place, so a
 killed process never leaves a half-written record. ``mkstemp`` creates that file with mode 0600;
