@@ -63,7 +63,7 @@ def environment(device: torch.device) -> dict:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine()),
         "python": platform.python_version(),
         # CPU results depend on the thread count in the last bits (reduction order): train.threads
         "torch_threads": torch.get_num_threads(),
