@@ -69,3 +69,18 @@ def test_measuring_cost_changes_neither_weights_nor_optimisers_nor_rng():
         assert before[2]["python"] == after[2]["python"]
         assert repr(run.method.state_dict()) == heads_before
         assert trainable_params(run.model)["total"] == sum(p.numel() for p in run.model.parameters())
+
+
+def test_a_flop_step_that_fails_is_recorded_not_fatal(monkeypatch):
+    from mmbench.benchmark import cost as cost_mod
+
+    cfg = resolve_config("mfeat", "joint", parse_overrides(TINY), seed=0)
+    run = build_run(cfg, get_dataset("mfeat"), get_method("joint"), None, resolve_device("cpu"))
+
+    def broken(_run):
+        raise RuntimeError("cannot copy")
+
+    monkeypatch.setattr(cost_mod, "step_flops", broken)
+    block = cost_mod.measure_cost(run, [], torch.device("cpu"))
+    assert block["flops"]["train_step"] is None and "cannot copy" in block["flops"]["error"]
+    assert block["params"]["total"] > 0

@@ -114,12 +114,18 @@ def peak_memory(device: torch.device) -> dict:
 
 
 def measure_cost(run, history: list[dict], device: torch.device) -> dict:
-    """The ``"cost"`` block of ``result.json`` (peak memory read before the FLOP step's copies)."""
+    """The ``"cost"`` block of ``result.json`` (peak memory read before the FLOP step's copies).
+    A FLOP step that cannot run (say, a module that cannot be copied) is recorded as ``None``
+    with its ``error``; the record is still written."""
     memory = peak_memory(device)
+    try:
+        flops = step_flops(run)
+    except Exception as exc:  # noqa: BLE001 - a measurement must never cost the finished record
+        flops = {"train_step": None, "eval_per_sample": None, "error": f"{type(exc).__name__}: {exc}"}
     return {
         "schema": COST_SCHEMA,
         "params": trainable_params(run.model, run.method.active_modalities),
-        "flops": step_flops(run),
+        "flops": flops,
         "seconds_per_epoch": seconds_per_epoch(history),
         "peak_memory": memory,
         "device": str(device),

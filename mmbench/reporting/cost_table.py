@@ -45,7 +45,7 @@ def cost_values(records: list[dict]) -> tuple[dict, list[str]]:
         for name, _, read in COLUMNS:
             try:
                 value = read(cost)
-            except (KeyError, TypeError):
+            except (KeyError, TypeError):  # e.g. flops None: the record's cost.flops.error says why
                 value = None
             entry.setdefault(name, []).append(value)
     return out, missing
