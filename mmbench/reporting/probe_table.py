@@ -67,7 +67,8 @@ def imbalance_rows(pairs) -> dict[str, list[list[str]]]:
     for rec, probe in pairs:
         by_run.setdefault((rec["dataset"], rec["run"], rec.get("method")), []).append(probe)
     out: dict[str, list] = {}
-    for (dataset, run, method), probes in sorted(by_run.items(), key=lambda kv: (kv[0][0], run_sort_key(kv[0][1], kv[0][2]))):
+    ordered = sorted(by_run.items(), key=lambda kv: (kv[0][0], run_sort_key(kv[0][1], kv[0][2])))
+    for (dataset, run, _), probes in ordered:
         mods = probes[0]["modalities"]
         sh = [p["imbalance"]["shapley"] for p in probes]
         row = [run, str(len(probes)), mean_std(p["imbalance"]["probe_ratio"]["value"] for p in probes)]
