@@ -79,10 +79,13 @@ def test_probe_numbers_are_deterministic_for_a_seed_and_a_checkpoint(runs):
     assert other_seed["probes"] != a["probes"]  # the seed is used (batch order)
 
 
-def test_probe_on_random_encoders_scores_lower_than_on_trained_ones(runs):
-    """Same architecture, weights re-initialised: mean probe test accuracy over the modalities
-    drops (real run, 2 epochs)."""
-    restored = load_selected(runs["joint"])
+def test_probe_on_random_encoders_scores_lower_than_on_trained_ones(tmp_path):
+    """Same architecture, weights re-initialised: the mean test accuracy of the image, fourier
+    and concat probes drops (real joint run, 8 epochs on 60 train rows per class; mfeat's inputs
+    are good features already, so the gap is a few points: 2.3 on the acceptance runs)."""
+    cfg = resolve_config("mfeat", "joint", parse_overrides(["epochs=8", "data.limit_train_per_class=60"]), seed=0)
+    train_run(cfg, tmp_path, progress=False)
+    restored = load_selected(store.run_dir(tmp_path, "mfeat", cfg.run_name, 0))
     trained = {s: extract_features(restored, s) for s in SPLITS}
     torch.manual_seed(123)
     for enc in restored.model.encoders.values():
@@ -90,13 +93,12 @@ def test_probe_on_random_encoders_scores_lower_than_on_trained_ones(runs):
             if hasattr(module, "reset_parameters") and module is not enc:
                 module.reset_parameters()
     random = {s: extract_features(restored, s) for s in SPLITS}
-    mods = restored.spec.modalities
 
     def mean_acc(feats):
-        probes = fit_all(feats, mods, 10, DEFAULT_RECIPE)
-        return sum(probes[m]["test"]["acc"] for m in mods) / len(mods)
+        probes = fit_all(feats, restored.spec.modalities, 10, DEFAULT_RECIPE)
+        return sum(p["test"]["acc"] for p in probes.values()) / len(probes)
 
-    assert mean_acc(trained) > mean_acc(random) + 0.02
+    assert mean_acc(trained) > mean_acc(random) + 0.01
 
 
 def test_probe_run_writes_probe_json_resumes_and_never_touches_the_record(runs, tmp_path):

@@ -92,7 +92,7 @@ def render_cost(records: list[dict], fmt: str = "md") -> str:
                 row += _cell(_mean(v[name]), _mean(ref[name]) if ref else None)
             rows.append(row)
             csv_rows.append([dataset] + row)
-        kinds = sorted(k for v in values.values() for k in v["kinds"] if k)
+        kinds = sorted({k for (d, _), v in values.items() if d == dataset for k in v["kinds"] if k})
         notes = [
             "Mean over finished seeds. FLOPs: torch FlopCounterMode on one real training step (forward, "
             "backward, optimiser) and on predict for one eval batch; matmul/conv family only. Peak memory: "
