@@ -54,7 +54,7 @@ def cost_points(records: list[dict]) -> dict[str, dict]:
 
 
 def accuracy_vs_cost_figure(points: dict, runs: list[str], colour) -> str:
-    fig, axes = _figure(2)
+    fig, axes = _figure(2, bottom=0.2 + 0.035 * ((len(points) + 2) // 3))
     for ax, key, label in zip(axes, ("gflops", "seconds"), ("GFLOPs per training step", "train s/epoch")):
         for run in [r for r in runs if r in points]:
             (x, xe), (y, ye) = points[run][key], points[run]["acc"]
@@ -65,7 +65,7 @@ def accuracy_vs_cost_figure(points: dict, runs: list[str], colour) -> str:
         ax.set_ylabel("fused test Acc (%)")
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=7, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=6, frameon=False)
     return to_data_uri(fig)
 
 
