@@ -45,5 +45,7 @@ def test_report_of_trained_mfeat_runs_embeds_its_figures(results, tmp_path):
     out = CliRunner().invoke(cli, ["report", "--results", str(results), "--out", str(tmp_path / "r.html")])
     assert out.exit_code == 0, out.output
     html = (tmp_path / "r.html").read_text()
-    # accuracy curves, imbalance ratio, unimodal-vs-fusion bars (joint logs no classifier counts)
-    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 3
+    # accuracy curves, imbalance ratio, unimodal-vs-fusion bars, accuracy against cost (joint logs
+    # no classifier counts; the runs have no probe.json, so no probe figure)
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 4
+    assert "Accuracy against cost" in html and "Imbalance scores of the linear probes" not in html
