@@ -21,6 +21,7 @@ from mmbench.cli_common import (
     table_options,
 )
 from mmbench.cli_data import data
+from mmbench.cli_paper import figure, reproduce
 from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
 
@@ -98,17 +99,27 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
               help="csv exports the per-seed values.")
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete document that pdflatex compiles.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
+@click.option("--paper", is_flag=True,
+              help="The paper's tables: its reported value and ours − reported beside each cell (no records needed).")
+@click.option("--paper-table", "paper_tables", multiple=True, type=click.Choice([f"table{i}" for i in range(1, 7)]),
+              help="With --paper: which of the paper's tables (default: table1 layout -> Tables 1 and 3, table2 -> 2).")
 @friendly_errors
-def table(results, datasets, methods, select, split, expected, alpha, metrics, layout, fmt, standalone, out):
+def table(results, datasets, methods, select, split, expected, alpha, metrics, layout, fmt, standalone, out, paper,
+          paper_tables):
     """Mean ± std over seeds for fusion and every modality; best bold, top three shaded,
     Welch's t-test against each column's best."""
     from mmbench.reporting.aggregate import render_table
 
-    records = load_records(results, datasets, methods)
-    text = render_table(
-        records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
-        standalone=standalone,
-    )
+    if paper or paper_tables:
+        from mmbench.cli_paper import paper_table_text
+
+        text = paper_table_text(results, datasets, methods, select, split, layout, fmt, standalone, paper_tables)
+    else:
+        records = load_records(results, datasets, methods)
+        text = render_table(
+            records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
+            standalone=standalone,
+        )
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
@@ -254,6 +265,8 @@ def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, n
 
 cli.add_command(report)
 cli.add_command(data)
+cli.add_command(figure)
+cli.add_command(reproduce)
 
 
 def main():
