@@ -160,7 +160,8 @@ def build_paper_table(table: str, records: list[dict], select: str = "val", spli
         by_run = sorted({(k[1], k[2]) for k in keys}, key=lambda rk: (run_sort_key(rk[0], prow["method"]), str(rk[1])))
         for run, ident in by_run or [(None, None)]:
             used |= {k for k in keys if (k[1], k[2]) == (run, ident)}
-            label = prow["label"] if run in (None, prow["method"]) and len(by_run) <= 1 else f"{prow['label']} [{run}]"
+            plain = len(by_run) <= 1 and (run in (None, prow["method"]) or prow["runs"] is not None)
+            label = prow["label"] if plain else f"{prow['label']} [{run}]"
             if ident and sum(1 for r, _ in by_run if r == run) > 1:
                 label += f" (config {ident[:8]})"
             rows.append(_row(label, run, prow["method"], setting, table, groups_spec,
@@ -176,7 +177,8 @@ def build_paper_table(table: str, records: list[dict], select: str = "val", spli
         rows = refs + rows
     notes = sorted({v.note for v in values if v.note and v.value is not None})
     return {
-        "table": table, "title": TITLES[table], "groups": groups_spec, "rows": rows, "notes": notes,
+        "table": table, "title": TITLES[table], "subject": TITLES[table].split(": ", 1)[1],
+        "number": table.removeprefix("table"), "groups": groups_spec, "rows": rows, "notes": notes,
         "select": select, "select_label": SELECTION_LABELS[select], "split": split, "paper": PAPER,
         "paper_select": PAPER_SELECTION, "unmatched": len({k for k in runs if k not in used}) if table in ABLATION_TABLES else 0,
     }
