@@ -1,56 +1,20 @@
 """``mmbench figure`` and ``mmbench reproduce``, and the ``--paper`` path of ``mmbench table``
 (the sustained-boosting paper's tables and figures from run records; added in ``cli.py``).
-
-A suite's ``[paper]`` section (``mmbench/configs/suites/paper_*.toml``) names the paper tables
-(``tables``) and figures (``figures``) it reproduces; its ``[[runs]]`` entries may carry
-``paper_row`` (the reported setting of Tables 4-6 the run is matched to) or ``label`` (a setting
-of ours the paper has no row for).
+Which tables and figures a suite reproduces: its ``[paper]`` section (``mmbench/paper/suites.py``).
 """
 
 from __future__ import annotations
 
 import sys
-import tomllib
-from importlib import resources
 from pathlib import Path
 
 import click
 
 from mmbench.cli_common import EXIT_FAILED_RUNS, friendly_errors, results_option, results_root
 from mmbench.errors import ConfigError, MMBenchError
+from mmbench.paper.suites import build_tables, suite_data, suite_paper
 
 FORMATS = {"md": "md", "latex": "tex", "html": "html"}
-
-
-# ---------------------------------------------------------------------------- suites' [paper]
-def _suite_data(name: str) -> dict:
-    path = Path(name)
-    if path.suffix == ".toml" and path.is_file():
-        return tomllib.loads(path.read_text())
-    ref = resources.files("mmbench.configs").joinpath("suites", f"{name}.toml")
-    return tomllib.loads(ref.read_text()) if ref.is_file() else {}
-
-
-def suite_paper(name: str) -> dict:
-    """The suite's ``[paper]`` section (``{}`` where it has none)."""
-    return dict(_suite_data(name).get("paper", {}))
-
-
-def suite_rows(name: str, extra: dict | None = None) -> list[dict]:
-    """``{"run", "method", "paper_row" | "label"}`` of the suite's entries that name a table row;
-    ``run`` is the run name the entry resolves to (with the sweep's ``extra`` overrides)."""
-    from mmbench.benchmark.config import resolve_config
-
-    rows = []
-    for entry in _suite_data(name).get("runs", []):
-        if not (entry.get("paper_row") or entry.get("label")):
-            continue
-        for dataset in entry.get("datasets", []):
-            for method in entry.get("methods", []):
-                cfg = resolve_config(dataset, method, {**entry.get("set", {}), **(extra or {})}, tag=entry.get("tag"))
-                rows.append({"run": cfg.run_name, "method": method, "paper_row": entry.get("paper_row"),
-                             "label": entry.get("label")})
-    return rows
 
 
 def _root_map(roots, datasets) -> dict:
@@ -69,18 +33,6 @@ def _root_map(roots, datasets) -> dict:
 
 
 # ---------------------------------------------------------------------------- table --paper
-def build_tables(records, tables, select, split, datasets=None, extra=None) -> list[dict]:
-    from mmbench.reporting.paper_table import ABLATION_TABLES, build_paper_table
-
-    out = []
-    for t in tables:
-        rows = suite_rows(f"paper_{t}", extra) if t in ABLATION_TABLES else None
-        built = build_paper_table(t, records, select, split, datasets, rows)
-        if built["groups"]:
-            out.append(built)
-    return out
-
-
 def paper_table_text(results, datasets, methods, select, split, layout, fmt, standalone, paper_tables) -> str:
     """``mmbench table --paper``: every format; an empty results root still shows the reported values."""
     from mmbench.benchmark.store import load_results
@@ -243,8 +195,8 @@ def reproduce(suite, roots, results, out, n_jobs, sets, seeds, device, select, d
     if not paper:
         raise ConfigError(f"suite {suite!r} has no [paper] section: `mmbench reproduce` takes a paper_* suite "
                           "(`mmbench sweep` runs any suite)")
-    datasets = sorted({e for r in _suite_data(suite).get("runs", []) for e in r.get("datasets", [])}
-                      | set(_suite_data(suite).get("suite", {}).get("datasets", [])))
+    datasets = sorted({e for r in suite_data(suite).get("runs", []) for e in r.get("datasets", [])}
+                      | set(suite_data(suite).get("suite", {}).get("datasets", [])))
     root_map = _root_map(roots, datasets)
     extra = parse_overrides(sets)
     s = load_suite(suite, seeds, root_map)
