@@ -46,9 +46,22 @@ def paper_table_text(results, datasets, methods, select, split, layout, fmt, sta
 
 
 # ---------------------------------------------------------------------------- figures
-def _tsne_embeddings(records, select, split, seed, roots, out_dir, echo) -> tuple[dict, list | None]:
+def _subsample(labels, points: int, seed: int):
+    """At most ``points`` positions, the same share of every class (seeded), in split order."""
+    import numpy as np
+
+    if points <= 0 or len(labels) <= points:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(np.flatnonzero(labels == c))[: max(1, round(points * np.mean(labels == c)))]
+            for c in np.unique(labels)]
+    return np.sort(np.concatenate(keep))
+
+
+def _tsne_embeddings(records, select, split, seed, roots, out_dir, echo, points=2000) -> tuple[dict, list | None]:
     """``{run: {modality: (features, labels)}}`` of one seed per run (``seed`` where it has one),
-    from ``best.ckpt``, and the dataset's class names; the arrays are also kept in ``out_dir/embeddings/<dataset>_<run>_seed<k>.npz``."""
+    from ``best.ckpt`` (at most ``points`` items of the split, stratified), and the dataset's class
+    names; the arrays are also kept in ``out_dir/embeddings/<dataset>_<run>_seed<k>.npz``."""
     import numpy as np
 
     from mmbench.benchmark.restore import extract_features, load_selected
@@ -60,8 +73,9 @@ def _tsne_embeddings(records, select, split, seed, roots, out_dir, echo) -> tupl
         restored = load_selected(rec["path"], rule=select, device="cpu", root=roots.get(rec["dataset"]))
         got = extract_features(restored, split)
         names = names or list(getattr(restored.spec, "class_names", ()) or ()) or None
-        labels = got["labels"].numpy()
-        emb[rec["run"]] = {m: (f.float().numpy(), labels) for m, f in got["features"].items()}
+        keep = _subsample(got["labels"].numpy(), points, seed)
+        labels = got["labels"].numpy()[keep]
+        emb[rec["run"]] = {m: (f.float().numpy()[keep], labels) for m, f in got["features"].items()}
         path = Path(out_dir) / "embeddings" / f"{rec['dataset']}_{rec['run']}_seed{rec['seed']}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, labels=labels, **{m: f for m, (f, _) in emb[rec["run"]].items()})
@@ -69,7 +83,17 @@ def _tsne_embeddings(records, select, split, seed, roots, out_dir, echo) -> tupl
     return emb, names
 
 
-def write_figures(name, records, out_dir, select="val", split="test", seed=0, roots=None, echo=click.echo) -> list[Path]:
+def _save(fig, caption: str, out_dir, stem: str, echo) -> list[Path]:
+    from mmbench.reporting import figures
+
+    paths = figures.save(fig, out_dir, stem)
+    (Path(out_dir) / f"{stem}.txt").write_text(caption + "\n", encoding="utf-8")
+    echo(f"wrote {', '.join(str(p) for p in paths)}")
+    return paths
+
+
+def write_figures(name, records, out_dir, select="val", split="test", seed=0, roots=None, echo=click.echo,
+                  points: int = 2000) -> list[Path]:
     """Draw figure ``name`` for every dataset of ``records``; returns the files written."""
     from mmbench.reporting import figures
 
@@ -82,20 +106,20 @@ def write_figures(name, records, out_dir, select="val", split="test", seed=0, ro
             fig, caption = figures.sensitivity_figure([r for r in recs if r["method"] == "sustained_boost"], select=select,
                                                       split=split)
         elif name == "classifiers":
-            try:
-                fig, caption = figures.classifiers_figure(recs, split)
-            except ValueError as exc:
-                echo(f"{dataset}: {exc}")
-                continue
+            runs = figures.first_classifier_runs(recs)
+            if not runs:
+                echo(f"{dataset}: no run logs first-classifier heads (--set method.log_first_classifier=true)")
+            for run, run_recs in runs.items():
+                fig, caption = figures.classifiers_figure(run_recs, split)
+                stem = f"{name}_{dataset}" if len(runs) == 1 else f"{name}_{dataset}_{run}"
+                written += _save(fig, caption, out_dir, stem, echo)
+            continue
         else:
-            emb, names = _tsne_embeddings(recs, select, split, seed, roots or {}, out_dir, echo)
+            emb, names = _tsne_embeddings(recs, select, split, seed, roots or {}, out_dir, echo, points)
             method_of = {r["run"]: r["method"] for r in recs if r["run"] in emb}
             unique = len(set(method_of.values())) == len(method_of)
             fig, caption = figures.tsne_figure(emb, seed, names, row_labels=method_of if unique else None)
-        paths = figures.save(fig, out_dir, f"{name}_{dataset}")
-        (Path(out_dir) / f"{name}_{dataset}.txt").write_text(caption + "\n", encoding="utf-8")
-        written += paths
-        echo(f"wrote {', '.join(str(p) for p in paths)}")
+        written += _save(fig, caption, out_dir, f"{name}_{dataset}", echo)
     if not written:
         raise MMBenchError(f"no finished run records to draw {name} from")
     return written
@@ -111,14 +135,17 @@ def write_figures(name, records, out_dir, select="val", split="test", seed=0, ro
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="tsne: the run seed drawn and the t-SNE seed.")
 @click.option("--root", "roots", multiple=True, metavar="DATASET=DIR", help="tsne: data root of a dataset, repeatable.")
+@click.option("--points", type=click.IntRange(min=0), default=2000, show_default=True,
+              help="tsne: at most this many items of the split (stratified, seeded); 0 = all.")
 @friendly_errors
-def figure(name, results, out, datasets, methods, select, split, seed, roots):
+def figure(name, results, out, datasets, methods, select, split, seed, roots, points):
     """The paper's figures from run records, as PDF and PNG: sensitivity (Fig. 3), classifiers
     (Fig. 4), tsne (Fig. 5)."""
     from mmbench.cli_common import load_records
 
     records = load_records(results, datasets, methods)
-    write_figures(name, records, out, select, split, seed, _root_map(roots, sorted({r["dataset"] for r in records})))
+    write_figures(name, records, out, select, split, seed, _root_map(roots, sorted({r["dataset"] for r in records})),
+                  points=points)
 
 
 # ---------------------------------------------------------------------------- reproduce

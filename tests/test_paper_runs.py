@@ -47,7 +47,7 @@ def figure_runs(tmp_path_factory):
     assert out.exit_code == 0, out.output
     # Fig. 5 through `mmbench figure`: two of the runs (a panel per run and modality), from best.ckpt
     runs = sorted(p.name for p in (base / "res" / "mfeat").iterdir() if "smoothing" not in p.name)
-    tsne = invoke("figure", "tsne", "--results", str(base / "res"), "--out", str(base / "out"),
+    tsne = invoke("figure", "tsne", "--results", str(base / "res"), "--out", str(base / "out"), "--points", "100",
                   *[a for r in runs for a in ("-m", r)])
     assert tsne.exit_code == 0, tsne.output
     return base, out.output
@@ -56,14 +56,17 @@ def figure_runs(tmp_path_factory):
 def test_reproduce_writes_every_figure_as_pdf_and_png(figure_runs):
     base, output = figure_runs
     assert sorted(r["status"] for r in load_results(base / "res")) == ["finished"] * 3, output
-    for name in ("sensitivity", "classifiers", "tsne"):
+    stems = ["sensitivity_mfeat", "tsne_mfeat"] + [f"classifiers_mfeat_{p.name}" for p in (base / "res" / "mfeat").iterdir()]
+    for stem in stems:  # Fig. 4: one figure per run (configuration)
         for ext in ("pdf", "png"):
-            assert (base / "out" / f"{name}_mfeat.{ext}").stat().st_size > 5000
-        assert (base / "out" / f"{name}_mfeat.txt").read_text().strip()
+            assert (base / "out" / f"{stem}.{ext}").stat().st_size > 5000
+        assert (base / "out" / f"{stem}.txt").read_text().strip()
+    assert "left out" not in (base / "out" / "sensitivity_mfeat.txt").read_text()  # every run is a point
     npz = sorted(p.name for p in (base / "out" / "embeddings").glob("mfeat_*.npz"))
     assert len(npz) == 2 and all(n.startswith("mfeat_sustained_boost") for n in npz)
     with np.load(base / "out" / "embeddings" / npz[0]) as z:
-        assert z["image"].shape[0] == z["fourier"].shape[0] == z["labels"].shape[0] == 300  # the test split
+        # 100 of the 300 test items, 10 of each class
+        assert z["image"].shape[0] == z["fourier"].shape[0] == 100 and np.bincount(z["labels"]).tolist() == [10] * 10
 
 
 def test_figures_have_the_papers_panels(figure_runs):
@@ -75,7 +78,12 @@ def test_figures_have_the_papers_panels(figure_runs):
     sigma_line = fig.axes[0].lines[0].get_xdata()  # fusion, over sigma 0.8 and the default 1.0
     assert list(sigma_line) == [0.8, 1.0]
     assert list(fig.axes[1].lines[0].get_xdata()) == [0.2, 0.5]
-    fig, _ = figures.classifiers_figure(records)
+    runs = figures.first_classifier_runs(records)
+    assert len(runs) == 3
+    with pytest.raises(ValueError, match="3 configurations"):  # a figure never mixes runs
+        figures.classifiers_figure(records)
+    base_run = next(r for r in runs if "sigma" not in r and "smoothing" not in r)
+    fig, _ = figures.classifiers_figure(runs[base_run])
     assert [ax.get_title() for ax in fig.axes] == [
         "Image: full ensemble vs first classifier", "Fourier: full ensemble vs first classifier",
         "classifiers per modality"]
@@ -86,8 +94,8 @@ def test_figures_have_the_papers_panels(figure_runs):
     assert max(counts["Fourier"] + counts["Image"]) == 2  # ACA added one classifier after epoch 0
     emb = {}
     for path in sorted((base / "out" / "embeddings").glob("*.npz")):
-        with np.load(path) as z:  # the first 60 test items: a quick t-SNE
-            emb[path.stem] = {m: (z[m][:60], z["labels"][:60]) for m in ("image", "fourier")}
+        with np.load(path) as z:  # 50 items: a quick t-SNE
+            emb[path.stem] = {m: (z[m][:50], z["labels"][:50]) for m in ("image", "fourier")}
     fig, _ = figures.tsne_figure(emb, seed=0)
     panels = [ax for ax in fig.axes if ax.collections]
     assert len(panels) == 4 and [ax.get_title() for ax in panels[:2]] == ["Image", "Fourier"]
@@ -120,7 +128,7 @@ def test_report_embeds_the_paper_figures(figure_runs, tmp_path):
     assert out.exit_code == 0, out.output
     html = (tmp_path / "r.html").read_text()
     assert "Paper vs mmbench" in html and "paper Fig. 3" in html and "paper Fig. 4" in html
-    assert "tsne_mfeat" in html and html.count("data:image/png;base64,") >= 5
+    assert "tsne_mfeat" in html and html.count("data:image/png;base64,") >= 8
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +136,7 @@ def cremad_table(tmp_path_factory):
     base = tmp_path_factory.mktemp("paper_cremad")
     assert invoke("data", "fixture", "cremad", "--out", str(base / "cremad")).exit_code == 0
     suite = base / "t1.toml"
-    suite.write_text('[suite]\nseeds = 2\ndatasets = ["cremad"]\nmethods = ["sustained_boost"]\n'
+    suite.write_text('[suite]\nseeds = 1\ndatasets = ["cremad"]\nmethods = ["sustained_boost"]\n'
                      'set = { "data.preset" = "smoke", epochs = 1, batch_size = 8 }\n[paper]\ntables = ["table1"]\n')
     out = invoke("reproduce", str(suite), "--root", str(base / "cremad"), "--results", str(base / "res"),
                  "--out", str(base / "out"))

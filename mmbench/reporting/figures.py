@@ -8,8 +8,8 @@
 * ``classifiers`` (Fig. 4): per modality, test accuracy over epochs of the modality's full
   ensemble F^m (head ``m``) and of its first classifier z^m_1 alone (head ``m_first``, logged by
   ``sustained_boost`` with ``method.log_first_classifier=true``), plus the fused prediction; last
-  panel: the classifier count of each modality (``diagnostics.classifiers``). Mean over seeds
-  (line) and mean ± std (band).
+  panel: the classifier count of each modality (``diagnostics.classifiers``). One run (one
+  configuration) per figure: mean over its seeds (line) and mean ± std (band).
 * ``tsne`` (Fig. 5): one panel per method (row) and modality (column): a 2-D t-SNE
   (scikit-learn, seeded) of the encoder outputs on the test split at the selected checkpoint,
   coloured by class.
@@ -101,10 +101,11 @@ def sensitivity_points(records: list[dict], param: str, others, select: str = "v
     left_out = 0
     for r in fin:
         m = (r.get("config") or {}).get("method", {})
-        same = tuple(m.get(o.split(".", 1)[1]) for o in others) == ref_others
-        if _config_without(r, set(others) | {param}) != ref or not same or m.get(short) is None:
-            left_out += 1
+        if _config_without(r, set(others) | {param}) != ref or m.get(short) is None:
+            left_out += 1  # differs in a setting no panel varies
             continue
+        if tuple(m.get(o.split(".", 1)[1]) for o in others) != ref_others:
+            continue  # a point of another parameter's panel
         for head, metrics in r["selection"][select][split].items():
             by_x.setdefault(float(m[short]), {}).setdefault(head, []).append(100 * metrics["acc"])
     points: dict[str, list] = {}
@@ -148,6 +149,15 @@ def _band(ax, sub, label, **style):
                     color=ax.lines[-1].get_color())
 
 
+def first_classifier_runs(records: list[dict]) -> dict[str, list[dict]]:
+    """The finished records of each run (one configuration each) that logs first-classifier heads."""
+    out: dict[str, list[dict]] = {}
+    for r, h in curves.load_histories(records):
+        if h and any(k.endswith("_first") for k in (h[-1].get("test") or {})):
+            out.setdefault(r["run"], []).append(r)
+    return out
+
+
 @_styled
 def classifiers_figure(records: list[dict], split: str = "test") -> tuple[Figure, str]:
     """Fig. 4 from the ``sustained_boost`` runs whose history has ``<m>_first`` heads."""
@@ -156,6 +166,10 @@ def classifiers_figure(records: list[dict], split: str = "test") -> tuple[Figure
     if not hist:
         raise ValueError("no finished run logs first-classifier heads: run sustained_boost with "
                          "--set method.log_first_classifier=true (suite paper_fig4)")
+    configs = {(r["run"], (r.get("identity") or {}).get("hash")) for r, _ in hist}
+    if len(configs) > 1:
+        raise ValueError(f"records of {len(configs)} configurations ({', '.join(sorted(c[0] for c in configs))}): "
+                         "draw one run at a time (first_classifier_runs)")
     acc = curves.curves_frame(hist, split, "acc")
     acc["value"] = 100 * acc["value"]
     mods = [h for h in head_order(acc["head"].unique()) if h != "fusion" and not h.endswith("_first")]
@@ -184,9 +198,10 @@ def classifiers_figure(records: list[dict], split: str = "test") -> tuple[Figure
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         _integer_axis(ax.xaxis)
-    n_seeds = len({(r["run"], r["seed"]) for r, _ in hist})
-    caption = (f"{split} accuracy per epoch of each modality's full ensemble and of its first classifier alone, "
-               f"and the classifier count per modality; mean over {n_seeds} run(s) (line) and mean ± std (band).")
+    run = next(iter(configs))[0]
+    caption = (f"{run}: {split} accuracy per epoch of each modality's full ensemble and of its first classifier "
+               f"alone, and the classifier count per modality; mean over {len(hist)} seed(s) (line) and "
+               "mean ± std (band).")
     return fig, caption
 
 

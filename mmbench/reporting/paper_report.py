@@ -37,12 +37,10 @@ def record_figures(records: list[dict], select: str, split: str) -> list[dict]:
             fig, caption = figures.sensitivity_figure(boost, select=select, split=split)
             out.append({"title": f"{dataset}: sensitivity to sigma and lambda (paper Fig. 3)", "caption": caption,
                         "uri": _uri(fig)})
-        try:
-            fig, caption = figures.classifiers_figure(recs, split)
-        except ValueError:
-            continue
-        out.append({"title": f"{dataset}: full ensemble vs first classifier (paper Fig. 4)", "caption": caption,
-                    "uri": _uri(fig)})
+        for run, run_recs in figures.first_classifier_runs(recs).items():
+            fig, caption = figures.classifiers_figure(run_recs, split)
+            out.append({"title": f"{dataset}/{run}: full ensemble vs first classifier (paper Fig. 4)",
+                        "caption": caption, "uri": _uri(fig)})
     return out
 
 
