@@ -83,6 +83,20 @@ def _tsne_embeddings(records, select, split, seed, roots, out_dir, echo, points=
     return emb, names
 
 
+def _row_labels(method_of: dict[str, str]) -> dict[str, str]:
+    """Short row labels: the method, plus what sets a run apart from the other runs of that
+    method (the part of its name after their common prefix)."""
+    import os
+
+    out = {}
+    for run, method in method_of.items():
+        same = [r for r, m in method_of.items() if m == method]
+        common = os.path.commonprefix(same) if len(same) > 1 else run
+        rest = run[len(common):].strip("-_")
+        out[run] = f"{method}\n{rest}" if rest else method
+    return out
+
+
 def _save(fig, caption: str, out_dir, stem: str, echo) -> list[Path]:
     from mmbench.reporting import figures
 
@@ -117,8 +131,7 @@ def write_figures(name, records, out_dir, select="val", split="test", seed=0, ro
         else:
             emb, names = _tsne_embeddings(recs, select, split, seed, roots or {}, out_dir, echo, points)
             method_of = {r["run"]: r["method"] for r in recs if r["run"] in emb}
-            unique = len(set(method_of.values())) == len(method_of)
-            fig, caption = figures.tsne_figure(emb, seed, names, row_labels=method_of if unique else None)
+            fig, caption = figures.tsne_figure(emb, seed, names, row_labels=_row_labels(method_of))
         written += _save(fig, caption, out_dir, f"{name}_{dataset}", echo)
     if not written:
         raise MMBenchError(f"no finished run records to draw {name} from")
