@@ -9,13 +9,14 @@ import shutil
 import subprocess
 
 import pytest
+from reporting_fixtures import write_run
 
-from conftest import invoke
 from mmbench.benchmark import estimate
 from mmbench.benchmark.suites import load_suite
 from mmbench.paper.reported import lookup, reported_values, table_values
 from mmbench.reporting.paper_table import build_paper_table, render_paper_tables
-from reporting_fixtures import write_run
+
+from conftest import invoke
 
 ALL = {"unimodal", "joint", "gblend", "mslr", "ogm_ge", "pmr", "agm", "mmpareto", "mla", "reconboost", "sustained_boost"}
 
@@ -123,7 +124,6 @@ def test_runs_with_different_configs_are_never_one_row(tmp_path):
 
 
 def test_ablation_rows_match_the_suite_runs(tmp_path):
-    from mmbench.benchmark.store import load_results
 
     write_run(tmp_path, "cremad", "sustained_boost", 0, {"fusion": 0.8, "audio": 0.6, "video": 0.6}, tag="fixed-a1-v12")
     write_run(tmp_path, "cremad", "sustained_boost", 0, {"fusion": 0.82, "audio": 0.6, "video": 0.6})

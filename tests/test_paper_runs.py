@@ -11,9 +11,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import invoke
 from mmbench.benchmark.store import load_results, read_history
 from mmbench.reporting import figures
+
+from conftest import invoke
 
 TINY = {"epochs": 2, "data.limit_train_per_class": 10}
 BOOST = {**TINY, "method.log_first_classifier": True}

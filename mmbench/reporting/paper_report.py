@@ -55,8 +55,8 @@ def dir_figures(figures_dir) -> list[dict]:
 
 
 def paper_section(records: list[dict], select: str, split: str, figures_dir=None) -> dict:
-    from mmbench.paper.suites import build_tables
     from mmbench.paper.reported import TABLES
+    from mmbench.paper.suites import build_tables
 
     tables = [t for t in build_tables(records, TABLES, select, split)
               if any(g and g["n"] for r in t["rows"] for g in r["groups"])]
