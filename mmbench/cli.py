@@ -100,7 +100,8 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete document that pdflatex compiles.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
 @click.option("--paper", is_flag=True,
-              help="The paper's tables: its reported value and ours − reported beside each cell (no records needed).")
+              help="The paper's tables and metrics: its reported value and ours − reported beside each cell "
+                   "(no records needed).")
 @click.option("--paper-table", "paper_tables", multiple=True, type=click.Choice([f"table{i}" for i in range(1, 7)]),
               help="With --paper: which of the paper's tables (default: table1 layout -> Tables 1 and 3, table2 -> 2).")
 @friendly_errors

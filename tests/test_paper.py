@@ -179,3 +179,8 @@ def test_gpu_hours_come_from_gpu_bench_figures_only(tmp_path):
 def test_reproduce_refuses_a_suite_without_paper_section():
     out = invoke("reproduce", "smoke", "--dry-run")
     assert out.exit_code == 2 and "no [paper] section" in out.output
+
+
+def test_paper_table_of_a_dataset_the_paper_lacks_is_one_clear_error(tmp_path):
+    out = invoke("table", "--paper", "-d", "mfeat", "--results", str(tmp_path))
+    assert out.exit_code == 2 and out.output.startswith("error: the paper's tables have no column for dataset(s) mfeat")

@@ -28,7 +28,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from mmbench.reporting import curves
-from mmbench.reporting.aggregate import head_order, run_sort_key
+from mmbench.reporting.aggregate import head_order
 from mmbench.reporting.paper_table import head_label
 
 FIGURES = ("sensitivity", "classifiers", "tsne")
@@ -222,9 +222,9 @@ def tsne_embed(features: np.ndarray, seed: int = 0) -> np.ndarray:
 @_styled
 def tsne_figure(embeddings: dict[str, dict[str, tuple]], seed: int = 0, class_names=None,
                 row_labels: dict | None = None) -> tuple[Figure, str]:
-    """Fig. 5: ``embeddings[run][modality] = (features [N, D], labels [N])``; rows are runs (in
-    the tables' method order, labelled by ``row_labels[run]`` where given), columns modalities."""
-    runs = sorted(embeddings, key=run_sort_key)
+    """Fig. 5: ``embeddings[run][modality] = (features [N, D], labels [N])``; rows are runs (by
+    name, labelled by ``row_labels[run]`` where given), columns modalities."""
+    runs = sorted(embeddings)
     mods = list(dict.fromkeys(m for r in runs for m in embeddings[r]))
     fig, axes = _figure(len(mods), width=2.3, height=2.3, rows=len(runs))
     n_classes = 1 + max(int(np.max(y)) for r in runs for _, y in embeddings[r].values())

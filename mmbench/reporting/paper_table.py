@@ -28,14 +28,7 @@ import io
 import numpy as np
 
 from mmbench.paper.reported import PAPER, PAPER_SELECTION, Reported, table_values
-from mmbench.reporting.aggregate import (
-    METHOD_ORDER,
-    METRIC_LABELS,
-    SELECTION_LABELS,
-    results_frame,
-    run_sort_key,
-    template_env,
-)
+from mmbench.reporting.aggregate import METRIC_LABELS, SELECTION_LABELS, results_frame, template_env
 
 TITLES = {
     "table1": "Table 1: CREMA-D, Kinetics-Sounds, NVGesture (accuracy)",
@@ -80,9 +73,8 @@ def _columns(values: list[Reported]) -> list[dict]:
 def _paper_rows(table: str, values: list[Reported], suite_rows: list[dict] | None) -> list[dict]:
     """The paper's rows: ``{"label", "method", "setting", "runs"}``; ``runs`` is ``None`` (match
     every run of the method: tables 1-3) or the run names the row is matched to (tables 4-6)."""
-    if table not in ABLATION_TABLES:
+    if table not in ABLATION_TABLES:  # the csv lists the methods in the paper's row order
         methods = list(dict.fromkeys(r.method for r in values))
-        methods.sort(key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER))
         return [{"label": m, "method": m, "setting": "", "runs": None} for m in methods]
     by_setting = {s["paper_row"]: s["run"] for s in suite_rows or [] if s.get("paper_row")}
     rows = []
@@ -94,6 +86,13 @@ def _paper_rows(table: str, values: list[Reported], suite_rows: list[dict] | Non
         if s.get("label") and not s.get("paper_row"):
             rows.append({"label": s["label"], "method": s["method"], "setting": None, "runs": [s["run"]]})
     return rows
+
+
+def _run_key(run: str, method: str) -> tuple:
+    """Rows of our own runs: unimodal references first, then joint, then the rest by name; the
+    plain run of a method before its tagged runs."""
+    rank = {"unimodal": 0, "joint": 1}.get(method, 2)
+    return (rank, method, run != method, run)
 
 
 def _run_groups(records: list[dict], datasets, select: str, split: str) -> dict:
@@ -157,7 +156,7 @@ def build_paper_table(table: str, records: list[dict], select: str = "val", spli
         keys = [k for k in runs if runs[k]["method"] == prow["method"]
                 and (prow["runs"] is None or k[1] in prow["runs"])]
         setting = prow["setting"] if table in ABLATION_TABLES else ""
-        by_run = sorted({(k[1], k[2]) for k in keys}, key=lambda rk: (run_sort_key(rk[0], prow["method"]), str(rk[1])))
+        by_run = sorted({(k[1], k[2]) for k in keys}, key=lambda rk: (_run_key(rk[0] or "", prow["method"]), str(rk[1])))
         for run, ident in by_run or [(None, None)]:
             used |= {k for k in keys if (k[1], k[2]) == (run, ident)}
             plain = len(by_run) <= 1 and (run in (None, prow["method"]) or prow["runs"] is not None)
@@ -168,7 +167,7 @@ def build_paper_table(table: str, records: list[dict], select: str = "val", spli
                              lambda d, run=run, ident=ident: runs.get((d, run, ident)), lookup))
     if table not in ABLATION_TABLES:  # our runs without a paper row: references and joint first
         extra = sorted({(k[1], k[2], runs[k]["method"]) for k in runs if k not in used},
-                       key=lambda t: (run_sort_key(t[0], t[2]), str(t[1])))
+                       key=lambda t: (_run_key(t[0], t[2]), str(t[1])))
         refs = []
         for run, ident, method in extra:
             label = run + (f" (config {ident[:8]})" if ident and sum(1 for e in extra if e[0] == run) > 1 else "")
