@@ -120,7 +120,18 @@ def test_runs_with_different_configs_are_never_one_row(tmp_path):
     t = build_paper_table("table1", load_results(tmp_path))
     mla = [r for r in t["rows"] if r["label"].startswith("mla")]
     assert len(mla) == 2 and all(r["groups"][0]["n"] == 1 for r in mla)
-    assert {r["label"].split("(config ")[1][:8] for r in mla} == {"a" * 8, "b" * 8}
+    assert {r["label"].split("(config cremad ")[1][:8] for r in mla} == {"a" * 8, "b" * 8}
+
+
+def test_one_config_per_dataset_is_one_row(tmp_path):
+    from mmbench.benchmark.store import load_results
+
+    for dataset, ident in (("cremad", "c" * 16), ("kinetics_sounds", "k" * 16)):  # hashes differ per dataset
+        d = write_run(tmp_path, dataset, "mla", 0, {"fusion": 0.7, "audio": 0.5, "video": 0.5}, epochs=2)
+        rec = (d / "result.json").read_text().replace('"seed"', f'"identity": {{"hash": "{ident}"}}, "seed"', 1)
+        (d / "result.json").write_text(rec)
+    mla = [r for r in build_paper_table("table1", load_results(tmp_path))["rows"] if r["label"].startswith("mla")]
+    assert [r["label"] for r in mla] == ["mla"] and mla[0]["groups"][0]["n"] == mla[0]["groups"][1]["n"] == 1
 
 
 def test_ablation_rows_match_the_suite_runs(tmp_path):

@@ -109,6 +109,25 @@ def _run_groups(records: list[dict], datasets, select: str, split: str) -> dict:
     return groups
 
 
+def _configs_of(runs: dict, run: str | None) -> list[tuple]:
+    """The rows of one run name: (label suffix, dataset -> group). Records of one (dataset, run)
+    with different identity hashes are different configurations, so they go to different rows
+    (row i holds each dataset's i-th hash); one hash per dataset is one row."""
+    by_ds: dict[str, list] = {}
+    for d, r, ident in runs:
+        if r == run:
+            by_ds.setdefault(d, []).append(ident)
+    for idents in by_ds.values():
+        idents.sort(key=str)
+    n = max((len(v) for v in by_ds.values()), default=1)
+    out = []
+    for i in range(n):
+        split = {d: v[i] for d, v in by_ds.items() if len(v) > 1 and i < len(v)}
+        suffix = " (config " + ", ".join(f"{d} {str(h)[:8]}" for d, h in split.items()) + ")" if n > 1 else ""
+        out.append((suffix, lambda d, i=i: runs.get((d, run, by_ds[d][i])) if i < len(by_ds.get(d, [])) else None))
+    return out
+
+
 def _cell(values, reported: Reported | None) -> dict:
     ours = np.asarray(values, dtype=float) * 100 if values else None
     rep = None if reported is None or reported.value is None else 100 * reported.value
@@ -153,26 +172,19 @@ def build_paper_table(table: str, records: list[dict], select: str = "val", spli
     runs = _run_groups(records, names, select, split)
     rows, used = [], set()
     for prow in _paper_rows(table, values, suite_rows):
-        keys = [k for k in runs if runs[k]["method"] == prow["method"]
-                and (prow["runs"] is None or k[1] in prow["runs"])]
+        names_ = sorted({k[1] for k in runs if runs[k]["method"] == prow["method"]
+                         and (prow["runs"] is None or k[1] in prow["runs"])}, key=lambda r: _run_key(r, prow["method"]))
         setting = prow["setting"] if table in ABLATION_TABLES else ""
-        by_run = sorted({(k[1], k[2]) for k in keys}, key=lambda rk: (_run_key(rk[0] or "", prow["method"]), str(rk[1])))
-        for run, ident in by_run or [(None, None)]:
-            used |= {k for k in keys if (k[1], k[2]) == (run, ident)}
-            plain = len(by_run) <= 1 and (run in (None, prow["method"]) or prow["runs"] is not None)
-            label = prow["label"] if plain else f"{prow['label']} [{run}]"
-            if ident and sum(1 for r, _ in by_run if r == run) > 1:
-                label += f" (config {ident[:8]})"
-            rows.append(_row(label, run, prow["method"], setting, table, groups_spec,
-                             lambda d, run=run, ident=ident: runs.get((d, run, ident)), lookup))
+        for run in names_ or [None]:
+            for suffix, group_of in _configs_of(runs, run):
+                used |= {k for k in runs if k[1] == run}
+                plain = len(names_) <= 1 and (run in (None, prow["method"]) or prow["runs"] is not None)
+                label = (prow["label"] if plain else f"{prow['label']} [{run}]") + suffix
+                rows.append(_row(label, run, prow["method"], setting, table, groups_spec, group_of, lookup))
     if table not in ABLATION_TABLES:  # our runs without a paper row: references and joint first
-        extra = sorted({(k[1], k[2], runs[k]["method"]) for k in runs if k not in used},
-                       key=lambda t: (_run_key(t[0], t[2]), str(t[1])))
-        refs = []
-        for run, ident, method in extra:
-            label = run + (f" (config {ident[:8]})" if ident and sum(1 for e in extra if e[0] == run) > 1 else "")
-            refs.append(_row(label, run, method, None, table, groups_spec,
-                             lambda d, run=run, ident=ident: runs.get((d, run, ident)), lookup))
+        extra = sorted({(k[1], runs[k]["method"]) for k in runs if k not in used}, key=lambda t: _run_key(*t))
+        refs = [_row(run + suffix, run, method, None, table, groups_spec, group_of, lookup)
+                for run, method in extra for suffix, group_of in _configs_of(runs, run)]
         rows = refs + rows
     notes = sorted({v.note for v in values if v.note and v.value is not None})
     return {
