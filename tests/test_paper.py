@@ -195,3 +195,9 @@ def test_reproduce_refuses_a_suite_without_paper_section():
 def test_paper_table_of_a_dataset_the_paper_lacks_is_one_clear_error(tmp_path):
     out = invoke("table", "--paper", "-d", "mfeat", "--results", str(tmp_path))
     assert out.exit_code == 2 and out.output.startswith("error: the paper's tables have no column for dataset(s) mfeat")
+
+
+def test_reproduce_refuses_a_bad_setting_before_training(tmp_path):
+    out = invoke("reproduce", "paper_fig4", "--set", "method.no_such_key=1", "--results", str(tmp_path))
+    assert out.exit_code == 2 and out.output.count("\n") <= 2 and "no_such_key" in out.output
+    assert not any(tmp_path.rglob("*.json"))
