@@ -207,10 +207,10 @@ def test_scale_after_window_persists_or_resets(policy):
         method.training_step(model, data.batch(torch.arange(step * 16, step * 16 + 16)), ctx)
         ctx.global_step += 1
     last_in_window = method.scale.clone()
-    assert not torch.allclose(last_in_window, torch.ones(2))
+    assert not torch.allclose(last_in_window, torch.ones(2, dtype=last_in_window.dtype))
     ctx.start_epoch(1)  # 1-indexed epoch 2: outside
     method.training_step(model, data.batch(torch.arange(48, 64)), ctx)
-    expected = last_in_window if policy == "persist" else torch.ones(2)
+    expected = last_in_window if policy == "persist" else torch.ones(2, dtype=last_in_window.dtype)
     torch.testing.assert_close(method.scale, expected)
     assert ctx.collect_diagnostics()["modulated"] == 0.0
 

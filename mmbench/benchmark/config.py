@@ -40,10 +40,11 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     eval_batch_size: int = 512
-    optimizer: str = "sgd"  # sgd | adam | adamw
+    optimizer: str = "sgd"  # sgd | adam | adamw | adagrad
     lr: float = 1e-2
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    betas: list = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw (torch's default)
     schedule: str = "step"  # step | constant
     step_size: int = 70
     gamma: float = 0.1
@@ -100,8 +101,27 @@ class RunConfig:
     def run_name(self) -> str:
         return f"{self.method}-{self.tag}" if self.tag else self.method
 
+    @property
+    def reported_rule(self) -> str:
+        """The selection rule a table reports for this run: ``val`` under ``shared``; under
+        ``official`` the papers' protocol, ``test-best`` (the official scripts keep the best test
+        epoch and have no validation split)."""
+        return "test-best" if self.protocol == "official" else "val"
+
 
 TOP_LEVEL_KEYS = ("protocol", "select_tie")
+# harness settings every official script shares, applied under protocol = "official" before the
+# method's own [official.<dataset>] section (which may change them); --set still wins
+PROTOCOL_DEFAULTS = {
+    "official": {
+        "train.amp": ("off", "[code] every official script trains in fp32 (no autocast)"),
+        "data.val_fraction": (
+            0.0,
+            "[code] the official scripts train on the whole train set and keep the best test epoch "
+            "(reported rule test-best); --set data.val_fraction=0.1 carves a val slice on request",
+        ),
+    }
+}
 # settings that change speed, not results: they never tag a run and never block a resume
 SPEED_KEYS = (
     "train.compile",
@@ -299,15 +319,7 @@ def resolve_config(
     for k, v in mpre.get("sources", {}).get(dataset, {}).items():
         sources[f"method.{k}"] = v
     if protocol == "official":
-        official = mpre.get("official", {}).get(dataset)
-        if official is None:
-            raise ConfigError(
-                f"method {method!r} publishes no training setup for {dataset!r}; use protocol=shared"
-            )
-        for k, v in official.get("train", {}).items():
-            setattr(cfg.train, k, _coerce(v, getattr(cfg.train, k), f"train.{k}"))
-        for k, v in official.get("sources", {}).items():
-            sources[f"train.{k}"] = v
+        _apply_official(cfg, params, sources, mpre, method, dataset)
 
     # 4. user overrides
     changed: dict[str, Any] = {}
@@ -319,6 +331,7 @@ def resolve_config(
             isinstance(before, float) and isinstance(after, float) and math.isnan(before) and math.isnan(after)
         ):
             changed[_canonical(key)] = after
+            sources[_canonical(key)] = f"[set] --set {key}={value!r}"
     if cfg.data.drop_missing is None:
         cfg.data.drop_missing = spec.drop_missing_default
     cfg.method_params = params
@@ -327,6 +340,33 @@ def resolve_config(
     cfg.tag = tag if tag else auto_tag(method_cls, changed)
     method_cls.validate_params(params, spec)
     return cfg
+
+
+def _apply_official(cfg: RunConfig, params: dict, sources: dict, mpre: dict, method: str, dataset: str) -> None:
+    """``protocol = "official"``: the harness's ``PROTOCOL_DEFAULTS``, then the method's
+    ``[official.<dataset>]`` tables ``train``, ``data`` and ``method``; ``sources`` keys are
+    ``train`` keys, or dotted (``method.alpha``, ``data.val_fraction``)."""
+    official = mpre.get("official", {}).get(dataset)
+    if official is None:
+        raise ConfigError(f"method {method!r} publishes no training setup for {dataset!r}; use protocol=shared")
+    for dotted, (value, source) in PROTOCOL_DEFAULTS["official"].items():
+        section, name = dotted.split(".")
+        setattr(getattr(cfg, section), name, value)
+        sources[dotted] = source
+    for k, v in official.get("train", {}).items():
+        if k not in _TRAIN_KEYS:
+            raise ConfigError(f"configs/methods/{method}.toml [official.{dataset}.train]: unknown key {k!r}")
+        setattr(cfg.train, k, _coerce(v, getattr(cfg.train, k), f"train.{k}"))
+    for k, v in official.get("data", {}).items():
+        if k not in _DATA_KEYS:
+            raise ConfigError(f"configs/methods/{method}.toml [official.{dataset}.data]: unknown key {k!r}")
+        setattr(cfg.data, k, _coerce(v, getattr(cfg.data, k), f"data.{k}"))
+    for k, v in official.get("method", {}).items():
+        if k not in params:
+            raise ConfigError(f"configs/methods/{method}.toml [official.{dataset}.method]: unknown key {k!r}")
+        params[k] = _coerce(v, params[k], f"method.{k}")
+    for k, v in official.get("sources", {}).items():
+        sources[k if "." in k else f"train.{k}"] = v
 
 
 def _canonical(key: str) -> str:

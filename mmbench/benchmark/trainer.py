@@ -27,7 +27,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import mmbench
-from mmbench.benchmark import store
+from mmbench.benchmark import store, unimodal_init
 from mmbench.benchmark.config import SPEED_KEYS, RunConfig
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.identity import identity_hash
@@ -167,6 +167,9 @@ def train_run(
     out_dir = store.run_dir(results_root, cfg.dataset, cfg.run_name, cfg.seed)
     device = resolve_device(cfg.device)
     data_root, warnings_ = check_data(spec, root, cfg.data)
+    references = None
+    if unimodal_init.wants_unimodal_init(cfg) and not (out_dir / store.CHECKPOINT).is_file():
+        references = unimodal_init.find_references(cfg, results_root, spec.modalities)  # refuse first
     for w in warnings_:
         echo(f"warning: {w}")
 
@@ -186,6 +189,10 @@ def train_run(
 
     run = build_run(cfg, spec, method_cls, data_root, device, ckpt)
     method, model, ctx = run.method, run.model, run.ctx
+    initialised_from = ckpt.get("initialised_from") if ckpt is not None else None
+    if references is not None and ckpt is None:
+        weights, initialised_from = unimodal_init.selected_weights(references, data_root)
+        method.init_from_unimodal(model, weights)
     train_loader, val_loader, test_loader = run.train_loader, run.val_loader, run.test_loader
     tr = cfg.train
 
@@ -230,7 +237,7 @@ def train_run(
             autocast = ctx.autocast
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                val_m = evaluate(method, model, val_loader, device, autocast)
+                val_m = evaluate(method, model, val_loader, device, autocast) if val_loader is not None else None
                 test_m = evaluate(method, model, test_loader, device, autocast)
             for w in caught:  # e.g. MAP's "no positive sample" warning: once per run, not per epoch
                 text = str(w.message)
@@ -266,6 +273,7 @@ def train_run(
                     "rng": rng_state(),
                     "history": history,
                     "config": cfg.to_dict(),
+                    "initialised_from": initialised_from,
                 },
             )
             epochs_done += 1
@@ -283,6 +291,8 @@ def train_run(
     result = _result(cfg, history, status="finished", error=None)
     result["checkpoints"] = best_checkpoints(best, result["selection"])
     result["seconds"] = round(time.time() - t_start, 2)
+    if initialised_from is not None:
+        result["initialised_from"] = initialised_from
     result["epochs"] = tr.epochs
     store.write_json(out_dir / store.RESULT, result)
     return result
@@ -307,7 +317,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
     seed_everything(cfg.seed)
     # ---- data
     train_set = spec.build("train", data_root, True, cfg.data)
-    val_set = spec.build("val", data_root, False, cfg.data)
+    val_set = spec.build("val", data_root, False, cfg.data) if has_val_split(spec, data_root, cfg) else None
     test_set = spec.build("test", data_root, False, cfg.data)
     hyper = method_cls.make_hyper(cfg.method_params)
 
@@ -316,6 +326,11 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
     encoders = nn.ModuleDict({m: factories[m][0]() for m in spec.modalities})
     feature_dims = {m: factories[m][1] for m in spec.modalities}
     method = method_cls(hyper, spec.modalities, spec.num_classes, feature_dims)
+    if val_set is None and method.needs_val():
+        raise ConfigError(
+            f"{cfg.method} selects or adapts on the validation split, which this run does not have "
+            "(data.val_fraction = 0, as protocol=official); add --set data.val_fraction=0.1"
+        )
 
     heldout_set = None
     frac = method.heldout_fraction()
@@ -348,7 +363,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         "persistent_workers": device.type == "cuda" if persistent is None else persistent,
     }
     train_loader = EpochLoader(train_set, tr.batch_size, True, cfg.seed, tr.drop_last, **loader_kw)
-    val_loader = EpochLoader(val_set, tr.eval_batch_size, False, **loader_kw)
+    val_loader = EpochLoader(val_set, tr.eval_batch_size, False, **loader_kw) if val_set is not None else None
     test_loader = EpochLoader(test_set, tr.eval_batch_size, False, **loader_kw)
     heldout_loader = (
         EpochLoader(heldout_set, tr.eval_batch_size, False, **loader_kw) if heldout_set is not None else None
@@ -373,6 +388,15 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         method, model, ctx, train_loader, val_loader, test_loader,
         _split_sizes(train_set, val_set, test_set, heldout_set),
     )
+
+
+def has_val_split(spec, data_root, cfg: RunConfig) -> bool:
+    """Whether the run has a validation split: always, unless ``data.val_fraction = 0`` (the
+    whole train set, as ``protocol = "official"``) leaves a dataset without a published val split
+    with none."""
+    if cfg.data.val_fraction > 0:
+        return True
+    return len(spec.splits(data_root, cfg.data).get("val", [])) > 0
 
 
 def apply_channels_last(model: nn.Module) -> None:
@@ -527,5 +551,8 @@ def _result(cfg: RunConfig, history: list[dict], status: str, error: str | None)
         "status": status,
         "error": error,
         "selection": select_all(history, cfg.select_tie) if status == "finished" else {},
+        # the rule a table reports for this run; under protocol=official the papers' protocol
+        "reported_rule": cfg.reported_rule,
+        "precision": "fp32" if cfg.train.amp == "off" else f"amp:{cfg.train.amp}",
         "config": {"train": asdict(cfg.train), "method": cfg.method_params, "protocol": cfg.protocol},
     }

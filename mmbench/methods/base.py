@@ -86,16 +86,20 @@ class Optimizers:
 
 def build_optimizer(params, train_cfg, lr: float | None = None) -> torch.optim.Optimizer:
     """The shared optimiser of ``train.optimizer`` (SGD with momentum and weight decay, Adam or
-    AdamW), over a parameter iterable or a list of param-group dicts."""
+    AdamW with ``train.betas``, or AdaGrad as PMR's ``--optimizer AdaGrad``), over a parameter
+    iterable or a list of param-group dicts."""
     lr = train_cfg.lr if lr is None else lr
     name = train_cfg.optimizer.lower()
+    wd = train_cfg.weight_decay
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=train_cfg.momentum, weight_decay=wd)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=train_cfg.weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=tuple(train_cfg.betas), weight_decay=wd)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=train_cfg.weight_decay)
-    raise ConfigError(f"unknown train.optimizer {train_cfg.optimizer!r}; choose sgd, adam or adamw")
+        return torch.optim.AdamW(params, lr=lr, betas=tuple(train_cfg.betas), weight_decay=wd)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+    raise ConfigError(f"unknown train.optimizer {train_cfg.optimizer!r}; choose sgd, adam, adamw or adagrad")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg):
@@ -176,6 +180,11 @@ class Method:
     def active_modalities(self) -> tuple[str, ...]:
         return self.uses_modalities or self.modalities
 
+    def needs_val(self) -> bool:
+        """Whether the method reads ``ctx.val_metrics`` (MSLR's dynamic rule); the harness refuses
+        such a run when it has no validation split."""
+        return False
+
     def heldout_fraction(self) -> float:
         """Fraction of train the harness carves out as ``ctx.heldout_loader`` (G-Blend); 0 = none."""
         return 0.0
@@ -219,6 +228,12 @@ class Method:
         return model.heads(self.encode(model, batch))
 
     # ------------------------------------------------------------------ hooks and state
+    def init_from_unimodal(self, model: nn.Module, weights: dict[str, dict]) -> None:
+        """Start from the unimodal reference runs' selected weights (``method.init_from_unimodal``;
+        the harness finds and loads them, ``mmbench.benchmark.unimodal_init``): ``weights[m]`` =
+        ``{"encoder": state_dict of phi^m, "head": state_dict of its linear head}``."""
+        raise ConfigError(f"{self.name} does not support init_from_unimodal")
+
     def on_epoch_start(self, ctx) -> None:
         pass
 

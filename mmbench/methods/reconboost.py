@@ -46,7 +46,8 @@ class ReconBoostHyper:
     residual_form: str = "true_class"  # [code]; "full_kl" = the paper's CE - lambda KL(q || p)
     ga_forward: bool = True  # [code] runs f_prev forward (no gradient; moves BN statistics)
     aux_forward_mode: str = "train"  # [code] other learners in train mode when computing q
-    init_from_unimodal: bool = False  # shared protocol: from scratch; [code] --use_pretrain (unsupported here)
+    init_from_unimodal: bool = False  # shared protocol: from scratch; [code] README CREMA-D --use_pretrain
+    unimodal_suffix: str = ""  # init_from_unimodal: reference runs unimodal-<m>_<suffix> (their tag)
     min_stage_for_selection: int = 3  # [code] best model kept only from stage 3
     proj_dim: int | None = None  # Linear(d_m, proj_dim) per modality when feature sizes differ [guess]
     head_init: str = "torch"  # [code] dynamic_net.Head uses PyTorch's default initialisation
@@ -128,11 +129,6 @@ class ReconBoost(Method):
     @classmethod
     def validate_params(cls, params, spec):
         super().validate_params(params, spec)
-        if params.get("init_from_unimodal"):
-            raise ConfigError(
-                "reconboost init_from_unimodal=true is not supported yet (it needs val-selected "
-                "unimodal checkpoints, which the harness does not store); use method.init_from_unimodal=false"
-            )
         if int(params.get("epochs_per_stage", 1)) < 1 or int(params.get("correct_epochs", 0)) < 0:
             raise ConfigError("reconboost needs method.epochs_per_stage >= 1 and method.correct_epochs >= 0")
         if params.get("residual_form") not in ("true_class", "full_kl"):
@@ -206,6 +202,16 @@ class ReconBoost(Method):
         return self.fresh_optimizers(model, self.last_epoch if self.last_epoch is not None else 0, train_cfg)
 
     # ------------------------------------------------------------------ hooks
+    def init_from_unimodal(self, model, weights):
+        """``--use_pretrain`` (``train.py``: ``init_pretrain`` loads each modality's pre-trained
+        network, then ``net_ensemble.add`` puts every modality in the ensemble before stage 0):
+        encoder m from the unimodal reference run of m; the shared head and the projections stay
+        fresh (the official head is built new); every learner starts in the ensemble."""
+        for m in self.modalities:
+            model.encoders[m].load_state_dict(weights[m]["encoder"])
+            model.heads.members[self.modalities.index(m)] = True
+        self.ensemble = model.heads.ensemble()
+
     def on_epoch_start(self, ctx):
         s, phase, m, off = self.position(ctx.epoch)
         if off == 0 or off == self.hp.epochs_per_stage:
