@@ -131,6 +131,17 @@ SPEED_KEYS = (
     "data.pin_memory",
     "data.persistent_workers",
 )
+
+
+def speed_keys(method: str, method_params: dict) -> tuple[str, ...]:
+    """``SPEED_KEYS`` less those the method's settings make result-changing (its
+    ``result_settings``: MLA's batch-entropy gate depends on the evaluation batch size)."""
+    from mmbench.benchmark.registry import get_method
+
+    keep = set(getattr(get_method(method), "result_settings", lambda p: ())(method_params))
+    return tuple(k for k in SPEED_KEYS if k not in keep)
+
+
 _TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 _DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "options")
 
@@ -249,7 +260,7 @@ def _slug(value: Any) -> str:
     return text or "x"
 
 
-def auto_tag(method_cls, changed: dict[str, Any]) -> str | None:
+def auto_tag(method_cls, changed: dict[str, Any], params: dict | None = None) -> str | None:
     """Readable tag naming non-default overrides, e.g. ``lr0.05_smoothing0.5``.
 
     Keys listed in the method's ``tag_keys`` show their value only (``unimodal-fourier``)."""
@@ -337,7 +348,7 @@ def resolve_config(
     cfg.method_params = params
     cfg.overrides = overrides
     cfg.sources = sources
-    cfg.tag = tag if tag else auto_tag(method_cls, changed)
+    cfg.tag = tag if tag else auto_tag(method_cls, changed, params)
     method_cls.validate_params(params, spec)
     return cfg
 

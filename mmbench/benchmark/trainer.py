@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 import mmbench
 from mmbench.benchmark import store, unimodal_init
-from mmbench.benchmark.config import SPEED_KEYS, RunConfig
+from mmbench.benchmark.config import RunConfig, speed_keys
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.identity import identity_hash
 from mmbench.benchmark.loaders import EpochLoader, to_device
@@ -141,7 +141,7 @@ def evaluate(method, model, loader, device, autocast) -> dict:
 def _config_key(cfg_dict: dict) -> dict:
     """The parts of a config that must match for a checkpoint to be resumed."""
     key = {k: copy.deepcopy(cfg_dict[k]) for k in ("dataset", "method", "seed", "protocol", "train", "data", "method_params")}
-    for dotted in SPEED_KEYS:
+    for dotted in speed_keys(cfg_dict["method"], cfg_dict["method_params"]):
         section, name = dotted.split(".")
         key[section].pop(name, None)
     return key

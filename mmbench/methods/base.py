@@ -176,6 +176,12 @@ class Method:
                 f"{spec.name} has {len(spec.modalities)}: {', '.join(spec.modalities)}"
             )
 
+    @classmethod
+    def result_settings(cls, params: dict) -> tuple[str, ...]:
+        """Settings of ``config.SPEED_KEYS`` that change this method's results under ``params``
+        (they then enter the run identity and tag); default none."""
+        return ()
+
     @property
     def active_modalities(self) -> tuple[str, ...]:
         return self.uses_modalities or self.modalities

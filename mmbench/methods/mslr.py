@@ -21,6 +21,7 @@ default false, so that MSLR starts from the same initialisation as every other m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -51,6 +51,9 @@ class ReconBoostHyper:
     min_stage_for_selection: int = 3  # [code] best model kept only from stage 3
     proj_dim: int | None = None  # Linear(d_m, proj_dim) per modality when feature sizes differ [guess]
     head_init: str = "torch"  # [code] dynamic_net.Head uses PyTorch's default initialisation
+    # the shared StepLR's factor: "stage" = taken at the stage's first epoch, so the LR changes only
+    # between stages as in the code (train.py:445-451); "epoch" = at every epoch (inside stages)
+    shared_lr_step: str = "stage"
 
 
 # ----------------------------------------------------------------------------- losses
@@ -133,6 +136,8 @@ class ReconBoost(Method):
             raise ConfigError("reconboost needs method.epochs_per_stage >= 1 and method.correct_epochs >= 0")
         if params.get("residual_form") not in ("true_class", "full_kl"):
             raise ConfigError("method.residual_form must be 'true_class' (official code) or 'full_kl' (paper)")
+        if params.get("shared_lr_step") not in ("stage", "epoch"):
+            raise ConfigError("method.shared_lr_step must be 'stage' (LR changes between stages, as the code) or 'epoch'")
         if params.get("aux_forward_mode") not in ("train", "eval"):
             raise ConfigError("method.aux_forward_mode must be 'train' (official code) or 'eval'")
 
@@ -156,13 +161,16 @@ class ReconBoost(Method):
 
     def stage_lr(self, epoch: int, train_cfg) -> float:
         """``train.lr`` x the code's stage decay (``stage_lr_decay ** (s // stage_decay_every)``)
-        x the shared schedule's factor at this epoch (StepLR in ``train.step_at`` order; 1 under
-        ``schedule = "constant"``, as ``protocol = "official"`` sets)."""
+        x the shared schedule's factor (StepLR in ``train.step_at`` order) at the stage's first
+        epoch (``shared_lr_step = "stage"``) or at this epoch (``"epoch"``); 1 under
+        ``schedule = "constant"``, as ``protocol = "official"`` sets."""
         s = self.position(epoch)[0]
         lr = train_cfg.lr
         if self.hp.stage_decay_every > 0:
             lr *= self.hp.stage_lr_decay ** (s // self.hp.stage_decay_every)
         if train_cfg.schedule.lower() == "step":
+            if self.hp.shared_lr_step == "stage":
+                epoch = s * (self.hp.epochs_per_stage + self.hp.correct_epochs)
             k = epoch + 1 if train_cfg.step_at == "epoch_start" else epoch
             lr *= train_cfg.gamma ** (k // train_cfg.step_size)
         return lr
