@@ -20,6 +20,7 @@ from mmbench.cli_common import (
     results_root,
     table_options,
 )
+from mmbench.cli_config import config_cmd
 from mmbench.cli_data import data
 from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
@@ -254,6 +255,7 @@ def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, n
 
 cli.add_command(report)
 cli.add_command(data)
+cli.add_command(config_cmd)
 
 
 def main():

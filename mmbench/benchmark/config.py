@@ -114,7 +114,11 @@ TOP_LEVEL_KEYS = ("protocol", "select_tie")
 # method's own [official.<dataset>] section (which may change them); --set still wins
 PROTOCOL_DEFAULTS = {
     "official": {
-        "train.amp": ("off", "[code] every official script trains in fp32 (no autocast)"),
+        "train.amp": (
+            "off",
+            "[code] fp32: no official script (OGM-GE, PMR, AGM, MMPareto, MLA, ReconBoost, NeurIPS25-AUG) "
+            "uses autocast, GradScaler or .half()",
+        ),
         "data.val_fraction": (
             0.0,
             "[code] the official scripts train on the whole train set and keep the best test epoch "
@@ -450,3 +454,65 @@ def _apply_override(cfg: RunConfig, params: dict, spec, method_cls, key: str, va
         _set_nested(cfg.data.options, rest, _coerce(value, before, ckey))
         return before
     raise bad
+
+
+# --------------------------------------------------------------------------- provenance
+_TAG = re.compile(r"\[(code|paper|guess|shared)[^\]]*\]")
+
+
+def hyper_comments(method_cls) -> dict[str, str]:
+    """The comment after each field of the method's ``Hyper`` dataclass (its default's source)."""
+    try:
+        text = inspect.getsource(method_cls.Hyper)
+    except (OSError, TypeError):
+        return {}
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"\s+(\w+)\s*:[^=#]*=[^#]*#\s*(.+)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def value_sources(cfg: RunConfig) -> dict[str, str]:
+    """Where every resolved value of ``cfg`` comes from, by dotted key (``train.lr``,
+    ``method.alpha``, ``data.options.audio.seconds``, ``protocol``): the recorded source
+    (``cfg.sources``: ``[code] repo path``, ``[paper] ...``, ``[guess] ...``, ``[set] --set``),
+    else the file or default it was read from."""
+    from mmbench.benchmark.registry import get_method
+
+    method_cls = get_method(cfg.method)
+    dpre = dataset_preset(cfg.dataset)
+    mpre = method_preset(cfg.method)
+    official = mpre.get("official", {}).get(cfg.dataset, {}) if cfg.protocol == "official" else {}
+    comments = hyper_comments(method_cls)
+    out: dict[str, str] = {}
+    for key in TOP_LEVEL_KEYS:
+        out[key] = "[shared] mmbench default (benchmark/config.py RunConfig)"
+    for section, keys in (("train", _TRAIN_KEYS), ("data", _DATA_KEYS)):
+        for k in keys:
+            if k in official.get(section, {}):
+                where = f"[guess] configs/methods/{cfg.method}.toml [official.{cfg.dataset}.{section}], no source given"
+            elif k in dpre.get(section, {}):
+                where = f"[shared] configs/{cfg.dataset}.toml [{section}]"
+            else:
+                where = "[shared] mmbench default (benchmark/config.py)"
+            if f"{section}.{k}" in SPEED_KEYS:
+                where += "; speed only, not in the identity"
+            out[f"{section}.{k}"] = where
+    for k in _flatten(cfg.data.options):
+        out[f"data.options.{k}"] = f"[shared] data preset {cfg.data.preset!r} of {cfg.dataset} (specs/datasets.md)"
+    for k in cfg.method_params:
+        if k in official.get("method", {}):
+            where = f"[guess] configs/methods/{cfg.method}.toml [official.{cfg.dataset}.method], no source given"
+        elif k in mpre.get("datasets", {}).get(cfg.dataset, {}):
+            where = f"[guess] configs/methods/{cfg.method}.toml [datasets.{cfg.dataset}], no source given"
+        else:
+            note = comments.get(k, "")
+            tag = _TAG.search(note)
+            note = _TAG.sub("", note, count=1).strip(" ;:") if tag else note
+            where = f"{tag.group(0) if tag else '[default]'} {method_cls.__module__} default" + (f": {note}" if note else "")
+        out[f"method.{k}"] = where
+    for key, source in cfg.sources.items():
+        out[key if not key.startswith("data.") or key[5:] in _DATA_KEYS else f"data.options.{key[5:]}"] = source
+    return out
