@@ -233,6 +233,7 @@ def train_run(
                 raise NonFiniteLossError(epoch, bad[0])
             if tr.step_at == "epoch_end":
                 _step_schedulers(ctx.optimizers)
+            method.before_evaluation(ctx)
             t0 = time.time()
             autocast = ctx.autocast
             with warnings.catch_warnings(record=True) as caught:

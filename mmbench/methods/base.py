@@ -9,8 +9,9 @@ checkpoints. Hooks run in this order for each run:
    heads grow (``sustained_boost``) rebuilds them from its saved state;
 3. ``build_heads(feature_dims, num_classes)`` → ``model.heads``;
 4. ``configure_optimizers(model, train_cfg)`` → ``Optimizers`` (then its state is restored);
-5. per epoch: ``on_epoch_start(ctx)``; ``training_step(model, batch, ctx)`` per batch; the harness
-   evaluates val and test with ``predict``; ``on_epoch_end(ctx)`` (``ctx.val_metrics`` is set);
+5. per epoch: ``on_epoch_start(ctx)``; ``training_step(model, batch, ctx)`` per batch;
+   ``before_evaluation(ctx)``; the harness evaluates val and test with ``predict``;
+   ``on_epoch_end(ctx)`` (``ctx.val_metrics`` is set);
    ``epoch_diagnostics()`` goes into history.jsonl; then the checkpoint is written.
 
 The base class *is* the plain joint step (specs/methods/joint.md): a concat linear head, one
@@ -242,6 +243,10 @@ class Method:
 
     def on_epoch_start(self, ctx) -> None:
         pass
+
+    def before_evaluation(self, ctx) -> None:
+        """After the epoch's training, before val and test are evaluated (G-Blend's MultiBench
+        head fine-tuning)."""
 
     def on_epoch_end(self, ctx) -> None:
         pass
