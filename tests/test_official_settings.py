@@ -173,3 +173,38 @@ def test_a_val_slice_under_official_only_on_request():
     cfg = resolve_config("cremad", "ogm_ge", {"protocol": "official", "data.val_fraction": 0.1})
     assert cfg.data.val_fraction == 0.1 and cfg.reported_rule == "test-best"
     assert cfg.sources["data.val_fraction"].startswith("[set]")
+
+
+def _epochs(dataset: str) -> int:
+    return resolve_config(dataset, "joint", {}).train.epochs
+
+
+@pytest.mark.parametrize(
+    "method, key, rule",
+    [
+        ("ogm_ge", "modulation_ends", lambda e: e // 2),  # the code's 50 of 100
+        ("pmr", "modulation_ends", lambda e: round(0.7 * e)),  # bash.sh's 70 of 100
+        ("agm", "window_end", lambda e: e),  # the whole run (1-indexed, inclusive)
+    ],
+)
+def test_shared_modulation_window_follows_one_rule_on_every_dataset(method, key, rule):
+    from mmbench.benchmark.config import method_preset
+
+    datasets = method_preset(method)["datasets"]
+    assert len(datasets) >= 6
+    for dataset in datasets:
+        cfg = resolve_config(dataset, method, {})
+        assert cfg.method_params[key] == rule(cfg.train.epochs), dataset
+        assert value_sources(cfg)[f"method.{key}"].startswith("[shared]"), dataset
+
+
+def test_mla_batch_gate_makes_the_eval_batch_part_of_the_identity():
+    from mmbench.benchmark.identity import identity_hash
+
+    def h(gate, bs):
+        return identity_hash(resolve_config("mfeat", "mla", {"method.gate": gate, "eval_batch_size": bs}))
+
+    assert h("fixed", 64) == h("fixed", 512)  # speed only for the fixed weights
+    assert h("entropy_batch", 64) != h("entropy_batch", 512)  # softmax over the batch axis
+    tagged = resolve_config("mfeat", "mla", {"method.gate": "entropy_batch", "eval_batch_size": 64})
+    assert "eval_batch_size64" in tagged.tag

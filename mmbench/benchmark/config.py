@@ -270,7 +270,8 @@ def auto_tag(method_cls, changed: dict[str, Any], params: dict | None = None) ->
     Keys listed in the method's ``tag_keys`` show their value only (``unimodal-fourier``)."""
     parts = []
     tag_keys = getattr(method_cls, "tag_keys", ())
-    changed = {k: v for k, v in changed.items() if k not in SPEED_KEYS}
+    keep = set(getattr(method_cls, "result_settings", lambda p: ())(params or {}))
+    changed = {k: v for k, v in changed.items() if k not in SPEED_KEYS or k in keep}
     for key in sorted(changed, key=lambda k: (k.split(".")[-1] not in tag_keys, k.split(".")[-1], k)):
         short = key.split(".")[-1]
         if key.startswith("method.") and short in tag_keys:
