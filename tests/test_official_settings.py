@@ -35,6 +35,23 @@ OFFICIAL = {
         "method.modulation_starts": 0,  # main.py:41 --modulation_starts 0
         "method.modulation_ends": 50,  # main.py:42 --modulation_ends 50; main.py:132 inclusive
     },
+    # OGM-GE main.py: the same argparse defaults for every dataset (--dataset KineticSound / VGGSound)
+    **{
+        ("ogm_ge", ds): {
+            "train.epochs": 100,  # main.py:34
+            "train.batch_size": 64,  # main.py:33
+            "train.optimizer": "sgd",  # main.py:246
+            "train.lr": 1e-3,  # main.py:37
+            "train.momentum": 0.9,  # main.py:246
+            "train.weight_decay": 1e-4,  # main.py:246
+            "train.step_size": 70,  # main.py:38
+            "train.gamma": 0.1,  # main.py:39
+            "train.step_at": "epoch_end",  # main.py:159
+            "method.modulation_starts": 0,  # main.py:41
+            "method.modulation_ends": 50,  # main.py:42
+        }
+        for ds in ("kinetics_sounds", "vggsound")
+    },
     # fanyunfeng-bit/Modal-Imbalance-PMR main_Prototype_grad.py, bash.sh:222 (CREMA-D, concat,
     # alpha 2.0, --optimizer Adam; bash.sh:217 is the AdaGrad twin, :229 repeats :222)
     ("pmr", "cremad"): {
@@ -127,6 +144,20 @@ OFFICIAL = {
         "method.head_init": "xavier",  # train_CREMAD.py:228 model.apply(weight_init)
         "method.weight_net_lr_factor": 0.1,  # train_CREMAD.py:236 w_params lr / 10
     },
+    # njustkmg/NeurIPS25-AUG @966dbf5 train_KS.py, data/kinetics_sound.json
+    ("sustained_boost", "kinetics_sounds"): {
+        "train.epochs": 100,  # data/kinetics_sound.json:16 epoch_dict 100
+        "train.batch_size": 64,  # data/kinetics_sound.json:17
+        "train.optimizer": "sgd",  # train_KS.py:231 optim.SGD
+        "train.lr": 0.01,  # data/kinetics_sound.json:22
+        "train.momentum": 0.9,  # data/kinetics_sound.json:21
+        "train.weight_decay": 1e-4,  # data/kinetics_sound.json:23 wc
+        "train.step_size": 70,  # data/kinetics_sound.json:30 patience 70
+        "train.gamma": 0.1,  # train_KS.py:232 StepLR(..., 0.1)
+        "train.step_at": "epoch_start",  # train_KS.py:242 scheduler.step() before the epoch
+        "method.train_added_layers": False,  # train_KS.py:231 optimiser built once; add_layer :253-257 later
+        "method.head_init": "xavier",  # train_KS.py:221 model.apply(weight_init)
+    },
     # njustkmg/NeurIPS25-AUG @966dbf5 train_NVGesture.py, data/nvGesture.json
     ("sustained_boost", "nvgesture"): {
         "train.epochs": 100,  # data/nvGesture.json:16 epoch_dict 100
@@ -208,3 +239,11 @@ def test_mla_batch_gate_makes_the_eval_batch_part_of_the_identity():
     assert h("entropy_batch", 64) != h("entropy_batch", 512)  # softmax over the batch axis
     tagged = resolve_config("mfeat", "mla", {"method.gate": "entropy_batch", "eval_batch_size": 64})
     assert "eval_batch_size64" in tagged.tag
+
+
+def test_every_official_setup_has_a_table_here():
+    from mmbench.benchmark.config import method_preset
+    from mmbench.benchmark.registry import builtin_method_names
+
+    published = {(m, ds) for m in builtin_method_names() for ds in method_preset(m).get("official", {})}
+    assert published == set(OFFICIAL)
