@@ -434,7 +434,7 @@ class GBlend(Method):
                 loss.backward()
                 opt.step()
         head.requires_grad_(False)
-        ctx.log_epoch("gblend_finetune_loss", float(loss))
+        ctx.log_epoch("gblend_finetune_loss", float(loss.detach()))
 
     @torch.no_grad()
     def _train_features(self, ctx):
