@@ -14,8 +14,9 @@ import click
 from mmbench.cli_common import (
     EXIT_FAILED_RUNS,
     EXIT_INTERRUPTED,
+    echo_problems,
     friendly_errors,
-    load_records,
+    scan_records,
     results_option,
     results_root,
     table_options,
@@ -108,11 +109,12 @@ def table(results, datasets, methods, select, split, expected, alpha, metrics, l
     Welch's t-test against each column's best."""
     from mmbench.reporting.aggregate import render_table
 
-    records = load_records(results, datasets, methods)
+    scan = scan_records(results, datasets, methods)
     text = render_table(
-        records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
-        standalone=standalone,
+        scan.records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
+        standalone=standalone, problems=scan.problems,
     )
+    echo_problems(scan.problems, "the table's notes" if fmt != "csv" else "nowhere else (csv has per-seed values only)")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
