@@ -107,7 +107,7 @@ def seed_state(cfg: RunConfig, out_dir: Path) -> SeedState:
     (Stands in for the run path's own state function until it lands; callers use only this.)"""
     record, problem = store.read_record(out_dir)
     if problem is not None:
-        return SeedState("unreadable", out_dir, f"{problem.message} (or pass --rerun to train it again)")
+        return SeedState("unreadable", out_dir, f"{problem.path} is {problem.message} (or pass --rerun to train it again)")
     if record is None:
         return SeedState("partial" if (out_dir / store.CHECKPOINT).is_file() else "new", out_dir)
     if (record.get("identity") or {}).get("hash") != identity_hash(cfg):
@@ -348,8 +348,10 @@ def run_local(dataset: str, method: str, seeds, overrides: dict, results_root, r
     jobs = seed_jobs(dataset, method, seeds, overrides, tag, root)
     todo, done = plan(jobs, results_root, rerun)
     for o in done:
-        echo(f"seed {o.job.seed}: {o.status}, {o.reason}: {o.path}"
-             + (" (use --rerun to train it again)" if o.status == "skipped" else ""))
+        if o.status == "skipped":
+            echo(f"seed {o.job.seed}: skipped, {o.reason}: {o.path} (use --rerun to train it again)")
+        else:
+            echo(f"seed {o.job.seed}: {o.status}: {o.reason}")
     n_jobs = n_jobs or default_jobs(len(todo), device)
     if todo and n_jobs > 1:
         echo(f"training {len(todo)} seeds in {min(n_jobs, len(todo))} worker processes")
