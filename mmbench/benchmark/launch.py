@@ -162,9 +162,11 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def run_job(job, results_root, device: str = "auto", progress: bool = False, echo=None) -> JobOutcome:
+def run_job(job, results_root, device: str = "auto", progress: bool = False, echo=None,
+            strict: bool = False) -> JobOutcome:
     """Train one job in this process (finished runs are skipped, partial ones resume); every
-    error becomes a failed outcome with its reason, so one bad job never stops a sweep."""
+    error becomes a failed outcome with its reason, so one bad job never stops a sweep.
+    ``strict`` (``mmbench run``): a usage, config or data error is raised (one line, exit 2)."""
     from mmbench.benchmark.trainer import Interrupted, train_run
 
     t0 = time.time()
@@ -183,6 +185,8 @@ def run_job(job, results_root, device: str = "auto", progress: bool = False, ech
     except Interrupted as exc:
         return JobOutcome(job, "interrupted", str(exc), time.time() - t0, str(out_dir))
     except (NonFiniteLossError, MMBenchError) as exc:
+        if strict and not isinstance(exc, NonFiniteLossError):
+            raise
         return JobOutcome(job, "failed", str(exc), time.time() - t0, str(out_dir))
     except Exception as exc:  # noqa: BLE001 - report any crash as this job's failure
         tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
@@ -311,14 +315,14 @@ def execute_pool(todo, results_root, n_jobs: int, device: str, on_outcome) -> li
 
 
 def execute(todo, results_root, n_jobs: int, device: str = "auto", echo=print, progress: bool = False,
-            line=None) -> list[JobOutcome]:
+            line=None, strict: bool = False) -> list[JobOutcome]:
     """Train ``todo``: in this process when ``n_jobs == 1`` (with the trainer's epoch lines and,
     on a terminal, progress bars), else in a worker pool; ``line(outcome)`` prints each ending."""
     line = line or (lambda o: echo(outcome_line(o)))
     if n_jobs <= 1:
         outcomes = []
         for job in todo:
-            outcome = run_job(job, results_root, device, progress=progress, echo=echo)
+            outcome = run_job(job, results_root, device, progress=progress, echo=echo, strict=strict)
             outcomes.append(outcome)
             line(outcome)
             if outcome.status == "interrupted":
@@ -352,12 +356,23 @@ def run_local(dataset: str, method: str, seeds, overrides: dict, results_root, r
             echo(f"seed {o.job.seed}: skipped, {o.reason}: {o.path} (use --rerun to train it again)")
         else:
             echo(f"seed {o.job.seed}: {o.status}: {o.reason}")
-    n_jobs = n_jobs or default_jobs(len(todo), device)
-    if todo and n_jobs > 1:
-        echo(f"training {len(todo)} seeds in {min(n_jobs, len(todo))} worker processes")
-    outcomes = execute(todo, results_root, min(n_jobs, max(1, len(todo))), device, echo,
-                       progress and n_jobs == 1, line=lambda o: echo(_seed_line(o)))
+    n_jobs = min(n_jobs or default_jobs(len(todo), device), max(1, len(todo)))
+    if n_jobs > 1:
+        _check_data_once(dataset, root, todo[0], echo)  # a data error is one line, not one per worker
+        echo(f"training {len(todo)} seeds in {n_jobs} worker processes")
+    outcomes = execute(todo, results_root, n_jobs, device, echo, progress and n_jobs == 1,
+                       line=lambda o: echo(_seed_line(o)), strict=True)
     return done + outcomes
+
+
+def _check_data_once(dataset: str, root, job, echo) -> None:
+    """The dataset check ``train_run`` does, before workers start: raises one ``DataError``."""
+    from mmbench.benchmark.registry import get_dataset
+    from mmbench.benchmark.trainer import check_data
+
+    cfg, _ = job_config(job, ".")
+    for warning in check_data(get_dataset(dataset), root, cfg.data)[1]:
+        echo(f"warning: {warning}")
 
 
 def _seed_line(o: JobOutcome) -> str:
