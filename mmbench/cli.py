@@ -16,9 +16,9 @@ from mmbench.cli_common import (
     EXIT_INTERRUPTED,
     echo_problems,
     friendly_errors,
-    scan_records,
     results_option,
     results_root,
+    scan_records,
     table_options,
 )
 from mmbench.cli_data import data
