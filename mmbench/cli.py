@@ -114,7 +114,11 @@ def table(results, datasets, methods, select, split, expected, alpha, metrics, l
         scan.records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
         standalone=standalone, problems=scan.problems,
     )
-    echo_problems(scan.problems, "the table's notes" if fmt != "csv" else "nowhere else (csv has per-seed values only)")
+    if fmt == "csv":  # the csv has no notes: every problem goes to stderr
+        for problem in scan.problems:
+            click.echo(f"note: {problem.line()}", err=True)
+    else:
+        echo_problems(scan.problems, "the table's notes")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)

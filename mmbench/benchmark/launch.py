@@ -53,13 +53,13 @@ class SeedState:
     record: dict | None = field(default=None, repr=False)
 
 
-def _stored_identity(out_dir: Path, record: dict) -> dict | None:
-    """The identity dict of the config a stored seed was trained with (from its ``config.json``),
-    or None when that file is missing, damaged or from an incompatible version."""
+def _stored_identity(out_dir: Path, components: dict) -> dict | None:
+    """The identity dict of the config a stored seed was trained with (from its ``config.json``,
+    with the method and dataset ``components`` its record names), or None when that file is
+    missing, damaged or from an incompatible version."""
     cfg_dict, problem = store.read_json_checked(out_dir / store.CONFIG)
     if cfg_dict is None or problem is not None:
         return None
-    components = (record.get("identity") or {}).get("components")
     try:
         return identity_config(RunConfig.from_dict(cfg_dict), components)
     except (TypeError, ValueError, KeyError, MMBenchError):
@@ -76,8 +76,9 @@ def drift_message(cfg: RunConfig, out_dir: Path, record: dict) -> str:
     hint = "use --rerun to train it again with the new config, or another --tag to keep both"
     if not (record.get("identity") or {}).get("hash"):
         return f"{out_dir} holds a record without an identity hash (an older mmbench); {hint}"
-    new = identity_config(cfg, (record.get("identity") or {}).get("components"))
-    old = _stored_identity(out_dir, record)
+    new = identity_config(cfg)
+    # records without components (before the run path stored them): compare the settings only
+    old = _stored_identity(out_dir, record["identity"].get("components") or new["components"])
     if old is None:
         return f"{out_dir} was trained with another config (its config.json is unreadable); {hint}"
     keys = differing_keys(old, new)
