@@ -51,7 +51,7 @@ def cli():
 def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, n_jobs, compile_, no_progress):
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
-    from mmbench.benchmark.launch import OUTCOMES, run_local
+    from mmbench.benchmark.launch import OUTCOMES, failed_earlier, run_local
 
     overrides = parse_overrides(sets)
     if compile_:
@@ -77,12 +77,17 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
     else:
         click.echo(
             f"done: {counts['finished']} trained, {counts['skipped']} skipped, {counts['failed']} failed"
-            + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
             + (f", {counts['interrupted']} interrupted" if counts["interrupted"] else "")
+            + (f", {counts['busy']} being trained by another process" if counts["busy"] else "")
         )
     if counts["interrupted"]:
         sys.exit(EXIT_INTERRUPTED)
-    if counts["failed"] or counts["unreadable"]:
+    failed_before = [o.job.seed for o in outcomes if failed_earlier(o)]
+    if failed_before:
+        which = (f"seeds {', '.join(map(str, failed_before))} have failed records" if len(failed_before) > 1
+                 else f"seed {failed_before[0]} has a failed record")
+        click.echo(f"{which}; --rerun trains them again")
+    if counts["failed"] or failed_before:
         sys.exit(EXIT_FAILED_RUNS)
 
 
@@ -191,7 +196,7 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
           time_min, array_parallelism, cluster, log_dir, wait):
     """Run a SUITE (name or .toml path): finished runs are skipped, partial runs resumed."""
     from mmbench.benchmark.config import parse_overrides
-    from mmbench.benchmark.launch import JobOutcome, plan, summarise_outcomes, sweep_local
+    from mmbench.benchmark.launch import JobOutcome, failed_earlier, plan, summarise_outcomes, sweep_local
     from mmbench.benchmark.suites import load_suite
 
     root_map = {}
@@ -211,7 +216,7 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
             click.echo(f"  pending {j.label()}")
         for o in done:
             click.echo(f"  {'skip' if o.status == 'skipped' else o.status:<7} {o.job.label()}: {o.reason}")
-        if any(o.status in ("drifted", "unreadable") for o in done):
+        if any(o.status in ("drift", "unreadable") for o in done):
             sys.exit(EXIT_FAILED_RUNS)
         return
     if launcher == "local":
@@ -234,7 +239,8 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
             except Exception as exc:  # noqa: BLE001 - a task that crashed outright
                 outcomes.append(JobOutcome(job, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
     click.echo(summarise_outcomes(outcomes))
-    if any(o.status in ("failed", "unreadable") for o in outcomes):
+    # failed seeds left behind make the command fail, also when it had nothing to train
+    if any(o.status == "failed" or failed_earlier(o) for o in outcomes):
         sys.exit(EXIT_FAILED_RUNS)
 
 

@@ -83,7 +83,7 @@ def test_config_drift_under_one_tag_is_refused_with_the_differing_keys(tmp_path)
     before = path.read_bytes()
     out = invoke(*base, "--set", "epochs=2")
     assert out.exit_code == 2
-    assert "joint-t/seed-0 was trained with another config (train.epochs: 1 -> 2)" in out.output
+    assert "joint-t/seed-0 holds a run of another config (differing: train.epochs)" in out.output
     assert "--rerun" in out.output and "--tag" in out.output and "Traceback" not in out.output
     assert path.read_bytes() == before  # nothing written
     # a sweep reaching the same folder refuses the same way; --dry-run lists it
@@ -91,9 +91,9 @@ def test_config_drift_under_one_tag_is_refused_with_the_differing_keys(tmp_path)
     suite.write_text('[suite]\nseeds = 1\ndatasets = ["mfeat"]\nmethods = ["joint"]\n\n'
                      '[[runs]]\ntag = "t"\nset = { epochs = 2, "data.limit_train_per_class" = 10 }\n')
     dry = invoke("sweep", str(suite), "--dry-run", "--results", results)
-    assert dry.exit_code == 1 and "drifted mfeat/joint-t seed 0" in dry.output and "train.epochs: 1 -> 2" in dry.output
+    assert dry.exit_code == 1 and "drift   mfeat/joint-t seed 0" in dry.output and "differing: train.epochs" in dry.output
     swept = invoke("sweep", str(suite), "--results", results)
-    assert swept.exit_code == 2 and "train.epochs: 1 -> 2" in swept.output and path.read_bytes() == before
+    assert swept.exit_code == 2 and "differing: train.epochs" in swept.output and path.read_bytes() == before
     again = invoke(*base, "--set", "epochs=2", "--rerun")
     assert again.exit_code == 0 and json.loads(path.read_text())["epochs"] == 2
 
@@ -114,15 +114,16 @@ def test_a_corrupt_record_is_named_by_every_reader_and_lost_by_none(tmp_path):
     results, run = _corrupt_two_seeds(tmp_path)
     bad = str(run / "seed-1" / store.RESULT)
     kept = (run / "seed-1" / store.RESULT).read_bytes()
+    # run and sweep refuse before training anything: one line naming the file and what to do
     rerun = invoke("run", "-m", "joint", "-d", "mfeat", "--seeds", "3", "--results", str(results), *MFEAT_SETS)
-    assert rerun.exit_code == 1 and bad in rerun.output and "unreadable" in rerun.output
-    assert "2 skipped" in rerun.output and "Traceback" not in rerun.output
+    assert rerun.exit_code == 2 and bad in rerun.output and "unreadable" in rerun.output
+    assert len(rerun.output.strip().splitlines()) == 1 and "Traceback" not in rerun.output
     suite = tmp_path / "s.toml"
     suite.write_text('[suite]\nseeds = 3\ndatasets = ["mfeat"]\nmethods = ["joint"]\n'
                      'set = { epochs = 1, "data.limit_train_per_class" = 10 }\n')
-    for extra in (["--dry-run"], []):
+    for extra, code in ((["--dry-run"], 1), ([], 2)):
         swept = invoke("sweep", str(suite), "--results", str(results), *extra)
-        assert swept.exit_code == 1 and bad in swept.output and "Traceback" not in swept.output
+        assert swept.exit_code == code and bad in swept.output and "Traceback" not in swept.output
     md = invoke("table", "--results", str(results), "--metric", "acc")
     assert md.exit_code == 0 and f"unreadable {bad}: not valid JSON" in md.output
     assert "| joint-epochs1_limit_train_per_class10 | 2 |" in md.output  # the two readable seeds, the third listed, not hidden

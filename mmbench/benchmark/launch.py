@@ -3,17 +3,18 @@ or in a pool of worker processes.
 
 Three named steps, the same for both commands:
 
-1. ``plan``: the state of every run (``seed_state``): finished runs whose stored identity hash
-   equals the requested one are skipped, partial ones resume, a run trained with another config
-   is refused before anything is trained (one line: the folder, the differing keys, ``--rerun``
-   or another ``--tag``), an unreadable record is named and left alone;
+1. ``plan``: the state of every run (``runstate.seed_status``): finished runs whose stored
+   identity hash equals the requested one are skipped, partial ones resume, a run trained with
+   another config or an unreadable record is refused before anything is trained (one line: the
+   folder, the differing keys or the damaged file, ``--rerun`` or another ``--tag``);
 2. ``execute``: the runs to train, one after another in this process (``jobs == 1``: epoch
    logs and progress bars) or in a ``concurrent.futures.ProcessPoolExecutor`` on a *spawn*
    context (``jobs > 1``). Pool workers are ordinary, non-daemon processes, so the loaders may
    start DataLoader workers; on a CUDA machine worker ``i`` sees only GPU ``i % n_gpus``
    (``CUDA_VISIBLE_DEVICES``), on CPU each worker is one share of the cores. Every run computes
-   with its own thread count (``run_threads``), wherever it runs, so a pool gives the metrics of
-   a sequential run. One line per finished run;
+   with its own ``train.threads`` wherever it runs (``train_run``), so a pool gives the metrics of
+   a sequential run. The seed's lock (``runstate.seed_lock``) keeps two pools from training one
+   seed twice. One line per finished run;
 3. ``summarise_outcomes``: the counts and the failures.
 
 Killed and rerun, a sweep trains only the runs without a finished record (each epoch is
@@ -22,100 +23,22 @@ checkpointed atomically, so a partial run resumes at its last finished epoch).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mmbench.benchmark import store
 from mmbench.benchmark.config import RunConfig, resolve_config
-from mmbench.benchmark.identity import differing_keys, identity_config, identity_hash
-from mmbench.errors import ConfigError, MMBenchError, NonFiniteLossError
+from mmbench.benchmark.runstate import SeedBusy, SeedDone, seed_status
+from mmbench.errors import ConfigError, MediaError, MMBenchError, NonFiniteLossError
 
-OUTCOMES = ("finished", "skipped", "failed", "unreadable", "interrupted")
-
-
-# --------------------------------------------------------------------------- the state of one run
-@dataclass
-class SeedState:
-    """What a results folder holds for one requested run: ``new``, ``partial`` (resumes),
-    ``finished`` or ``failed`` (same identity hash: skipped), ``drifted`` (a record of another
-    config) or ``unreadable`` (a damaged record)."""
-
-    status: str
-    path: Path
-    reason: str = ""
-    record: dict | None = field(default=None, repr=False)
-
-
-def _stored_identity(out_dir: Path, components: dict) -> dict | None:
-    """The identity dict of the config a stored seed was trained with (from its ``config.json``,
-    with the method and dataset ``components`` its record names), or None when that file is
-    missing, damaged or from an incompatible version."""
-    cfg_dict, problem = store.read_json_checked(out_dir / store.CONFIG)
-    if cfg_dict is None or problem is not None:
-        return None
-    try:
-        return identity_config(RunConfig.from_dict(cfg_dict), components)
-    except (TypeError, ValueError, KeyError, MMBenchError):
-        return None
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def drift_message(cfg: RunConfig, out_dir: Path, record: dict) -> str:
-    """One line: the folder, what differs from the stored seed and the two ways out."""
-    hint = "use --rerun to train it again with the new config, or another --tag to keep both"
-    if not (record.get("identity") or {}).get("hash"):
-        return f"{out_dir} holds a record without an identity hash (an older mmbench); {hint}"
-    new = identity_config(cfg)
-    # records without components (before the run path stored them): compare the settings only
-    old = _stored_identity(out_dir, record["identity"].get("components") or new["components"])
-    if old is None:
-        return f"{out_dir} was trained with another config (its config.json is unreadable); {hint}"
-    keys = differing_keys(old, new)
-    if not keys:
-        keys_text = "method or dataset version (same settings)"
-    else:
-        fo, fn = _flat(old), _flat(new)
-        shown = [f"{k}: {_show(fo.get(k))} -> {_show(fn.get(k))}" for k in keys[:4]]
-        keys_text = ", ".join(shown) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-    return f"{out_dir} was trained with another config ({keys_text}); {hint}"
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def seed_state(cfg: RunConfig, out_dir: Path) -> SeedState:
-    """The state of one requested run in ``out_dir``. A finished (or failed) record counts only
-    when its stored identity hash equals ``identity_hash(cfg)``.
-
-    (Stands in for the run path's own state function until it lands; callers use only this.)"""
-    record, problem = store.read_record(out_dir)
-    if problem is not None:
-        return SeedState("unreadable", out_dir, f"{problem.path} is {problem.message} (or pass --rerun to train it again)")
-    if record is None:
-        return SeedState("partial" if (out_dir / store.CHECKPOINT).is_file() else "new", out_dir)
-    if (record.get("identity") or {}).get("hash") != identity_hash(cfg):
-        return SeedState("drifted", out_dir, drift_message(cfg, out_dir, record), record)
-    if record["status"] == "finished":
-        return SeedState("finished", out_dir, "already finished", record)
-    return SeedState("failed", out_dir, f"failed earlier: {record.get('error')}", record)
+# busy: another process holds the seed's lock (it is being trained right now)
+OUTCOMES = ("finished", "skipped", "busy", "failed", "interrupted")
 
 
 # --------------------------------------------------------------------------- jobs and outcomes
@@ -145,48 +68,29 @@ def summary_line(result: dict) -> str:
     return f"test acc {accs} (val-selected epoch {sel['epoch']}) in {result.get('seconds', 0):.1f}s"
 
 
-def run_threads(cfg: RunConfig) -> int:
-    """The torch thread count a run computes with (``train.threads``, default 1): CPU float
-    reductions depend on it, so every way of starting a run uses the same one."""
-    return int(getattr(cfg.train, "threads", None) or 1)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_job(job, results_root, device: str = "auto", progress: bool = False, echo=None,
-            strict: bool = False) -> JobOutcome:
-    """Train one job in this process (finished runs are skipped, partial ones resume); every
-    error becomes a failed outcome with its reason, so one bad job never stops a sweep.
-    ``strict`` (``mmbench run``): a usage, config or data error is raised (one line, exit 2)."""
+            strict: bool = False, rerun: bool = False) -> JobOutcome:
+    """Train one job in this process (``train_run`` takes the seed's lock, skips a seed recorded
+    meanwhile, resumes a partial one, computes with ``train.threads``); every error becomes a
+    failed outcome with its reason, so one bad job never stops a sweep. ``strict`` (``mmbench
+    run``): a usage, config or data error is raised instead (one line, exit 2)."""
     from mmbench.benchmark.trainer import Interrupted, train_run
 
     t0 = time.time()
     out_dir = ""
     try:
         cfg, out_dir = job_config(job, results_root, device)
-        state = seed_state(cfg, out_dir)
-        if state.status in ("finished", "failed"):
-            return JobOutcome(job, "skipped", state.reason, 0.0, str(out_dir))
-        if state.status in ("drifted", "unreadable"):
-            return JobOutcome(job, "failed" if state.status == "drifted" else "unreadable", state.reason, 0.0,
-                              str(out_dir))
-        with torch_threads(run_threads(cfg)):
-            result = train_run(cfg, results_root, root=job.root, progress=progress, echo=echo or (lambda *_: None))
+        result = train_run(cfg, results_root, root=job.root, progress=progress, echo=echo or (lambda *_: None),
+                           rerun=rerun)
         return JobOutcome(job, "finished", "", time.time() - t0, str(out_dir), summary_line(result))
+    except SeedBusy as exc:
+        return JobOutcome(job, "busy", str(exc), 0.0, str(out_dir))
+    except SeedDone as exc:
+        return JobOutcome(job, "skipped", str(exc), 0.0, str(out_dir))
     except Interrupted as exc:
         return JobOutcome(job, "interrupted", str(exc), time.time() - t0, str(out_dir))
-    except (NonFiniteLossError, MMBenchError) as exc:
-        if strict and not isinstance(exc, NonFiniteLossError):
+    except MMBenchError as exc:
+        if strict and not isinstance(exc, (NonFiniteLossError, MediaError)):
             raise
         return JobOutcome(job, "failed", str(exc), time.time() - t0, str(out_dir))
     except Exception as exc:  # noqa: BLE001 - report any crash as this job's failure
@@ -195,34 +99,26 @@ def run_job(job, results_root, device: str = "auto", progress: bool = False, ech
 
 
 # --------------------------------------------------------------------------- step 1: plan
-_RUN_FILES = (store.RESULT, store.CHECKPOINT, store.HISTORY, store.BEST, store.CONFIG)
-
-
 def plan(jobs, results_root, rerun: bool = False, refuse: bool = True) -> tuple[list, list[JobOutcome]]:
-    """Split ``jobs`` into those to train and those already done (skipped, or unreadable: named,
-    left as they are). A run trained with another config raises one ``ConfigError`` before
-    anything is trained (``refuse=False``, for ``--dry-run``: a ``drifted`` outcome instead).
-    With ``rerun`` every existing record of a job is cleared and it trains."""
-    todo, done, drifted = [], [], []
+    """Split ``jobs`` into those to train and those already done, by ``runstate.seed_status``
+    (a seed is skipped only when its stored identity hash equals the requested one). A run of
+    another config or an unreadable record raises one ``ConfigError`` before anything is
+    trained (``refuse=False``, for ``--dry-run``: a ``drift``/``unreadable`` outcome instead).
+    With ``rerun`` every job trains (``train_run`` clears its records under the seed's lock)."""
+    todo, done, refused = [], [], []
     for job in jobs:
         cfg, out_dir = job_config(job, results_root)
-        state = seed_state(cfg, out_dir)
-        if rerun and state.status != "new":
-            for name in _RUN_FILES:
-                (out_dir / name).unlink(missing_ok=True)
+        state = seed_status(out_dir, cfg)
+        if rerun or state.status in ("new", "partial"):
             todo.append(job)
-        elif state.status in ("finished", "failed"):
-            done.append(JobOutcome(job, "skipped", state.reason, path=str(out_dir)))
-        elif state.status == "unreadable":
-            done.append(JobOutcome(job, "unreadable", state.reason, path=str(out_dir)))
-        elif state.status == "drifted":
-            drifted.append(state)
-            done.append(JobOutcome(job, "drifted", state.reason, path=str(out_dir)))
+        elif state.refused:
+            refused.append(state)
+            done.append(JobOutcome(job, state.status, state.reason, path=str(out_dir)))
         else:
-            todo.append(job)
-    if drifted and refuse:
-        more = f" (+{len(drifted) - 1} more runs like it)" if len(drifted) > 1 else ""
-        raise ConfigError(drifted[0].reason + more)
+            done.append(JobOutcome(job, "skipped", state.reason, path=str(out_dir)))
+    if refused and refuse:
+        more = f" (+{len(refused) - 1} more runs like it; `mmbench sweep --dry-run` lists them)" if len(refused) > 1 else ""
+        raise ConfigError(refused[0].reason + more)
     return todo, done
 
 
@@ -263,8 +159,8 @@ def _init_worker(slots, gpu_ids: list[str], start_method: str) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids[slot % len(gpu_ids)]
 
 
-def _pool_job(job, results_root: str, device: str) -> JobOutcome:
-    return run_job(job, results_root, device)
+def _pool_job(job, results_root: str, device: str, rerun: bool) -> JobOutcome:
+    return run_job(job, results_root, device, rerun=rerun)
 
 
 def _visible_gpus(n_gpus: int) -> list[str]:
@@ -282,7 +178,7 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         p.join(timeout=10)
 
 
-def execute_pool(todo, results_root, n_jobs: int, device: str, on_outcome) -> list[JobOutcome]:
+def execute_pool(todo, results_root, n_jobs: int, device: str, on_outcome, rerun: bool = False) -> list[JobOutcome]:
     """Train ``todo`` in ``n_jobs`` spawn-context worker processes; ``on_outcome(outcome)`` is
     called as each run ends. A worker that dies (e.g. killed for memory) fails its runs."""
     import multiprocessing as mp
@@ -297,7 +193,7 @@ def execute_pool(todo, results_root, n_jobs: int, device: str, on_outcome) -> li
     pool = ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_init_worker,
                                initargs=(slots, gpu_ids, mp.get_start_method()))
     try:
-        pending = {pool.submit(_pool_job, job, str(results_root), worker_device): job for job in todo}
+        pending = {pool.submit(_pool_job, job, str(results_root), worker_device, rerun): job for job in todo}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -316,20 +212,20 @@ def execute_pool(todo, results_root, n_jobs: int, device: str, on_outcome) -> li
 
 
 def execute(todo, results_root, n_jobs: int, device: str = "auto", echo=print, progress: bool = False,
-            line=None, strict: bool = False) -> list[JobOutcome]:
+            line=None, strict: bool = False, rerun: bool = False) -> list[JobOutcome]:
     """Train ``todo``: in this process when ``n_jobs == 1`` (with the trainer's epoch lines and,
     on a terminal, progress bars), else in a worker pool; ``line(outcome)`` prints each ending."""
     line = line or (lambda o: echo(outcome_line(o)))
     if n_jobs <= 1:
         outcomes = []
         for job in todo:
-            outcome = run_job(job, results_root, device, progress=progress, echo=echo, strict=strict)
+            outcome = run_job(job, results_root, device, progress=progress, echo=echo, strict=strict, rerun=rerun)
             outcomes.append(outcome)
             line(outcome)
             if outcome.status == "interrupted":
                 break
         return outcomes
-    return execute_pool(todo, results_root, n_jobs, device, line)
+    return execute_pool(todo, results_root, n_jobs, device, line, rerun)
 
 
 def outcome_line(o: JobOutcome) -> str:
@@ -353,16 +249,13 @@ def run_local(dataset: str, method: str, seeds, overrides: dict, results_root, r
     jobs = seed_jobs(dataset, method, seeds, overrides, tag, root)
     todo, done = plan(jobs, results_root, rerun)
     for o in done:
-        if o.status == "skipped":
-            echo(f"seed {o.job.seed}: skipped, {o.reason}: {o.path} (use --rerun to train it again)")
-        else:
-            echo(f"seed {o.job.seed}: {o.status}: {o.reason}")
+        echo(f"seed {o.job.seed}: skipped, {o.reason} (use --rerun to train it again)")
     n_jobs = min(n_jobs or default_jobs(len(todo), device), max(1, len(todo)))
     if n_jobs > 1:
         _check_data_once(dataset, root, todo[0], echo)  # a data error is one line, not one per worker
         echo(f"training {len(todo)} seeds in {n_jobs} worker processes")
     outcomes = execute(todo, results_root, n_jobs, device, echo, progress and n_jobs == 1,
-                       line=lambda o: echo(_seed_line(o)), strict=True)
+                       line=lambda o: echo(_seed_line(o)), strict=True, rerun=rerun)
     return done + outcomes
 
 
@@ -380,8 +273,10 @@ def _seed_line(o: JobOutcome) -> str:
     if o.status == "finished":
         return f"seed {o.job.seed}: {o.summary} -> {o.path}"
     if o.status == "failed":
-        return f"seed {o.job.seed}: FAILED: {o.reason}" + (f"; record in {o.path}" if o.path else "")
-    return f"seed {o.job.seed}: {o.status}: {o.reason}"
+        return f"seed {o.job.seed}: FAILED: {o.reason}" + (f"; record marked failed in {o.path}" if o.path else "")
+    if o.status in ("skipped", "busy"):
+        return f"seed {o.job.seed}: skipped, {o.reason}"
+    return f"seed {o.job.seed}: {o.reason}"
 
 
 def sweep_local(jobs, results_root, n_jobs: int = 1, device: str = "auto", echo=print,
@@ -401,34 +296,35 @@ def sweep_local(jobs, results_root, n_jobs: int = 1, device: str = "auto", echo=
         count[0] += 1
         echo(f"[{count[0]}/{len(todo)}] {outcome_line(o)}")
 
-    return outcomes + execute(todo, results_root, n_jobs, device, lambda *_: None, False, line)
+    return outcomes + execute(todo, results_root, n_jobs, device, lambda *_: None, False, line, rerun=rerun)
 
 
 def report_done(outcomes: list[JobOutcome], echo, limit: int = 20) -> None:
-    """One line per skipped run (up to ``limit``) and always one per unreadable record."""
-    skipped = [o for o in outcomes if o.status == "skipped"]
-    for o in skipped[:limit]:
+    """One line per skipped run, up to ``limit``."""
+    for o in outcomes[:limit]:
         echo(f"skip {o.job.label()}: {o.reason}")
-    for o in outcomes:
-        if o.status == "unreadable":
-            echo(f"unreadable {o.job.label()}: {o.reason}")
 
 
 def summarise_outcomes(outcomes: list[JobOutcome]) -> str:
     counts = {s: sum(o.status == s for o in outcomes) for s in OUTCOMES}
     lines = [
         f"sweep: {counts['finished']} done, {counts['skipped']} skipped, {counts['failed']} failed"
-        + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
+        + (f", {counts['busy']} being trained by another process" if counts["busy"] else "")
         + (f", {counts['interrupted']} interrupted" if counts["interrupted"] else "")
     ]
     reasons: dict[str, int] = {}
     for o in outcomes:
         if o.status == "skipped":
-            key = "already finished" if o.reason == "already finished" else "failed earlier"
+            key = "failed earlier" if failed_earlier(o) else "already finished"
             reasons[key] = reasons.get(key, 0) + 1
     if reasons:
         lines.append("  skipped: " + ", ".join(f"{n} {k}" for k, n in reasons.items()))
     for o in outcomes:
-        if o.status in ("failed", "unreadable"):
+        if o.status in ("failed", "busy"):
             lines.append(f"  {o.status} {o.job.label()}: {o.reason}")
     return "\n".join(lines)
+
+
+def failed_earlier(o: JobOutcome) -> bool:
+    """A skipped run whose record is a failure (the command still exits non-zero)."""
+    return o.status == "skipped" and o.reason.startswith("failed")
