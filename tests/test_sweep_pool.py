@@ -96,6 +96,12 @@ def test_config_drift_under_one_tag_is_refused_with_the_differing_keys(tmp_path)
     assert swept.exit_code == 2 and "differing: train.epochs" in swept.output and path.read_bytes() == before
     again = invoke(*base, "--set", "epochs=2", "--rerun")
     assert again.exit_code == 0 and json.loads(path.read_text())["epochs"] == 2
+    # a new seed under the same tag with the old config: the table shows two flagged rows
+    assert invoke(*base, "--set", "epochs=1", "--seed-start", "1").exit_code == 0
+    table = invoke("table", "--results", results, "--metric", "acc")
+    rows = [line for line in table.output.splitlines() if line.startswith("| joint-t [cfg ")]
+    assert len(rows) == 2 and all(" | 1 | " in r or " | 1/2 | " in r for r in rows)
+    assert "mfeat/joint-t holds seeds of 2 configs" in table.output and "differing keys: train.epochs" in table.output
 
 
 def _corrupt_two_seeds(tmp_path):

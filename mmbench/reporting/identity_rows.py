@@ -26,7 +26,8 @@ def _label(run: str, h: str | None) -> str:
 
 
 def _identity_of(rec: dict) -> dict | None:
-    """The identity dict of a record's config, from its ``config.json``; None if unreadable."""
+    """The identity dict of a record's config: ``config.json``'s ``identity.config``, or rebuilt
+    from its settings for older files; None if unreadable."""
     from mmbench.benchmark.config import RunConfig
     from mmbench.benchmark.identity import identity_config
 
@@ -35,6 +36,9 @@ def _identity_of(rec: dict) -> dict | None:
     cfg, problem = store.read_json_checked(Path(rec["path"]) / store.CONFIG)
     if cfg is None or problem is not None:
         return None
+    stored = (cfg.get("identity") or {}).get("config")
+    if isinstance(stored, dict):  # written with the hash (docs/records.md)
+        return stored
     try:
         return identity_config(RunConfig.from_dict(cfg), (rec.get("identity") or {}).get("components") or {})
     except (TypeError, ValueError, KeyError):
