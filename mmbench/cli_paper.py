@@ -163,9 +163,9 @@ def figure(name, results, out, datasets, methods, select, split, seed, roots, po
 
 # ---------------------------------------------------------------------------- reproduce
 def _dry_run(jobs, root_dir, bench_path, echo) -> None:
-    from mmbench.benchmark.launch import job_config, pending_jobs
+    from mmbench.benchmark.launch import job_config, plan
 
-    todo, done = pending_jobs(jobs, root_dir)
+    todo, done = plan(jobs, root_dir, refuse=False)
     for o in done:
         echo(f"  skip    {o.job.label()}: {o.reason}")
     for j in todo:
@@ -246,8 +246,7 @@ def reproduce(suite, roots, results, out, n_jobs, sets, seeds, device, select, d
     if dry_run:
         _dry_run(jobs, root_dir, bench_path or root_dir / "bench.md", click.echo)
         return
-    outcomes = _run_jobs(jobs, root_dir, n_jobs, device) if n_jobs == 1 else sweep_local(
-        jobs, root_dir, n_jobs, device, echo=click.echo)
+    outcomes = sweep_local(jobs, root_dir, n_jobs, device, echo=click.echo)  # --jobs 1: in this process
     click.echo(summarise_outcomes(outcomes))
     out = out or root_dir / "paper" / s.name
     names = {(j.dataset, job_config(j, root_dir)[0].run_name) for j in jobs}
@@ -255,21 +254,6 @@ def reproduce(suite, roots, results, out, n_jobs, sets, seeds, device, select, d
     _write_artefacts(paper, records, out, select, extra, root_map)
     if any(o.status == "failed" for o in outcomes):
         sys.exit(EXIT_FAILED_RUNS)
-
-
-def _run_jobs(jobs, root_dir, n_jobs, device) -> list:
-    """``--jobs 1``: the pending runs one after another in this process, as ``mmbench run`` trains
-    (no worker process to start, and data-loader workers are allowed)."""
-    from mmbench.benchmark.launch import pending_jobs, run_job
-
-    todo, outcomes = pending_jobs(jobs, root_dir)
-    for o in outcomes:
-        click.echo(f"skip {o.job.label()}: {o.reason}")
-    for i, job in enumerate(todo, 1):
-        o = run_job(job, root_dir, device)
-        outcomes.append(o)
-        click.echo(f"[{i}/{len(todo)}] {o.status} {job.label()} ({o.seconds:.1f}s)" + (f": {o.reason}" if o.reason else ""))
-    return outcomes
 
 
 def _write_artefacts(paper: dict, records, out: Path, select: str, extra: dict, roots: dict) -> None:

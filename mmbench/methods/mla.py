@@ -129,6 +129,7 @@ class MLA(Method):
     name = "mla"
     Hyper = MLAHyper
     modality_logits = "shared head on that modality, h(phi_m)"
+    fusion_logits = "weighted sum of the h(phi_m) (method.gate: fixed weights or entropy gates)"
 
     def __init__(self, hyper, modalities, num_classes, feature_dims):
         super().__init__(hyper, modalities, num_classes, feature_dims)
@@ -152,6 +153,12 @@ class MLA(Method):
                 f"method.fusion_weights has {len(weights)} values; give one per modality ({', '.join(modalities)})"
             )
         return torch.tensor([float(w) for w in weights])
+
+    @classmethod
+    def result_settings(cls, params):
+        """The batch-entropy gate (``--dynamic``) is a softmax over the batch axis: its fused
+        logits depend on the evaluation batch size (official: the test loader's 64, main.py:816)."""
+        return ("train.eval_batch_size",) if params.get("gate") == "entropy_batch" else ()
 
     @classmethod
     def validate_params(cls, params, spec):
