@@ -48,12 +48,12 @@ def cli():
 def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, compile_, no_progress):
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
-    from mmbench.benchmark.launch import run_local
 
     overrides = parse_overrides(sets)
     if compile_:
         overrides["compile"] = True
     resolve_config(dataset, method, overrides, seed=seed_start, tag=tag, device=device)  # validate first
+    from mmbench.benchmark.launch import run_local  # after validation: a typo answers before torch loads
     outcomes = run_local(
         dataset,
         method,

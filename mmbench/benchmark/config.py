@@ -102,6 +102,9 @@ class RunConfig:
 
 
 TOP_LEVEL_KEYS = ("protocol", "select_tie")
+# data.preset = "smoke" (tiny inputs for CPU checks) also caps the epoch budget, unless epochs is set
+SMOKE_PRESET = "smoke"
+SMOKE_EPOCHS = 2
 # settings that change speed, not results: they never tag a run and never block a resume
 SPEED_KEYS = (
     "train.compile",
@@ -254,8 +257,9 @@ def resolve_config(
     device: str = "auto",
 ) -> RunConfig:
     """Build the fully resolved ``RunConfig`` of one run (validated against the registries)."""
-    from mmbench.benchmark.registry import get_dataset, get_method
+    from mmbench.benchmark.registry import get_dataset, get_method, require_names
 
+    require_names(dataset=dataset, method=method)  # a typo is refused before torch is imported
     spec = get_dataset(dataset)
     method_cls = get_method(method)
     overrides = dict(overrides or {})
@@ -308,6 +312,10 @@ def resolve_config(
             setattr(cfg.train, k, _coerce(v, getattr(cfg.train, k), f"train.{k}"))
         for k, v in official.get("sources", {}).items():
             sources[f"train.{k}"] = v
+
+    if preset == SMOKE_PRESET and not {"epochs", "train.epochs"} & set(overrides):
+        cfg.train.epochs = min(cfg.train.epochs, SMOKE_EPOCHS)
+        sources["train.epochs"] = f"data.preset={SMOKE_PRESET}: at most {SMOKE_EPOCHS} epochs unless epochs is set"
 
     # 4. user overrides
     changed: dict[str, Any] = {}
