@@ -6,6 +6,8 @@ tracebacks for bad input.
 
 from __future__ import annotations
 
+import re
+import signal
 import sys
 from pathlib import Path
 
@@ -117,13 +119,26 @@ def table(results, datasets, methods, select, split, expected, alpha, metrics, l
         click.echo(text)
 
 
+_SPEC_LINK = re.compile(r"\s*\((?:see )?specs/[^)]*\)")
+_PAPER = re.compile(r'"([^"]+)",\s*([^";]*?\b(?:19|20)\d{2})')
+
+
 def _summary(cls) -> str:
-    """First line of the method module's docstring (the class's when the module has none)."""
+    """One line for ``list methods``: the first line of the method module's docstring (the
+    class's when the module has none) without its links to design notes the package does not
+    ship, then the paper (``Title``, venue year) the docstring cites, or the class's ``paper``."""
     module = sys.modules.get(cls.__module__)
     for doc in (getattr(module, "__doc__", None), cls.__doc__):
-        lines = (doc or "").strip().splitlines()
-        if lines:
-            return lines[0]
+        text = (doc or "").strip()
+        if not text:
+            continue
+        first = _SPEC_LINK.sub("", text.split("\n\n")[0].replace("\n", " "))
+        first = re.sub(r"^``[^`]+``:\s*", "", " ".join(first.split())).rstrip(".")
+        paper = getattr(cls, "paper", None)
+        if not paper:
+            m = _PAPER.search(" ".join(text.split()))
+            paper = f'"{m.group(1)}", {m.group(2)}' if m else ""
+        return f"{first}" + (f" -- {paper}" if paper else "")
     return ""
 
 
@@ -256,7 +271,14 @@ cli.add_command(report)
 cli.add_command(data)
 
 
+def _stop_like_ctrl_c(signum, frame):
+    """SIGTERM (what ``timeout`` and schedulers send) stops a command as Ctrl-C does: one line,
+    finished epochs checkpointed, resumable, exit code 130."""
+    raise KeyboardInterrupt
+
+
 def main():
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     cli(prog_name="mmbench")
 
 

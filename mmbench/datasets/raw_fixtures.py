@@ -122,12 +122,17 @@ def raw_cremad(root: Path, n_per_class: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     k = 0
     for c, code in enumerate(CODES):
-        for _ in range(2 * n_per_class + TRAIN_EXTRA + 3):
+        for _ in range(max(2 * n_per_class + TRAIN_EXTRA, 6)):  # 10 % test and 10 % val: >= 1 each
             sid = f"{1001 + k % 91}_{CREMAD_SENTENCES[k % 12]}_{code}_{CREMAD_LEVELS[k % 4]}"
             k += 1
             seconds = float(rng.uniform(1.0, 3.0))
             write_wav(root / "AudioWAV" / f"{sid}.wav", seconds, rng, 200 + 90 * c)
             write_video(root / "VideoFlash" / f"{sid}.flv", clip_frames(int(seconds * 30), c, rng), 30, "flv")
+
+
+def _per_class(split: str, n_per_class: int) -> int:
+    """Clips per class: train holds at least 5, so the carved 10 % val has one."""
+    return max(n_per_class + TRAIN_EXTRA, 5) if split == "train" else n_per_class
 
 
 KS_RAW_CLASSES = ("playing drums", "playing piano", "dog barking")
@@ -140,7 +145,7 @@ def raw_kinetics_sounds(root: Path, n_per_class: int, seed: int) -> None:
     lines = ["label,youtube_id,time_start,time_end,split"]
     for split in ("train", "test"):
         for c, label in enumerate(KS_RAW_CLASSES):
-            for _ in range(n_per_class + (TRAIN_EXTRA if split == "train" else 0)):
+            for _ in range(_per_class(split, n_per_class)):
                 ytid, start = _yt_id(rng), int(rng.integers(0, 300))
                 lines.append(f"{label},{ytid},{start},{start + 10},{split}")
                 path = root / split / label / f"{ytid}_{start:06d}_{start + 10:06d}.mp4"
@@ -160,7 +165,7 @@ def raw_vggsound(root: Path, n_per_class: int, seed: int) -> None:
     rows = []
     for split in ("train", "test"):
         for c, label in enumerate(VGG_RAW_CLASSES):
-            for _ in range(n_per_class + (TRAIN_EXTRA if split == "train" else 0)):
+            for _ in range(_per_class(split, n_per_class)):
                 ytid, start = _yt_id(rng), int(rng.integers(0, 300))
                 rows.append([ytid, str(start), label, split])
                 write_video(root / "video" / f"{ytid}_{start:06d}.mp4", clip_frames(10, c, rng), 2, "mpeg4",
