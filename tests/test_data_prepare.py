@@ -166,3 +166,51 @@ def test_a_fixture_passes_data_check_with_no_options(dataset, tmp_path):
     res = invoke("data", "check", dataset, "--root", root)
     assert res.exit_code == 0, res.output
     assert sum(line.startswith("warn:") for line in res.output.splitlines()) <= 2  # counts fold into one line
+
+
+def test_builtin_name_tables_match_what_the_modules_register():
+    import importlib
+    import pkgutil
+
+    import mmbench.datasets
+    import mmbench.methods
+    from mmbench.benchmark import registry
+
+    for pkg in (mmbench.methods, mmbench.datasets):
+        for info in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+    builtin_methods = {n for n, c in registry._METHODS.items() if c.__module__.startswith("mmbench.")}
+    assert builtin_methods == set(registry.BUILTIN_METHODS)
+    assert {n: registry._METHODS[n].__module__ for n in builtin_methods} == registry.BUILTIN_METHODS
+    builtin_datasets = {n for n, s in registry._DATASETS.items() if type(s).__module__.startswith("mmbench.")}
+    assert builtin_datasets == set(registry.BUILTIN_DATASETS)
+    assert {n: type(registry._DATASETS[n]).__module__ for n in builtin_datasets} == registry.BUILTIN_DATASETS
+
+
+def test_a_name_typo_is_refused_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mmbench.cli import cli\n"
+            "from click.testing import CliRunner\n"
+            "r = CliRunner().invoke(cli, ['run', '-m', 'nosuch', '-d', 'mfeat'])\n"
+            "assert r.exit_code == 2 and \"unknown method 'nosuch'\" in r.output, r.output\n"
+            "r = CliRunner().invoke(cli, ['--help'])\n"
+            "assert r.exit_code == 0\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_smoke_preset_caps_the_epoch_budget_unless_epochs_is_given():
+    from mmbench.benchmark.config import resolve_config
+
+    assert resolve_config("cremad", "joint", {"data.preset": "smoke"}).train.epochs == 2
+    assert resolve_config("cremad", "joint", {"data.preset": "smoke", "epochs": 7}).train.epochs == 7
+    assert resolve_config("cremad", "joint", {}).train.epochs == 200
+
+
+def test_list_methods_shows_a_summary_and_the_paper_and_no_spec_links():
+    out = invoke("list", "methods").output
+    assert "specs/" not in out and '"Balanced Multimodal Learning via On-the-fly Gradient Modulation", CVPR 2022' in out
+    assert all(len(line) < 250 for line in out.splitlines())
