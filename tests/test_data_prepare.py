@@ -43,6 +43,9 @@ def test_raw_download_prepares_checks_and_trains(dataset, raw_trees, tmp_path):
     assert record["clips"]["failed"] == 0 and record["clips"]["usable"] > 0
     check = invoke("data", "check", dataset, "--root", out, "--preset", "smoke")
     assert check.exit_code == 0, check.output
+    if dataset == "nvgesture":  # three full I3Ds train for minutes on CPU: test_nvgesture.py trains this
+        _assert_nvgesture_items(out)  # loader path (frame folders + flow .npy); here its items build
+        return
     args = ["run", "-m", "joint", "-d", dataset, "--root", out, "--results", tmp_path / "results", "--no-progress",
             "--device", "cpu", "--set", "data.preset=smoke", "--set", "batch_size=8"]
     if dataset != "cremad":  # cremad shows the smoke budget (at most 2 of its 200 epochs); the others take 1
@@ -51,6 +54,18 @@ def test_raw_download_prepares_checks_and_trains(dataset, raw_trees, tmp_path):
     assert run.exit_code == 0, run.output
     history = list((tmp_path / "results").glob(f"{dataset}/*/seed-0/history.jsonl"))[0].read_text().splitlines()
     assert 1 <= len(history) <= 2  # smoke caps the dataset's epoch budget (200 for CREMA-D)
+
+
+def _assert_nvgesture_items(root):
+    from mmbench.benchmark.config import resolve_config
+    from mmbench.benchmark.registry import get_dataset
+
+    cfg = resolve_config("nvgesture", "joint", {"data.preset": "smoke"}).data
+    for split, train in (("train", True), ("test", False)):
+        item = get_dataset("nvgesture").build(split, root, train, cfg)[0]
+        frames = 16 if train else 80
+        assert item["rgb"].shape == (3, frames, 16, 16) and item["depth"].shape == (1, frames, 16, 16)
+        assert item["of"].shape == (2, 80, 16, 16) and item["rgb"].std() > 0
 
 
 def test_cremad_frames_follow_the_ogm_ge_extractor_and_a_seeded_split_is_recorded(raw_trees, tmp_path):
