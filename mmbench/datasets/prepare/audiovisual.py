@@ -1,16 +1,16 @@
 """``mmbench data prepare`` for CREMA-D, Kinetics-Sounds and VGGSound: from the downloaded
-videos to the ``ogm`` layout each loader reads (specs/datasets.md §2-4).
+videos to the ``ogm`` layout each loader reads (``cremad.py``, ``kinetics_sounds.py``, ``vggsound.py``).
 
 - CREMA-D: ``<raw>/VideoFlash/<id>.flv`` -> ``Image-01-FPS/<id>/`` (1 fps, OGM-GE
   ``video_preprocessing.py``); ``<raw>/AudioWAV/<id>.wav`` hard-linked (or copied) to
   ``AudioWAV/``; ``train.csv`` / ``test.csv`` (``id,CODE``): the lists given with ``--split``
   (e.g. OGM-GE's ``train.csv`` and ``test.csv``, any format the loader reads), else a stratified
   split of every usable clip, 10 % test (OGM-GE's 744 of 7,442), seeded by ``--split-seed``
-  (the carve of specs/datasets.md §1.3), recorded in ``mmbench-prepare.json``.
+  (``base.stratified_carve``, the val carve's algorithm), recorded in ``mmbench-prepare.json``.
 - Kinetics-Sounds: clips ``<ytid>_<start:06d>_<end:06d>.mp4`` anywhere under ``<raw>`` and a
   Kinetics-style csv (header ``label,youtube_id,time_start,time_end,split``) ->
   ``visual/<id>/`` (1 fps), ``audio/<id>.wav`` (16 kHz mono), ``my_{train,val,test}.txt``
-  (``id,10,label_index``) and ``classes.txt`` (sorted names of every csv row, §1.3).
+  (``id,10,label_index``) and ``classes.txt`` (sorted names of every csv row, as the loader derives it).
 - VGGSound: clips ``<ytid>_<start>.mp4`` (the start padded to 6 digits or as written) under
   ``<raw>`` and the official ``vggsound.csv`` -> ``{split}-videos/{split}-set-img/Image-01-FPS/
   <id>.mp4/`` (OGM-GE keeps ``.mp4`` in the folder name), ``{split}-audios/{split}-set/<id>.wav``,
@@ -73,7 +73,7 @@ def prepare_cremad(raw: Path, out: Path, n_jobs: int, progress: bool, split_file
         train, test = stratified_carve([labels[i] for i in ids], 0.1, split_seed)
         splits = {"train": [ids[i] for i in train], "test": [ids[i] for i in test]}
         how = {"split": "stratified", "test_fraction": 0.1, "split_seed": split_seed,
-               "algorithm": "specs/datasets.md §1.3 carve over usable clips in sorted id order"}
+               "algorithm": "mmbench.datasets.base.stratified_carve over the usable clips in sorted id order"}
     for split, ids in splits.items():
         lines = [f"{sid},{CODES[labels[sid]]}" for sid in ids if sid in labels]
         (out / f"{split}.csv").write_text("".join(line + "\n" for line in lines))

@@ -1,6 +1,6 @@
 """``mmbench data prepare`` for Twitter-15 and Sarcasm: find the public release's files under
 ``--from``, check that each index file parses and each image decodes, and lay them out as the
-loader's first layout (specs/datasets.md §6-7); files are hard-linked (copied across file
+loader's first layout (``twitter15.py``, ``sarcasm.py``); files are hard-linked (copied across file
 systems), never changed.
 
 - Twitter-15 (TomBERT release: ``absa_data/twitter2015/{train,dev,test}.tsv``, images in

@@ -1,6 +1,6 @@
 """``mmbench data prepare nvgesture``: from the official release (``Video_data/class_XX/
 subjectYY_rZ/sk_color.avi``, ``sk_depth.avi`` and the ``.lst`` files) to what the loader reads
-(specs/datasets.md §5): ``sk_color/<frame:05d>.jpg`` and ``sk_depth/<frame:05d>.jpg`` frame
+(``mmbench/datasets/nvgesture.py``): ``sk_color/<frame:05d>.jpg`` and ``sk_depth/<frame:05d>.jpg`` frame
 folders (every frame, named by its 0-based index in the video, so the ``.lst`` spans address
 them), the ``.lst`` files, and optical flow ``Video_data/flow_data/{train,test}/<i>.npy``
 (i = 0-based line of that split's ``.lst``).
