@@ -118,8 +118,8 @@ def unreadable_images(paths, deep: bool, what: str, root: Path | None = None) ->
     if not chosen:
         return []
     failed = media_check.verify([(p, "image") for p in chosen], root or chosen[0].parent)
-    return [Problem("error", f"{why}; replace or re-extract the {what}")
-            for _, why in sorted(failed.items(), key=lambda kv: str(kv[0]))]
+    return [Problem("error", f"unreadable {what} {p}: {why.removeprefix(f'{p}: ')}; replace the file")
+            for p, why in sorted(failed.items(), key=lambda kv: str(kv[0]))]
 
 
 def collapse_counts(problems: list[Problem], dataset: str) -> list[Problem]:

@@ -177,10 +177,15 @@ def run_jobs(jobs: dict[str, tuple], fn: Callable, n_jobs: int, desc: str, progr
         for cid, args in todo.items():
             finish(cid, _call(fn, args))
     else:
-        with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"))
+        try:
             futures = {pool.submit(_call, fn, args): cid for cid, args in todo.items()}
             for fut in as_completed(futures):
                 finish(futures[fut], fut.result())
+        except BaseException:  # Ctrl-C or SIGTERM: stop now; finished clips are kept, the rest resume
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     bar.close()
     out.done.sort()
     return out
