@@ -229,3 +229,14 @@ def test_list_methods_shows_a_summary_and_the_paper_and_no_spec_links():
     out = invoke("list", "methods").output
     assert "specs/" not in out and '"Balanced Multimodal Learning via On-the-fly Gradient Modulation", CVPR 2022' in out
     assert all(len(line) < 250 for line in out.splitlines())
+
+
+def test_tvl1_flow_without_opencv_contrib_is_refused_in_one_line_before_any_work(raw_trees, tmp_path):
+    import cv2
+
+    if hasattr(cv2, "optflow"):
+        pytest.skip("opencv-contrib is installed: tvl1 is available")
+    out = tmp_path / "nv"
+    res = prepare("nvgesture", raw_trees["nvgesture"], out, "--flow", "tvl1")
+    assert res.exit_code == 2 and "opencv-contrib-python-headless" in res.output
+    assert not (out / "Video_data").exists()
