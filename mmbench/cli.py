@@ -21,6 +21,7 @@ from mmbench.cli_common import (
     scan_records,
     table_options,
 )
+from mmbench.cli_config import config_cmd
 from mmbench.cli_data import data
 from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
@@ -279,6 +280,7 @@ def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, n
 
 cli.add_command(report)
 cli.add_command(data)
+cli.add_command(config_cmd)
 
 
 def main():
