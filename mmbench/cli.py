@@ -242,6 +242,12 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
         from mmbench.benchmark.slurm import SlurmOptions, submit
 
         todo, outcomes = plan(jobs, root_dir, rerun)
+        if rerun:  # cleared here, once: a requeued (preempted) task must resume, not start over
+            from mmbench.benchmark.launch import job_config
+            from mmbench.benchmark.trainer import clear_seed
+
+            for job in todo:
+                clear_seed(job_config(job, root_dir)[1])
         opts = SlurmOptions(partition, gpus, cpus, mem_gb, time_min, array_parallelism,
                             None if cluster == "auto" else cluster)
         submitted = submit(todo, root_dir, log_dir or root_dir / "_slurm", opts, device)
