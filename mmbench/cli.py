@@ -6,6 +6,8 @@ tracebacks for bad input.
 
 from __future__ import annotations
 
+import re
+import signal
 import sys
 from pathlib import Path
 
@@ -14,14 +16,17 @@ import click
 from mmbench.cli_common import (
     EXIT_FAILED_RUNS,
     EXIT_INTERRUPTED,
+    echo_problems,
     friendly_errors,
-    load_records,
     results_option,
     results_root,
+    scan_records,
     table_options,
 )
+from mmbench.cli_config import config_cmd
 from mmbench.cli_data import data
 from mmbench.cli_probe import probe
+from mmbench.cli_paper import figure, reproduce
 from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
 
@@ -43,18 +48,21 @@ def cli():
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--tag", default=None, help="Run tag (default: named after the non-default overrides).")
 @click.option("--rerun", is_flag=True, help="Train finished or failed seeds again.")
+@click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=None,
+              help="Seeds trained at once, each in its own process (default: one per GPU, else one per CPU core).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the encoders (same as --set compile=true).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @friendly_errors
-def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, compile_, no_progress):
+def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, n_jobs, compile_, no_progress):
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
-    from mmbench.benchmark.launch import run_local
 
     overrides = parse_overrides(sets)
     if compile_:
         overrides["compile"] = True
     resolve_config(dataset, method, overrides, seed=seed_start, tag=tag, device=device)  # validate first
+    # imported after validation: a typo answers before torch loads
+    from mmbench.benchmark.launch import OUTCOMES, failed_earlier, run_local
     outcomes = run_local(
         dataset,
         method,
@@ -67,8 +75,9 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
         rerun=rerun,
         progress=not no_progress,
         echo=click.echo,
+        n_jobs=n_jobs,
     )
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "busy", "failed", "interrupted")}
+    counts = {s: sum(o.status == s for o in outcomes) for s in OUTCOMES}
     if counts["skipped"] == len(outcomes) and outcomes:
         click.echo(f"nothing to train: all {len(outcomes)} seeds already have records (use --rerun to retrain)")
     else:
@@ -79,7 +88,7 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
         )
     if counts["interrupted"]:
         sys.exit(EXIT_INTERRUPTED)
-    failed_before = [o.seed for o in outcomes if o.status == "skipped" and (o.result or {}).get("status") == "failed"]
+    failed_before = [o.job.seed for o in outcomes if failed_earlier(o)]
     if failed_before:
         which = (f"seeds {', '.join(map(str, failed_before))} have failed records" if len(failed_before) > 1
                  else f"seed {failed_before[0]} has a failed record")
@@ -107,17 +116,33 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
               help="csv exports the per-seed values.")
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete document that pdflatex compiles.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
+@click.option("--paper", is_flag=True,
+              help="The paper's tables and metrics: its reported value and ours − reported beside each cell "
+                   "(no records needed).")
+@click.option("--paper-table", "paper_tables", multiple=True, type=click.Choice([f"table{i}" for i in range(1, 7)]),
+              help="With --paper: which of the paper's tables (default: table1 layout -> Tables 1 and 3, table2 -> 2).")
 @friendly_errors
-def table(results, datasets, methods, select, split, expected, alpha, metrics, layout, fmt, standalone, out):
+def table(results, datasets, methods, select, split, expected, alpha, metrics, layout, fmt, standalone, out, paper,
+          paper_tables):
     """Mean ± std over seeds for fusion and every modality; best bold, top three shaded,
     Welch's t-test against each column's best."""
     from mmbench.reporting.aggregate import render_table
 
-    records = load_records(results, datasets, methods)
-    text = render_table(
-        records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
-        standalone=standalone,
-    )
+    if paper or paper_tables:
+        from mmbench.cli_paper import paper_table_text
+
+        text = paper_table_text(results, datasets, methods, select, split, layout, fmt, standalone, paper_tables)
+    else:
+        scan = scan_records(results, datasets, methods)
+        text = render_table(
+            scan.records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
+            standalone=standalone, problems=scan.problems,
+        )
+        if fmt == "csv":  # the csv has no notes: every problem goes to stderr
+            for problem in scan.problems:
+                click.echo(f"note: {problem.line()}", err=True)
+        else:
+            echo_problems(scan.problems, "the table's notes")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
@@ -126,13 +151,26 @@ def table(results, datasets, methods, select, split, expected, alpha, metrics, l
         click.echo(text)
 
 
+_SPEC_LINK = re.compile(r"\s*\((?:see )?specs/[^)]*\)")
+_PAPER = re.compile(r'"([^"]+)",\s*([^";]*?\b(?:19|20)\d{2})')
+
+
 def _summary(cls) -> str:
-    """First line of the method module's docstring (the class's when the module has none)."""
+    """One line for ``list methods``: the first line of the method module's docstring (the
+    class's when the module has none) without its links to design notes the package does not
+    ship, then the paper (``Title``, venue year) the docstring cites, or the class's ``paper``."""
     module = sys.modules.get(cls.__module__)
     for doc in (getattr(module, "__doc__", None), cls.__doc__):
-        lines = (doc or "").strip().splitlines()
-        if lines:
-            return lines[0]
+        text = (doc or "").strip()
+        if not text:
+            continue
+        first = _SPEC_LINK.sub("", text.split("\n\n")[0].replace("\n", " "))
+        first = re.sub(r"^``[^`]+``:\s*", "", " ".join(first.split())).rstrip(".")
+        paper = getattr(cls, "paper", None)
+        if not paper:
+            m = _PAPER.search(" ".join(text.split()))
+            paper = f'"{m.group(1)}", {m.group(2)}' if m else ""
+        return f"{first}" + (f" -- {paper}" if paper else "")
     return ""
 
 
@@ -174,6 +212,7 @@ def list_(what):
 @click.option("--root", "roots", multiple=True, metavar="DATASET=DIR", help="Data root of a dataset, repeatable.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--dry-run", is_flag=True, help="List the runs and their state; train nothing.")
+@click.option("--rerun", is_flag=True, help="Train runs that already have a record (finished, failed, other config) again.")
 @click.option("--partition", default=None, help="SLURM partition.")
 @click.option("--gpus", type=int, default=1, show_default=True, help="SLURM GPUs per task.")
 @click.option("--cpus", type=int, default=8, show_default=True, help="SLURM CPUs per task.")
@@ -186,11 +225,11 @@ def list_(what):
 @click.option("--wait/--no-wait", default=False, help="SLURM: wait for the array and summarise.")
 @click.option("--probe", "probe_runs", is_flag=True, help="Probe each finished run (mmbench probe) once the runs end.")
 @friendly_errors
-def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run, partition, gpus, cpus, mem_gb,
+def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run, rerun, partition, gpus, cpus, mem_gb,
           time_min, array_parallelism, cluster, log_dir, wait, probe_runs):
     """Run a SUITE (name or .toml path): finished runs are skipped, partial runs resumed."""
     from mmbench.benchmark.config import parse_overrides
-    from mmbench.benchmark.launch import JobOutcome, pending_jobs, summarise_outcomes, sweep_local
+    from mmbench.benchmark.launch import JobOutcome, failed_earlier, plan, summarise_outcomes, sweep_local
     from mmbench.benchmark.suites import load_suite
 
     if probe_runs and launcher == "slurm" and not wait:
@@ -207,18 +246,26 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
     root_dir = results_root(results)
     click.echo(f"suite {s.name}: {len(jobs)} runs -> {root_dir}")
     if dry_run:
-        todo, done = pending_jobs(jobs, root_dir)
+        todo, done = plan(jobs, root_dir, refuse=False)
         for j in todo:
             click.echo(f"  pending {j.label()}")
         for o in done:
-            click.echo(f"  skip    {o.job.label()}: {o.reason}")
+            click.echo(f"  {'skip' if o.status == 'skipped' else o.status:<7} {o.job.label()}: {o.reason}")
+        if any(o.status in ("drift", "unreadable") for o in done):
+            sys.exit(EXIT_FAILED_RUNS)
         return
     if launcher == "local":
-        outcomes = sweep_local(jobs, root_dir, n_jobs, device, echo=click.echo)
+        outcomes = sweep_local(jobs, root_dir, n_jobs, device, echo=click.echo, rerun=rerun)
     else:
         from mmbench.benchmark.slurm import SlurmOptions, submit
 
-        todo, outcomes = pending_jobs(jobs, root_dir)
+        todo, outcomes = plan(jobs, root_dir, rerun)
+        if rerun:  # cleared here, once: a requeued (preempted) task must resume, not start over
+            from mmbench.benchmark.launch import job_config
+            from mmbench.benchmark.trainer import clear_seed
+
+            for job in todo:
+                clear_seed(job_config(job, root_dir)[1])
         opts = SlurmOptions(partition, gpus, cpus, mem_gb, time_min, array_parallelism,
                             None if cluster == "auto" else cluster)
         submitted = submit(todo, root_dir, log_dir or root_dir / "_slurm", opts, device)
@@ -238,7 +285,7 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
 
         probe_outcomes(outcomes, root_map, echo=click.echo)
     # failed seeds left behind make the command fail, also when it had nothing to train
-    if any(o.status == "failed" or (o.status == "skipped" and o.reason.startswith("failed")) for o in outcomes):
+    if any(o.status == "failed" or failed_earlier(o) for o in outcomes):
         sys.exit(EXIT_FAILED_RUNS)
 
 
@@ -272,9 +319,19 @@ def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, n
 cli.add_command(report)
 cli.add_command(data)
 cli.add_command(probe)
+cli.add_command(config_cmd)
+cli.add_command(figure)
+cli.add_command(reproduce)
+
+
+def _stop_like_ctrl_c(signum, frame):
+    """SIGTERM (what ``timeout`` and schedulers send) stops a command as Ctrl-C does: one line,
+    finished epochs checkpointed, resumable, exit code 130."""
+    raise KeyboardInterrupt
 
 
 def main():
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     cli(prog_name="mmbench")
 
 

@@ -19,3 +19,9 @@ def invoke(*args: str):
 @pytest.fixture
 def results(tmp_path):
     return tmp_path / "results"
+
+
+@pytest.fixture(autouse=True)
+def _private_user_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own user cache (media-check memos, derived class lists)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))

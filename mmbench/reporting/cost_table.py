@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmbench.reporting.aggregate import run_sort_key
+from mmbench.reporting.aggregate import run_facts, run_sort_key
 from mmbench.reporting.simple_table import html_page, render_plain
 
 # (column, unit label, how to read it from a cost block)
@@ -82,7 +82,8 @@ def render_cost(records: list[dict], fmt: str = "md") -> str:
     parts = []
     csv_rows = []
     for dataset in sorted({d for d, _ in values}):
-        runs = sorted((r for d, r in values if d == dataset), key=lambda r: run_sort_key(r, values[(dataset, r)]["method"]))
+        facts = run_facts([r for r in records if r["dataset"] == dataset])
+        runs = sorted((r for d, r in values if d == dataset), key=lambda r: run_sort_key(r, facts.get(r)))
         rows = []
         for run in runs:
             v = values[(dataset, run)]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mmbench.errors import MMBenchError
 from mmbench.probe.record import RULE, is_current, read_probe
-from mmbench.reporting.aggregate import build_tables, run_sort_key, template_env
+from mmbench.reporting.aggregate import build_tables, run_facts, run_sort_key, template_env
 from mmbench.reporting.simple_table import mean_std, render_plain
 
 PROBE_PREFIX = "probe "
@@ -67,7 +67,8 @@ def imbalance_rows(pairs) -> dict[str, list[list[str]]]:
     for rec, probe in pairs:
         by_run.setdefault((rec["dataset"], rec["run"], rec.get("method")), []).append(probe)
     out: dict[str, list] = {}
-    ordered = sorted(by_run.items(), key=lambda kv: (kv[0][0], run_sort_key(kv[0][1], kv[0][2])))
+    facts = run_facts([rec for rec, _ in pairs])
+    ordered = sorted(by_run.items(), key=lambda kv: (kv[0][0], run_sort_key(kv[0][1], facts.get(kv[0][1]))))
     for (dataset, run, _), probes in ordered:
         mods = probes[0]["modalities"]
         sh = [p["imbalance"]["shapley"] for p in probes]
