@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
-from scipy.signal import resample_poly
 
 LOG_EPS = 1e-7  # log(|S| + 1e-7), AUG/OGM-GE loaders
 FBANK_MEAN, FBANK_STD = -4.503877, 5.141276  # OGM-GE process_audio.py normalisation
@@ -37,6 +36,8 @@ def resample(x: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
     """Polyphase resampling to ``sr_to`` (identity when the rates agree)."""
     if sr_from == sr_to or len(x) == 0:
         return x.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly  # here, not at import: 1 s off processes that never decode
+
     g = gcd(int(sr_from), int(sr_to))
     return resample_poly(x, sr_to // g, sr_from // g).astype(np.float32)
 
