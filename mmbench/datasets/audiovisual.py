@@ -496,7 +496,7 @@ def av_presets(paper_audio: dict, frames: int, image_size: int, extra: dict[str,
         "image_size": image_size,
         "frame_sampling": "segment",
         "backbone": {"width": 64},
-        "cache": {"mode": "auto", "dir": "", "max_frames": 0},
+        "cache": {"mode": "auto", "dir": "", "max_frames": 0, "augment": "loader"},
     }
     fbank = copy.deepcopy(base)
     fbank["audio"] = {"features": "fbank", "sample_rate": 16000, "repeat": "none", "start": "first"}
