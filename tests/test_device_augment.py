@@ -128,3 +128,20 @@ def test_device_augment_refuses_a_bad_value_and_a_missing_cache(tmp_path):
         spec.build("train", root, True, _cfg().data)
     bad = _cfg(**{"data.cache.augment": "gpu"}).data
     assert any("choose loader or device" in p.message for p in spec.check(root, bad))
+
+
+def test_bench_data_only_reports_every_path_and_appends(cremad_cached, tmp_path):
+    out = tmp_path / "BENCH.md"
+    args = ["bench", "--data-only", "-d", "cremad", "--root", str(cremad_cached), "--set", "data.preset=smoke",
+            "--set", "batch_size=4", "--set", "data.num_workers=0", "--device", "cpu", "--rounds", "1",
+            "--steps", "2", "--append", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    table = out.read_text()
+    for path in ("decode", "cached", "cached-device"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {path} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1:5] == ["0", "cpu", "4", "2"] and float(cells[5].strip("*").replace(",", "")) > 0
+    plain = write_fixture("cremad", tmp_path / "nocache", "ogm")
+    res = CliRunner().invoke(cli, [*args[:4], "--root", str(plain), *args[6:-2]])
+    assert res.exit_code == 0 and "no decoded cache" in res.output and "mmbench data cache" in res.output
