@@ -61,7 +61,7 @@ def run_local(
             outcomes.append(SeedOutcome(seed, "skipped", out_dir, why, prev))
             continue
         if rerun and status != "new":
-            for name in (store.RESULT, store.CHECKPOINT, store.HISTORY):
+            for name in (store.RESULT, store.CHECKPOINT, store.HISTORY, store.BEST):
                 (out_dir / name).unlink(missing_ok=True)
         try:
             result = train_run(cfg, results_root, root=root, progress=progress, echo=echo)

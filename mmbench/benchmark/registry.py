@@ -28,6 +28,7 @@ _METHODS: dict[str, type] = {}
 _METHOD_ORIGIN: dict[str, str] = {}
 _BUILTIN: set[str] = set()
 _DATASETS: dict[str, object] = {}
+_DATASET_ORIGIN: dict[str, str] = {}
 _PLUGIN_ERRORS: list[PluginError] = []
 _loaded = False
 
@@ -103,6 +104,7 @@ def register_dataset(spec):
     if callable(spec) and not hasattr(spec, "name"):
         spec = spec()
     _DATASETS[spec.name] = spec
+    _DATASET_ORIGIN[spec.name] = _origin(type(spec))
     return spec
 
 
@@ -220,6 +222,12 @@ def method_origin(name: str) -> str:
     """``"<package> <version>"`` of the distribution that provides method ``name``."""
     _load_builtins()
     return _METHOD_ORIGIN.get(name, "?")
+
+
+def dataset_origin(name: str) -> str:
+    """``"<package> <version>"`` of the distribution that provides dataset ``name``."""
+    _load_builtins()
+    return _DATASET_ORIGIN.get(name, "?")
 
 
 def plugin_failures(kind: str | None = None) -> list[PluginError]:

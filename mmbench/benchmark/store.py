@@ -7,6 +7,7 @@ Layout (ARCHITECTURE.md, "Runs and results")::
         history.jsonl   one line per finished epoch
         result.json     final metrics under each selection rule, or status "failed"
         last.ckpt       model, optimisers, method state, RNG state (for resume)
+        best.ckpt       model and method state at the epochs the val and test-best rules select
 
 Every write goes to a temporary file in the same directory and is renamed into place, so a
 killed process never leaves a half-written record.
@@ -24,6 +25,8 @@ RESULT = "result.json"
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
 CHECKPOINT = "last.ckpt"
+BEST = "best.ckpt"  # weights at the epochs the val and test-best rules select
+SCHEMA_VERSION = 2  # result.json schema (docs/records.md)
 
 
 def default_results_root() -> Path:

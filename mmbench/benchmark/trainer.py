@@ -30,13 +30,16 @@ import mmbench
 from mmbench.benchmark import store
 from mmbench.benchmark.config import SPEED_KEYS, RunConfig
 from mmbench.benchmark.context import Context
+from mmbench.benchmark.identity import identity_hash
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
 from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state
-from mmbench.benchmark.selection import select_all
+from mmbench.benchmark.selection import select_all, select_epoch
 from mmbench.datasets.base import stratified_carve
 from mmbench.errors import ConfigError, DataError, MMBenchError, NonFiniteLossError
+
+BEST_RULES = ("val", "test-best")  # the rules whose weights best.ckpt keeps
 
 
 class MultimodalModel(nn.Module):
@@ -202,6 +205,7 @@ def train_run(
     )
     store.write_history(out_dir / store.HISTORY, history)
 
+    best = read_best(out_dir / store.BEST, echo) if ckpt is not None else None
     t_start = time.time()
     epochs_done = 0
     seen_warnings: set[str] = set()
@@ -250,6 +254,7 @@ def train_run(
             }
             history.append(record)
             store.write_history(out_dir / store.HISTORY, history)
+            best = update_best(out_dir / store.BEST, best, cfg, history, model, method)
             store.write_checkpoint(
                 ckpt_path,
                 {
@@ -276,6 +281,7 @@ def train_run(
         ) from None
 
     result = _result(cfg, history, status="finished", error=None)
+    result["checkpoints"] = best_checkpoints(best, result["selection"])
     result["seconds"] = round(time.time() - t_start, 2)
     result["epochs"] = tr.epochs
     store.write_json(out_dir / store.RESULT, result)
@@ -330,7 +336,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         for m in spec.modalities:
             model.encoders[m].compile()  # in place: state_dict keys (and checkpoints) unchanged
     optimizers = method.configure_optimizers(model, cfg.train)
-    if ckpt is not None:
+    if ckpt is not None and "optimizers" in ckpt:
         optimizers.load_state_dict(ckpt["optimizers"])
 
     tr = cfg.train
@@ -423,6 +429,54 @@ def _item_indices(ds) -> list[int] | None:
     return None
 
 
+def _weights(model: nn.Module, method, epoch: int) -> dict:
+    """A detached CPU copy of the model's and the method's state at ``epoch``."""
+    return {
+        "epoch": epoch,
+        "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+        "method": copy.deepcopy(method.state_dict()),
+    }
+
+
+def read_best(path: Path, echo=print) -> dict | None:
+    """The ``best.ckpt`` of a resumed run (None if absent or unreadable: it is rebuilt from the
+    epochs still to come, and the record then says which rule has no weights)."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged best.ckpt must not stop the run
+        echo(f"warning: unreadable {path} ({exc}); selected weights of earlier epochs are lost")
+        return None
+
+
+def update_best(path: Path, best: dict | None, cfg: RunConfig, history, model, method) -> dict:
+    """Keep ``best.ckpt`` = the weights at the epoch each rule (``val``, ``test-best``) selects
+    over ``history`` so far (ARCHITECTURE.md, "Runs and results"); written only when the latest
+    epoch becomes a selected one."""
+    epoch = history[-1]["epoch"]
+    best = best or {"schema": 1, "config": cfg.to_dict(), "rules": {}}
+    chosen = [r for r in BEST_RULES if select_epoch(history, r, cfg.select_tie) == epoch]
+    if chosen:
+        weights = _weights(model, method, epoch)
+        for rule in chosen:
+            best["rules"][rule] = weights
+        store.write_checkpoint(path, best)
+    return best
+
+
+def best_checkpoints(best: dict | None, selection: dict) -> dict:
+    """``result.json``'s ``checkpoints`` block: per rule, the epoch whose weights ``best.ckpt``
+    holds; ``"file": null`` where they are missing or belong to another epoch than the one selected."""
+    out = {}
+    for rule in BEST_RULES:
+        held = ((best or {}).get("rules") or {}).get(rule)
+        wanted = selection.get(rule, {}).get("epoch")
+        ok = held is not None and held["epoch"] == wanted
+        out[rule] = {"epoch": wanted, "file": store.BEST if ok else None}
+    return out
+
+
 def _finite(v) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
@@ -465,6 +519,8 @@ def _train_epoch(method, model, loader, ctx, cfg, progress) -> dict:
 
 def _result(cfg: RunConfig, history: list[dict], status: str, error: str | None) -> dict:
     return {
+        "schema_version": store.SCHEMA_VERSION,
+        "identity": {"hash": identity_hash(cfg)},
         "dataset": cfg.dataset,
         "method": cfg.method,
         "tag": cfg.tag,
