@@ -16,9 +16,9 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 python -c "import mmbench" 2>/dev/null || pip install -q -e '.[dev]'
 
-device=cuda; steps=30; warmup=5; rounds=3; per_class=24; workers=8; cache_workers=8
-if [[ "${1:-}" == "--cpu" ]]; then
-  device=cpu; steps=4; warmup=1; rounds=1; per_class=2; workers=2; cache_workers=0
+device=cuda; batch=64; steps=30; warmup=5; rounds=3; per_class=24; workers=8; cache_workers=8
+if [[ "${1:-}" == "--cpu" ]]; then  # a check that the script works, not a measurement: batch 8
+  device=cpu; batch=8; steps=2; warmup=1; rounds=1; per_class=2; workers=2; cache_workers=0
 fi
 
 if [[ "$device" == cuda ]]; then
@@ -34,26 +34,26 @@ mmbench data fixture cremad --out "$fix" --n-per-class "$per_class" >/dev/null
 echo "== bench: joint and every method, batch 64, paper preset, decode path"
 methods=$(mmbench list methods | awk '{print $1}' | grep -v -e '^joint$' -e '^unimodal$' | sed 's/^/-m /' | tr '\n' ' ')
 [[ "$device" == cpu ]] && methods=""
-timeout 300 mmbench bench -d cremad --root "$fix" $methods --device "$device" --set batch_size=64 \
+timeout 300 mmbench bench -d cremad --root "$fix" $methods --device "$device" --set batch_size="$batch" \
   --set data.num_workers="$workers" --set data.cache.mode=off \
-  --steps "$steps" --warmup "$warmup" --rounds "$rounds" --note "paper preset, CREMA-D fixture, batch 64" \
+  --steps "$steps" --warmup "$warmup" --rounds "$rounds" --note "paper preset, CREMA-D fixture, batch $batch" \
   | tee "$out/bench.md"
 
 echo "== decoded cache of the fixture (paper preset)"
 timeout 300 mmbench data cache cremad --root "$fix" --workers "$cache_workers" | tail -1
 
-echo "== data wait as a share of a joint step (the 'data wait %' column), batch 64, paper preset"
+echo "== data wait as a share of a joint step (the 'data wait %' column), batch $batch, paper preset"
 : > "$out/data_wait.md"
 for path in "decode:--set data.cache.mode=off --set data.num_workers=$workers" \
             "cached:--set data.cache.mode=require --set data.cache.augment=loader" \
             "cached-device:--set data.cache.mode=require --set data.cache.augment=device"; do
   name="${path%%:*}"; sets="${path#*:}"
   # shellcheck disable=SC2086  # $sets is several --set options
-  timeout 200 mmbench bench -d cremad --root "$fix" --device "$device" --set batch_size=64 $sets \
+  timeout 200 mmbench bench -d cremad --root "$fix" --device "$device" --set batch_size="$batch" $sets \
     --steps "$steps" --warmup "$warmup" --rounds "$rounds" --note "data path: $name" | tee -a "$out/data_wait.md"
 done
 
-echo "== bench --data-only: storage to model-ready batch, batch 64, paper preset"
-timeout 200 mmbench bench --data-only -d cremad --root "$fix" --device "$device" --set batch_size=64 \
+echo "== bench --data-only: storage to model-ready batch, batch $batch, paper preset"
+timeout 200 mmbench bench --data-only -d cremad --root "$fix" --device "$device" --set batch_size="$batch" \
   --rounds "$rounds" --note "CREMA-D fixture, $((12 * per_class + 18)) clips" | tee "$out/data_only.md"
 echo "== done; results in $out"
