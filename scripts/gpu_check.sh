@@ -31,7 +31,7 @@ echo "== CREMA-D-format fixture (paper preset decodes it to 1x257x1250 spectrogr
 fix="$(mktemp -d)/cremad"
 mmbench data fixture cremad --out "$fix" --n-per-class "$per_class" >/dev/null
 
-echo "== bench: joint and every method, batch 64, paper preset, decode path"
+echo "== bench: joint and every method, batch $batch, paper preset, decode path"
 methods=$(mmbench list methods | awk '{print $1}' | grep -v -e '^joint$' -e '^unimodal$' | sed 's/^/-m /' | tr '\n' ' ')
 [[ "$device" == cpu ]] && methods=""
 timeout 300 mmbench bench -d cremad --root "$fix" $methods --device "$device" --set batch_size="$batch" \
