@@ -14,8 +14,8 @@ fraction and a log-uniform aspect ratio, sides ``round(sqrt(area * ratio))`` /
 ``round(sqrt(area / ratio))`` (round half to even, as Python's ``round``), the first try that fits
 is placed uniformly, else the central fallback crop with the ratio clamped. The crop is resampled
 by ``resized_crops``: bilinear with ``align_corners=False`` and source coordinates clamped to the
-crop, i.e. ``F.interpolate(crop, (S, S), mode="bilinear")`` of each crop, done as two gathers
-and two linear interpolations per axis for the batch; the flip reverses the output columns.
+crop, i.e. ``F.interpolate(crop, (S, S), mode="bilinear")`` of each crop, done for the batch as
+two batched matmuls with per-sample interpolation matrices; the flip reverses the output columns.
 It does not antialias: exact for crops no larger than the output (always the case in the cache,
 whose frames are stored at S x S), and it does not round to uint8 as the per-frame uint8 path
 does (differences below one grey level; tested).
@@ -94,21 +94,28 @@ def _axis(start: torch.Tensor, length: torch.Tensor, size: int, reverse: torch.T
     return lo + start[:, None], hi + start[:, None], frac
 
 
+def _interpolation_matrix(start, length, size: int, full: int, reverse=None) -> torch.Tensor:
+    """``(n, size, full)``: row ``p`` of sample ``k`` holds the two bilinear weights of output
+    pixel ``p`` on the source pixels ``lo``, ``hi`` of ``_axis`` (one weight 1 where they meet)."""
+    lo, hi, frac = _axis(start, length, size, reverse)
+    m = torch.zeros(lo.shape[0], size, full, device=lo.device, dtype=torch.float32)
+    m.scatter_add_(2, lo[..., None], (1.0 - frac)[..., None])
+    return m.scatter_add_(2, hi[..., None], frac[..., None])
+
+
 def resized_crops(images: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor | None = None) -> torch.Tensor:
     """Each ``images[k]`` (``(N, C, H, W)``, any dtype) cropped to ``boxes[k] = (top, left, h, w)``
-    and resized to ``(size, size)`` bilinearly (float32), mirrored where ``flip[k]``."""
+    and resized to ``(size, size)`` bilinearly (float32), mirrored where ``flip[k]``: per sample
+    ``R_y @ image @ R_x^T`` with the interpolation matrices, as two batched matmuls (one call
+    each for the whole batch, channels folded into the batch rows)."""
     n, c, height, width = images.shape
     boxes = boxes.to(images.device)
-    x = images.to(torch.float32)
-    y_lo, y_hi, y_w = _axis(boxes[:, 0], boxes[:, 2], size)
-    x_lo, x_hi, x_w = _axis(boxes[:, 1], boxes[:, 3], size, None if flip is None else flip.to(images.device))
-    rows = lambda idx: x.gather(2, idx[:, None, :, None].expand(n, c, size, width))  # noqa: E731
-    top, bottom = rows(y_lo), rows(y_hi)
-    wy = y_w[:, None, :, None]
-    x = top + (bottom - top) * wy
-    cols = lambda idx: x.gather(3, idx[:, None, None, :].expand(n, c, size, size))  # noqa: E731
-    left, right = cols(x_lo), cols(x_hi)
-    return left + (right - left) * x_w[:, None, None, :]
+    ry = _interpolation_matrix(boxes[:, 0], boxes[:, 2], size, height)
+    rx = _interpolation_matrix(boxes[:, 1], boxes[:, 3], size, width, None if flip is None else flip.to(images.device))
+    x = images.permute(0, 2, 1, 3).to(torch.float32).reshape(n, height, c * width)  # (N, H, C*W)
+    x = torch.bmm(ry, x).reshape(n, size * c, width)  # rows: (N, S, C*W) -> (N, S*C, W)
+    x = torch.bmm(x, rx.transpose(1, 2))  # columns: (N, S*C, S)
+    return x.reshape(n, size, c, size).permute(0, 2, 1, 3).contiguous()
 
 
 class BatchAugment:
