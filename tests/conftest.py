@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from click.testing import CliRunner
 
@@ -19,3 +21,67 @@ def invoke(*args: str):
 @pytest.fixture
 def results(tmp_path):
     return tmp_path / "results"
+
+
+# ---------------------------------------------------------------------------- test tiers
+# The `slow` tier (pyproject.toml markers): end-to-end runs, CLI sessions and subprocesses, several
+# seconds each (pytest --durations; BENCHMARKS.md "Speed: test tiers"). `pytest -q -m "not slow"`
+# is the quick loop; `pytest -q` runs everything. One place, so test files stay as their authors
+# wrote them: a file name maps to None (every test in it) or to the names of its slow tests.
+SLOW_TESTS: dict[str, set[str] | None] = {
+    "test_plugins.py": None,
+    "test_reporting_real_runs.py": None,
+    "test_sweep.py": {
+        "test_smoke_suite_with_two_workers_completes_and_a_rerun_does_nothing",
+        "test_sweep_killed_midway_finishes_only_the_rest",
+        "test_slurm_launcher_runs_a_real_run_through_submitits_local_executor",
+    },
+    "test_training.py": {
+        "test_killed_process_resumes_and_matches_the_uninterrupted_run",
+        "test_joint_leaves_the_weak_fourier_branch_far_below_unimodal_fourier",
+    },
+    "test_conformance.py": {"test_builtin_method_passes_conformance_kit"},
+    "test_av_cache_backbones_e2e.py": {
+        "test_cli_fixture_check_run_smoke_end_to_end",
+        "test_resumed_run_equals_uninterrupted_run",
+        "test_resnet18_encoders_give_512_features_at_real_size",
+    },
+    "test_backbones_big.py": {
+        "test_i3d_has_the_published_layer_shapes_and_gives_1024_features",
+        "test_resnet50_projects_2048_to_256_and_loads_a_local_file",
+    },
+    "test_nvgesture.py": {
+        "test_fixture_checks_clean_under_both_lst_names_and_cli_run_completes",
+        "test_paper_preset_shapes_on_full_size_media",
+    },
+    "test_twitter15.py": {
+        "test_fixture_checks_clean_and_cli_run_completes_for_both_layouts",
+        "test_resumed_run_equals_uninterrupted_run",
+    },
+    "test_sarcasm.py": {"test_hfm_fixture_checks_clean_and_cli_run_completes"},
+    "test_sustained_boost_training.py": {
+        "test_classifiers_are_added_to_the_weak_fourier_modality_on_mfeat",
+        "test_three_modalities_train_with_the_nvgesture_rules_on_mfeat3",
+        "test_ablation_switches_run_from_the_cli",
+    },
+    "test_gblend.py": {"test_cli_runs_gblend_end_to_end_and_tables_it"},
+    "test_mslr.py": {"test_cli_runs_mslr_end_to_end_and_tables_it"},
+    "test_device_augment.py": {
+        "test_device_augmented_run_is_seeded_and_resumes_exactly",
+        "test_bench_data_only_reports_every_path_and_appends",
+    },
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    seen: dict[str, set[str]] = {}
+    for item in items:
+        seen.setdefault(item.path.name, set()).add(item.originalname)
+        names = SLOW_TESTS.get(item.path.name, set())
+        if names is None or item.originalname in names:
+            item.add_marker(pytest.mark.slow)
+    for file, names in seen.items():  # a renamed test must not leave the slow tier silently
+        stale = sorted((SLOW_TESTS.get(file) or set()) - names)
+        whole_files = not config.option.keyword and not any("::" in str(a) for a in config.args)
+        if stale and whole_files:
+            warnings.warn(pytest.PytestWarning(f"tests/conftest.py SLOW_TESTS names tests not in {file}: {stale}"))

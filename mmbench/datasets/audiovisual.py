@@ -457,6 +457,8 @@ class AVDataset(Dataset):
         self.opts = opts
         self.train = train
         self.run_seed = torch.initial_seed()  # build() runs after the harness seeded the run
+        import scipy.signal  # noqa: F401 - the decoders' imports, here: forked loader workers
+        import torchvision.transforms  # noqa: F401 - inherit them instead of importing every epoch
 
     def __len__(self) -> int:
         return len(self.rows)
