@@ -67,17 +67,23 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
         progress=not no_progress,
         echo=click.echo,
     )
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed", "interrupted")}
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "busy", "failed", "interrupted")}
     if counts["skipped"] == len(outcomes) and outcomes:
         click.echo(f"nothing to train: all {len(outcomes)} seeds already have records (use --rerun to retrain)")
     else:
         click.echo(
             f"done: {counts['finished']} trained, {counts['skipped']} skipped, {counts['failed']} failed"
             + (f", {counts['interrupted']} interrupted" if counts["interrupted"] else "")
+            + (f", {counts['busy']} being trained by another process" if counts["busy"] else "")
         )
     if counts["interrupted"]:
         sys.exit(EXIT_INTERRUPTED)
-    if counts["failed"]:
+    failed_before = [o.seed for o in outcomes if o.status == "skipped" and (o.result or {}).get("status") == "failed"]
+    if failed_before:
+        which = (f"seeds {', '.join(map(str, failed_before))} have failed records" if len(failed_before) > 1
+                 else f"seed {failed_before[0]} has a failed record")
+        click.echo(f"{which}; --rerun trains them again")
+    if counts["failed"] or failed_before:
         sys.exit(EXIT_FAILED_RUNS)
 
 
@@ -221,7 +227,8 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
             except Exception as exc:  # noqa: BLE001 - a task that crashed outright
                 outcomes.append(JobOutcome(job, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
     click.echo(summarise_outcomes(outcomes))
-    if any(o.status == "failed" for o in outcomes):
+    # failed seeds left behind make the command fail, also when it had nothing to train
+    if any(o.status == "failed" or (o.status == "skipped" and o.reason.startswith("failed")) for o in outcomes):
         sys.exit(EXIT_FAILED_RUNS)
 
 

@@ -79,14 +79,19 @@ def test_nan_loss_fails_that_seed_only_and_exits_non_zero(results):
     good = store.run_dir(results, "mfeat", "joint-epochs2_limit_train_per_class20", 0) / store.RESULT
     before = good.read_bytes()
     bad = invoke("run", "-m", "joint", "-d", "mfeat", "--seeds", "2", "--no-progress", "--results", str(results),
-                 *sum((["--set", s] for s in TINY), []), "--set", "lr=nan")
+                 *sum((["--set", s] for s in TINY), []), "--set", "lr=1e20")  # overflows to a NaN loss
     assert bad.exit_code == 1
     assert "FAILED: non-finite loss at epoch 0" in bad.output or "FAILED: non-finite loss at epoch 1" in bad.output
     for seed in (0, 1):
-        rec = json.loads((results / "mfeat" / "joint-epochs2_limit_train_per_class20_lrnan" / f"seed-{seed}" / "result.json").read_text())
+        rec = json.loads((results / "mfeat" / "joint-epochs2_limit_train_per_class20_lr1e+20" / f"seed-{seed}" / "result.json").read_text())
         assert rec["status"] == "failed" and "non-finite loss at epoch" in rec["error"]
         assert rec["failed_epoch"] in (0, 1)
+        assert rec["identity"]["hash"] and rec["heads"]["fusion"]  # failed records carry identity too
     assert good.read_bytes() == before
+    again = invoke("run", "-m", "joint", "-d", "mfeat", "--seeds", "2", "--no-progress", "--results", str(results),
+                   *sum((["--set", s] for s in TINY), []), "--set", "lr=1e20")
+    assert again.exit_code == 1  # nothing to train, but failed seeds remain
+    assert "seeds 0, 1 have failed records" in again.output
 
 
 def test_joint_leaves_the_weak_fourier_branch_far_below_unimodal_fourier(tmp_path):

@@ -13,6 +13,9 @@ Resolution order (later wins):
    preprocessing options such as ``data.audio.seconds``), ``method.<key>``, ``protocol``,
    ``select_tie``.
 
+The resolved config is then range-checked (``config_checks.check_settings``): one
+``ConfigError`` line before anything is written.
+
 Every override that changes a value tags the run id (``results/<ds>/<method>-<tag>/seed-<n>``).
 """
 
@@ -30,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mmbench.benchmark.config_checks import check_settings
 from mmbench.errors import ConfigError
 
 
@@ -54,6 +58,9 @@ class TrainConfig:
     drop_last: bool = False
     channels_last: bool = True  # on CUDA: channels_last memory format for 2-D convolutions
     compile: bool = False  # torch.compile each encoder (mmbench run --compile)
+    # torch intra-op threads the run computes with (torch.set_num_threads at start and resume).
+    # Part of the identity: CPU float reductions, hence metrics, depend on it.
+    threads: int = 1
 
 
 @dataclass
@@ -326,6 +333,7 @@ def resolve_config(
     cfg.sources = sources
     cfg.tag = tag if tag else auto_tag(method_cls, changed)
     method_cls.validate_params(params, spec)
+    check_settings(cfg, method_cls)
     return cfg
 
 

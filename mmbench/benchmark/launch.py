@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mmbench.benchmark import store
 from mmbench.benchmark.config import resolve_config
+from mmbench.benchmark.runstate import SeedBusy, SeedDone, seed_status
 from mmbench.benchmark.trainer import Interrupted, train_run
 from mmbench.errors import NonFiniteLossError
 
@@ -15,7 +16,7 @@ from mmbench.errors import NonFiniteLossError
 @dataclass
 class SeedOutcome:
     seed: int
-    status: str  # finished | skipped | failed | interrupted
+    status: str  # finished | skipped | busy (another process trains it) | failed | interrupted
     path: Path
     message: str = ""
     result: dict | None = field(default=None, repr=False)
@@ -31,6 +32,21 @@ def summary_line(result: dict, modalities) -> str:
     return f"test acc {accs} (val-selected epoch {sel['epoch']}) in {result.get('seconds', 0):.1f}s"
 
 
+def plan_seeds(dataset, method, seeds, overrides, results_root, tag, device, rerun) -> list:
+    """``[(cfg, SeedState)]`` of every seed, checked before any is trained: drift or an
+    unreadable record raises one ``ConfigError`` line (unless ``rerun``, which replaces them)."""
+    from mmbench.errors import ConfigError
+
+    planned = []
+    for seed in seeds:
+        cfg = resolve_config(dataset, method, overrides, seed=seed, tag=tag, device=device)
+        state = seed_status(store.run_dir(results_root, dataset, cfg.run_name, seed), cfg)
+        if state.refused and not rerun:
+            raise ConfigError(state.reason)
+        planned.append((cfg, state))
+    return planned
+
+
 def run_local(
     dataset: str,
     method: str,
@@ -44,30 +60,35 @@ def run_local(
     progress: bool = True,
     echo=print,
 ) -> list[SeedOutcome]:
-    """Train ``seeds`` one after another. A finished (or failed) seed is skipped unless
-    ``rerun``; a NaN in one seed marks that seed failed and the others still run."""
+    """Train ``seeds`` one after another. Every seed's state is checked first
+    (``runstate.seed_status``): a seed holding another config or an unreadable record stops the
+    command before anything is written (``ConfigError``, one line). A finished or failed seed
+    is skipped unless ``rerun``; a seed another process is training is skipped and said so; a
+    NaN or an undecodable file in one seed marks that seed failed and the others still run."""
     from mmbench.benchmark.registry import get_dataset
+    from mmbench.errors import MediaError
 
     spec = get_dataset(dataset)
     outcomes = []
-    for seed in seeds:
-        cfg = resolve_config(dataset, method, overrides, seed=seed, tag=tag, device=device)
-        out_dir = store.run_dir(results_root, dataset, cfg.run_name, seed)
-        status = store.run_status(out_dir)
-        if status in ("finished", "failed") and not rerun:
-            prev = store.read_json(out_dir / store.RESULT)
-            why = "finished" if status == "finished" else f"failed earlier ({prev.get('error')})"
-            echo(f"seed {seed}: skipped, already {why}: {out_dir} (use --rerun to train it again)")
-            outcomes.append(SeedOutcome(seed, "skipped", out_dir, why, prev))
+    for cfg, state in plan_seeds(dataset, method, seeds, overrides, results_root, tag, device, rerun):
+        seed, out_dir = cfg.seed, state.out_dir
+        if state.status in ("finished", "failed") and not rerun:
+            echo(f"seed {seed}: skipped, {state.reason} (use --rerun to train it again)")
+            outcomes.append(SeedOutcome(seed, "skipped", out_dir, state.reason, state.record))
             continue
-        if rerun and status != "new":
-            for name in (store.RESULT, store.CHECKPOINT, store.HISTORY, store.BEST):
-                (out_dir / name).unlink(missing_ok=True)
         try:
-            result = train_run(cfg, results_root, root=root, progress=progress, echo=echo)
-        except NonFiniteLossError as exc:
+            result = train_run(cfg, results_root, root=root, progress=progress, echo=echo, rerun=rerun)
+        except (NonFiniteLossError, MediaError) as exc:
             echo(f"seed {seed}: FAILED: {exc}; record marked failed in {out_dir}")
             outcomes.append(SeedOutcome(seed, "failed", out_dir, str(exc)))
+            continue
+        except SeedBusy as exc:
+            echo(f"seed {seed}: skipped, {exc}")
+            outcomes.append(SeedOutcome(seed, "busy", out_dir, str(exc)))
+            continue
+        except SeedDone as exc:
+            echo(f"seed {seed}: skipped, {exc}")
+            outcomes.append(SeedOutcome(seed, "skipped", out_dir, str(exc), store.read_json(out_dir / store.RESULT)))
             continue
         except Interrupted as exc:
             echo(f"seed {seed}: {exc}")

@@ -1,12 +1,15 @@
-"""The one metrics module: Acc, MAP and MacroF1 (specs/methods/evaluation.md §3).
+"""The one metrics module: Acc, MAP and MacroF1 (specs/methods/evaluation.md §3), computed by
+scikit-learn.
 
-* **Acc** — micro accuracy, argmax of the logits (first index on ties).
+* **Acc** — micro accuracy of the argmax of the logits (first index on ties):
+  ``sklearn.metrics.accuracy_score``.
 * **MAP** — mean over classes of the one-vs-rest average precision of the softmax
-  probabilities: ``AP = sum_n (R_n - R_{n-1}) P_n`` over distinct thresholds (tied scores form
-  one threshold), no interpolation. Equal to sklearn ``average_precision_score(onehot(y), P,
-  average="macro")`` and to the ``compute_mAP`` loop of njustkmg/NeurIPS25-AUG. A class with no
-  positive in the split gets AP = 0 and a warning; it is not dropped.
-* **MacroF1** — sklearn ``f1_score(y, yhat, average="macro")``: labels present in y or yhat only.
+  probabilities, ``AP = sum_n (R_n - R_{n-1}) P_n`` over distinct thresholds (tied scores form
+  one threshold), no interpolation: ``sklearn.metrics.average_precision_score`` per class, which
+  equals the ``compute_mAP`` loop of njustkmg/NeurIPS25-AUG. A class with no positive in the split
+  gets AP = 0 and a warning; it is not dropped (sklearn would return a meaningless value).
+* **MacroF1** — ``sklearn.metrics.f1_score(y, yhat, average="macro", zero_division=0)``: labels
+  present in y or yhat only.
 
 All values are fractions in [0, 1].
 """
@@ -17,32 +20,22 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score
 
 METRIC_NAMES = ("acc", "map", "f1")
 
 
 def accuracy(y: np.ndarray, yhat: np.ndarray) -> float:
-    """Micro accuracy (sklearn ``accuracy_score``)."""
-    y = np.asarray(y)
-    return float(np.mean(np.asarray(yhat) == y)) if len(y) else 0.0
+    """Micro accuracy (sklearn ``accuracy_score``); 0 on an empty split."""
+    return float(accuracy_score(y, yhat)) if len(y) else 0.0
 
 
 def average_precision(positive: np.ndarray, scores: np.ndarray) -> float:
-    """Non-interpolated AP of one binary problem; tied scores form one threshold."""
+    """Non-interpolated AP of one binary problem (sklearn); 0 when there is no positive."""
     positive = np.asarray(positive, dtype=bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    n_pos = int(positive.sum())
-    if n_pos == 0:
+    if not positive.any():
         return 0.0
-    order = np.argsort(-scores, kind="mergesort")
-    s, p = scores[order], positive[order]
-    tp = np.cumsum(p)
-    # the last index of each run of equal scores closes one threshold
-    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tp_t = tp[last]
-    precision = tp_t / (last + 1)
-    recall = tp_t / n_pos
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(average_precision_score(positive, np.asarray(scores, dtype=np.float64)))
 
 
 def mean_average_precision(y: np.ndarray, probs: np.ndarray) -> float:
@@ -50,33 +43,18 @@ def mean_average_precision(y: np.ndarray, probs: np.ndarray) -> float:
     y = np.asarray(y)
     probs = np.asarray(probs, dtype=np.float64)
     num_classes = probs.shape[1]
-    aps = []
-    absent = []
-    for c in range(num_classes):
-        pos = y == c
-        if not pos.any():
-            absent.append(c)
-        aps.append(average_precision(pos, probs[:, c]))
+    absent = [c for c in range(num_classes) if not (y == c).any()]
     if absent:
         warnings.warn(f"MAP: classes {absent} have no positive sample; their AP counts as 0", stacklevel=2)
+    aps = [average_precision(y == c, probs[:, c]) for c in range(num_classes)]
     return float(np.mean(aps)) if aps else 0.0
 
 
 def macro_f1(y: np.ndarray, yhat: np.ndarray) -> float:
-    """sklearn ``f1_score(y, yhat, average='macro')`` semantics (labels in y or yhat)."""
-    y = np.asarray(y)
-    yhat = np.asarray(yhat)
-    labels = np.union1d(y, yhat)
-    if len(labels) == 0:
+    """sklearn ``f1_score(y, yhat, average='macro')`` (labels in y or yhat; 0 for an empty split)."""
+    if len(y) == 0:
         return 0.0
-    f1s = []
-    for c in labels:
-        tp = np.sum((yhat == c) & (y == c))
-        fp = np.sum((yhat == c) & (y != c))
-        fn = np.sum((yhat != c) & (y == c))
-        denom = 2 * tp + fp + fn
-        f1s.append(0.0 if tp == 0 else 2 * tp / denom)
-    return float(np.mean(f1s))
+    return float(f1_score(y, yhat, average="macro", zero_division=0))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

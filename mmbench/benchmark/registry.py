@@ -99,10 +99,22 @@ def method_class_problems(cls) -> list[str]:
     return problems
 
 
+def _qualified(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def register_dataset(spec):
-    """Register a ``DatasetSpec`` instance (or a zero-argument factory returning one)."""
+    """Register a ``DatasetSpec`` instance (or a zero-argument factory returning one). A name
+    already taken by another spec class is refused (``ValueError``), as for methods; the same
+    class again (a re-imported module, a second instance such as mfeat's) replaces it."""
     if callable(spec) and not hasattr(spec, "name"):
         spec = spec()
+    present = _DATASETS.get(spec.name)
+    if present is not None and _qualified(type(present)) != _qualified(type(spec)):
+        raise ValueError(
+            f"dataset name {spec.name!r} is already registered by {_qualified(type(present))} "
+            f"({_DATASET_ORIGIN[spec.name]}): choose another name"
+        )
     _DATASETS[spec.name] = spec
     _DATASET_ORIGIN[spec.name] = _origin(type(spec))
     return spec

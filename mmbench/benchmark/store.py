@@ -3,14 +3,18 @@
 Layout (ARCHITECTURE.md, "Runs and results")::
 
     <results>/<dataset>/<method>[-<tag>]/seed-<n>/
-        config.json     resolved config + versions + device
+        config.json     resolved config + identity + versions + device (written once)
+        runlog.jsonl    one line per start or resume: time, host, device, threads, versions, git
         history.jsonl   one line per finished epoch
         result.json     final metrics under each selection rule, or status "failed"
         last.ckpt       model, optimisers, method state, RNG state (for resume)
         best.ckpt       model and method state at the epochs the val and test-best rules select
+        .lock           advisory lock of the process training the seed (runstate.seed_lock)
 
 Every write goes to a temporary file in the same directory and is renamed into place, so a
-killed process never leaves a half-written record.
+killed process never leaves a half-written record. ``mkstemp`` creates that file with mode 0600;
+it is given ``0o666 & ~umask`` before the rename, so records on a shared results disk are as
+readable by the group as any file the user creates there.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ RESULT = "result.json"
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
 CHECKPOINT = "last.ckpt"
+RUNLOG = "runlog.jsonl"
 BEST = "best.ckpt"  # weights at the epochs the val and test-best rules select
 SCHEMA_VERSION = 2  # result.json schema (docs/records.md)
 
@@ -62,6 +67,26 @@ def _clean(obj):
     return obj
 
 
+def _current_umask() -> int:
+    """The process umask: read from /proc on Linux (setting it to read it back would, for an
+    instant, loosen it for other threads), else set and restored."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode an ordinary new file gets under the process umask (0o644 under umask 022)."""
+    return 0o666 & ~_current_umask()
+
+
 def _atomic_replace(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +96,7 @@ def _atomic_replace(path: Path, write) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -90,6 +116,15 @@ def write_json(path, obj) -> None:
 def write_history(path, records: list[dict]) -> None:
     data = "".join(dumps(r, indent=None) + "\n" for r in records).encode()
     _atomic_replace(path, lambda fh: fh.write(data))
+
+
+def append_jsonl(path, record: dict) -> None:
+    """Append one line to a JSON-lines log (opened in append mode: one ``write`` of a whole line,
+    so concurrent appenders never interleave within a line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(dumps(record, indent=None) + "\n")
 
 
 def write_checkpoint(path, state: dict) -> None:

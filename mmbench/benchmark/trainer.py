@@ -5,17 +5,22 @@ identical backbones, the method's heads and optimisers, the epoch loop (schedule
 start or end of each epoch, ``train.step_at``), evaluation of val and test with the method's
 ``predict`` after every epoch, history, an atomic checkpoint after every epoch, resume from it,
 and ``result.json`` with every selection rule (specs/methods/evaluation.md).
+
+``train_run`` is a sequence of named steps: take the seed's lock (``runstate.seed_lock``), refuse
+a seed recorded meanwhile (``refuse_recorded``), compute with ``train.threads`` threads
+(``torch_threads``), ``start_session`` (checkpoint, build, config.json once, a run-log line),
+``run_epochs`` (``run_epoch`` -> ``save_epoch`` -> ``log_epoch``), ``finish_session``. The
+record format is docs/records.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -26,18 +31,18 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-import mmbench
-from mmbench.benchmark import store
+from mmbench.benchmark import runstate, store
 from mmbench.benchmark.config import SPEED_KEYS, RunConfig
 from mmbench.benchmark.context import Context
-from mmbench.benchmark.identity import identity_hash
+from mmbench.benchmark.identity import component_info, hash_identity, identity_config, identity_hash
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
+from mmbench.benchmark.provenance import environment, reproducibility, runlog_entry
 from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state
 from mmbench.benchmark.selection import select_all, select_epoch
 from mmbench.datasets.base import stratified_carve
-from mmbench.errors import ConfigError, DataError, MMBenchError, NonFiniteLossError
+from mmbench.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
 
 BEST_RULES = ("val", "test-best")  # the rules whose weights best.ckpt keeps
 
@@ -75,35 +80,6 @@ def amp_dtype(train_cfg, device: torch.device) -> torch.dtype | None:
     raise ConfigError(f"unknown train.amp {train_cfg.amp!r}; choose auto, bf16 or off")
 
 
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(mmbench.__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment(device: torch.device) -> dict:
-    return {
-        "mmbench": mmbench.__version__,
-        "git_sha": _git_sha(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
-        "python": platform.python_version(),
-        # CPU results depend on the thread count in the last bits (reduction order)
-        "torch_threads": torch.get_num_threads(),
-        "host": platform.node(),
-    }
-
-
 def check_data(spec, root, data_cfg) -> tuple[Path | None, list[str]]:
     """Resolve the root and run ``spec.check``; raise one ``DataError`` on errors, return warnings."""
     resolved = spec.resolve_root(root)
@@ -139,12 +115,26 @@ def evaluate(method, model, loader, device, autocast) -> dict:
 
 
 def _config_key(cfg_dict: dict) -> dict:
-    """The parts of a config that must match for a checkpoint to be resumed."""
+    """The parts of a config that must match for a checkpoint to be resumed (normalised through
+    ``RunConfig`` so a checkpoint from before a new setting existed compares with its default)."""
+    cfg_dict = RunConfig.from_dict(cfg_dict).to_dict()
     key = {k: copy.deepcopy(cfg_dict[k]) for k in ("dataset", "method", "seed", "protocol", "train", "data", "method_params")}
     for dotted in SPEED_KEYS:
         section, name = dotted.split(".")
         key[section].pop(name, None)
     return key
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Compute with ``train.threads`` intra-op threads inside the block (CPU float reductions,
+    hence metrics, depend on the count); the caller's count is restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def train_run(
@@ -154,137 +144,269 @@ def train_run(
     progress: bool = True,
     stop_after_epochs: int | None = None,
     echo=print,
+    rerun: bool = False,
 ) -> dict:
     """Train one run and return its ``result.json`` record.
 
-    Resumes from ``last.ckpt`` when present. ``stop_after_epochs`` stops (resumably) after that
-    many epochs in this call, as a preempted job would. Raises ``NonFiniteLossError`` after
-    writing a failed record, ``Interrupted`` on Ctrl-C (the checkpoint of the last finished epoch
-    stays), ``MMBenchError`` on bad input.
+    Holds the seed's lock (``runstate.SeedBusy`` when another process trains it), computes with
+    ``train.threads`` threads, resumes from ``last.ckpt`` when present (``rerun``: clears the seed's
+    records first). ``stop_after_epochs`` stops (resumably) after that many epochs in this call, as a
+    preempted job would. Raises ``NonFiniteLossError`` or ``MediaError`` after writing a failed
+    record, ``Interrupted`` on Ctrl-C (the checkpoint of the last finished epoch stays),
+    ``runstate.SeedDone`` when the seed got a record meanwhile, ``MMBenchError`` on bad input.
     """
     spec = get_dataset(cfg.dataset)
-    method_cls = get_method(cfg.method)
     out_dir = store.run_dir(results_root, cfg.dataset, cfg.run_name, cfg.seed)
     device = resolve_device(cfg.device)
     data_root, warnings_ = check_data(spec, root, cfg.data)
+    with runstate.seed_lock(out_dir):
+        if rerun:
+            clear_seed(out_dir)
+        else:
+            refuse_recorded(out_dir, cfg)
+        with torch_threads(cfg.train.threads):
+            session = start_session(cfg, spec, out_dir, data_root, device, warnings_, echo)
+            run_epochs(session, progress, stop_after_epochs)
+            return finish_session(session)
+
+
+def clear_seed(out_dir: Path) -> None:
+    """``--rerun``: remove the seed's records (the run log stays and gets a new ``start`` line)."""
+    for name in (store.RESULT, store.CHECKPOINT, store.HISTORY, store.BEST, store.CONFIG):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def refuse_recorded(out_dir: Path, cfg: RunConfig) -> None:
+    """Under the lock: stop when the seed got a record since the caller looked (another process
+    finished it), or when it holds another config or an unreadable file."""
+    state = runstate.seed_status(out_dir, cfg)
+    if state.refused:
+        raise ConfigError(state.reason)
+    if state.status in ("finished", "failed"):
+        raise runstate.SeedDone(state.reason)
+
+
+@dataclass
+class Session:
+    """One call of ``train_run``: the built run, its history so far and where it writes."""
+
+    cfg: RunConfig
+    spec: object
+    out_dir: Path
+    run: RunState
+    history: list
+    start_epoch: int
+    best: dict | None
+    echo: object
+    t_start: float
+    seen_warnings: set
+
+
+def load_checkpoint(cfg: RunConfig, out_dir: Path, echo) -> dict | None:
+    """``last.ckpt`` of a partial run (None when absent or unreadable); a checkpoint of another
+    config is refused."""
+    ckpt_path = out_dir / store.CHECKPOINT
+    if not ckpt_path.is_file():
+        return None
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a corrupt file must not stop the run
+        echo(f"warning: unreadable checkpoint {ckpt_path} ({exc}); starting this seed again")
+        return None
+    if _config_key(ckpt["config"]) != _config_key(cfg.to_dict()):
+        raise ConfigError(
+            f"{ckpt_path} was written with a different configuration; use --rerun to replace it "
+            "or choose another --tag to keep both"
+        )
+    return ckpt
+
+
+def start_session(cfg, spec, out_dir: Path, data_root, device, warnings_, echo) -> Session:
+    """Build the run (restored from ``last.ckpt``), write ``config.json`` once and append this
+    start to ``runlog.jsonl``."""
     for w in warnings_:
         echo(f"warning: {w}")
-
-    ckpt_path = out_dir / store.CHECKPOINT
-    ckpt = None
-    if ckpt_path.is_file():
-        try:
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - a corrupt file must not stop the run
-            echo(f"warning: unreadable checkpoint {ckpt_path} ({exc}); starting this seed again")
-            ckpt = None
-        if ckpt is not None and _config_key(ckpt["config"]) != _config_key(cfg.to_dict()):
-            raise ConfigError(
-                f"{ckpt_path} was written with a different configuration; delete {out_dir} "
-                "or choose another --tag to keep both"
-            )
-
-    run = build_run(cfg, spec, method_cls, data_root, device, ckpt)
-    method, model, ctx = run.method, run.model, run.ctx
-    train_loader, val_loader, test_loader = run.train_loader, run.val_loader, run.test_loader
-    tr = cfg.train
-
-    history: list[dict] = []
-    start_epoch = 0
+    ckpt = load_checkpoint(cfg, out_dir, echo)
+    run = build_run(cfg, spec, get_method(cfg.method), data_root, device, ckpt)
+    history, start_epoch, best = [], 0, None
     if ckpt is not None:
-        history = ckpt["history"]
-        start_epoch = ckpt["epoch"] + 1
-        ctx.global_step = ckpt["global_step"]
+        history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
+        run.ctx.global_step = ckpt["global_step"]
         set_rng_state(ckpt["rng"])
+        best = read_best(out_dir / store.BEST, echo)
         echo(f"resuming {out_dir} from epoch {start_epoch}")
     env = environment(device)
     env["method_package"] = method_origin(cfg.method)  # plugin runs trace to their version
-    store.write_json(
-        out_dir / store.CONFIG,
-        {**cfg.to_dict(), "environment": env, "splits": run.split_sizes, "data_warnings": warnings_},
-    )
+    write_config_once(out_dir, cfg, env, run.split_sizes, warnings_)
+    speed = {k: _dotted(cfg, k) for k in SPEED_KEYS}
+    store.append_jsonl(out_dir / store.RUNLOG, runlog_entry("resume" if ckpt else "start", start_epoch, env, speed))
     store.write_history(out_dir / store.HISTORY, history)
+    return Session(cfg, spec, out_dir, run, history, start_epoch, best, echo, time.time(), set())
 
-    best = read_best(out_dir / store.BEST, echo) if ckpt is not None else None
-    t_start = time.time()
+
+def _dotted(cfg: RunConfig, dotted: str):
+    section, name = dotted.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def write_config_once(out_dir: Path, cfg: RunConfig, env: dict, splits: dict, warnings_) -> None:
+    """``config.json``: the resolved config, its identity (config and hash), the environment of
+    the first start, the split sizes. Never rewritten by a resume (the run log records those)."""
+    path = out_dir / store.CONFIG
+    if path.is_file():
+        return
+    components = identity_components(cfg)
+    ident = identity_config(cfg, components)
+    store.write_json(
+        path,
+        {
+            **cfg.to_dict(),
+            "identity": {"hash": hash_identity(ident), "config": ident, "components": components},
+            "environment": env,
+            "splits": splits,
+            "data_warnings": warnings_,
+        },
+    )
+
+
+def identity_components(cfg: RunConfig) -> dict:
+    return {"method": component_info("method", cfg.method), "dataset": component_info("dataset", cfg.dataset)}
+
+
+def run_epochs(session: Session, progress: bool, stop_after_epochs: int | None) -> None:
+    """The epoch loop from ``session.start_epoch``; a NaN loss or an undecodable file writes a
+    failed record and re-raises (as one line); Ctrl-C becomes ``Interrupted``."""
     epochs_done = 0
-    seen_warnings: set[str] = set()
     try:
-        for epoch in range(start_epoch, tr.epochs):
+        for epoch in range(session.start_epoch, session.cfg.train.epochs):
             if stop_after_epochs is not None and epochs_done >= stop_after_epochs:
                 raise Interrupted(f"stopped after {epochs_done} epochs in this call")
-            ctx.start_epoch(epoch)
-            if tr.step_at == "epoch_start":
-                _step_schedulers(ctx.optimizers)
-            method.on_epoch_start(ctx)
-            train_loader.set_epoch(epoch)
-            t0 = time.time()
-            train_logs = _train_epoch(method, model, train_loader, ctx, cfg, progress)
-            train_s = time.time() - t0
-            bad = [k for k, v in train_logs.items() if k.startswith("loss") and not _finite(v)]
-            if bad:
-                raise NonFiniteLossError(epoch, bad[0])
-            if tr.step_at == "epoch_end":
-                _step_schedulers(ctx.optimizers)
-            t0 = time.time()
-            autocast = ctx.autocast
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                val_m = evaluate(method, model, val_loader, device, autocast)
-                test_m = evaluate(method, model, test_loader, device, autocast)
-            for w in caught:  # e.g. MAP's "no positive sample" warning: once per run, not per epoch
-                text = str(w.message)
-                if text not in seen_warnings:
-                    seen_warnings.add(text)
-                    echo(f"warning: {text}")
-            eval_s = time.time() - t0
-            ctx.val_metrics = val_m
-            method.on_epoch_end(ctx)
-            diagnostics = ctx.collect_diagnostics()
-            diagnostics.update(method.epoch_diagnostics())
-            record = {
-                "epoch": epoch,
-                "train": train_logs,
-                "val": val_m,
-                "test": test_m,
-                "diagnostics": diagnostics,
-                "lr": ctx.optimizers.lrs(),
-                "selectable": ctx.selectable,
-                "time": {"train_s": round(train_s, 4), "eval_s": round(eval_s, 4)},
-            }
-            history.append(record)
-            store.write_history(out_dir / store.HISTORY, history)
-            best = update_best(out_dir / store.BEST, best, cfg, history, model, method)
-            store.write_checkpoint(
-                ckpt_path,
-                {
-                    "epoch": epoch,
-                    "global_step": ctx.global_step,
-                    "model": model.state_dict(),
-                    "optimizers": ctx.optimizers.state_dict(),
-                    "method": method.state_dict(),
-                    "rng": rng_state(),
-                    "history": history,
-                    "config": cfg.to_dict(),
-                },
-            )
+            record = run_epoch(session, epoch, progress)
+            save_epoch(session, record)
+            log_epoch(session, record, progress)
             epochs_done += 1
     except NonFiniteLossError as exc:
-        result = _result(cfg, history, status="failed", error=str(exc))
-        result["failed_epoch"] = exc.epoch
-        store.write_json(out_dir / store.RESULT, result)
+        write_failed(session, str(exc), failed_epoch=exc.epoch)
         raise
+    except MediaError as exc:
+        message = MediaError.one_line(exc)
+        write_failed(session, message, failed_epoch=session.start_epoch + epochs_done)
+        raise MediaError(message) from None
     except KeyboardInterrupt:
         raise Interrupted(
-            f"interrupted; {len(history)} finished epochs are checkpointed in {out_dir}: "
+            f"interrupted; {len(session.history)} finished epochs are checkpointed in {session.out_dir}: "
             "run the same command again to resume"
         ) from None
 
-    result = _result(cfg, history, status="finished", error=None)
-    result["checkpoints"] = best_checkpoints(best, result["selection"])
-    result["seconds"] = round(time.time() - t_start, 2)
-    result["epochs"] = tr.epochs
-    store.write_json(out_dir / store.RESULT, result)
+
+def run_epoch(session: Session, epoch: int, progress: bool) -> dict:
+    """Train one epoch (schedulers at ``train.step_at``), evaluate val and test: its history line."""
+    cfg, run = session.cfg, session.run
+    method, model, ctx = run.method, run.model, run.ctx
+    ctx.start_epoch(epoch)
+    if cfg.train.step_at == "epoch_start":
+        _step_schedulers(ctx.optimizers)
+    method.on_epoch_start(ctx)
+    run.train_loader.set_epoch(epoch)
+    t0 = time.time()
+    train_logs = _train_epoch(method, model, run.train_loader, ctx, cfg, progress)
+    train_s = time.time() - t0
+    bad = [k for k, v in train_logs.items() if k.startswith("loss") and not _finite(v)]
+    if bad:
+        raise NonFiniteLossError(epoch, bad[0])
+    if cfg.train.step_at == "epoch_end":
+        _step_schedulers(ctx.optimizers)
+    t0 = time.time()
+    val_m, test_m = evaluate_splits(session)
+    eval_s = time.time() - t0
+    ctx.val_metrics = val_m
+    method.on_epoch_end(ctx)
+    diagnostics = ctx.collect_diagnostics()
+    diagnostics.update(method.epoch_diagnostics())
+    return {
+        "epoch": epoch,
+        "train": train_logs,
+        "val": val_m,
+        "test": test_m,
+        "diagnostics": diagnostics,
+        "lr": ctx.optimizers.lrs(),
+        "selectable": ctx.selectable,
+        "time": {"train_s": round(train_s, 4), "eval_s": round(eval_s, 4)},
+    }
+
+
+def evaluate_splits(session: Session) -> tuple[dict, dict]:
+    """val and test METRICS; each distinct warning (e.g. MAP's "no positive sample") once per run."""
+    run = session.run
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        val_m = evaluate(run.method, run.model, run.val_loader, run.ctx.device, run.ctx.autocast)
+        test_m = evaluate(run.method, run.model, run.test_loader, run.ctx.device, run.ctx.autocast)
+    for w in caught:
+        text = str(w.message)
+        if text not in session.seen_warnings:
+            session.seen_warnings.add(text)
+            session.echo(f"warning: {text}")
+    return val_m, test_m
+
+
+def save_epoch(session: Session, record: dict) -> None:
+    """Append the epoch to history.jsonl, update best.ckpt, write last.ckpt (all atomic)."""
+    run, out_dir = session.run, session.out_dir
+    session.history.append(record)
+    store.write_history(out_dir / store.HISTORY, session.history)
+    session.best = update_best(out_dir / store.BEST, session.best, session.cfg, session.history, run.model, run.method)
+    store.write_checkpoint(
+        out_dir / store.CHECKPOINT,
+        {
+            "epoch": record["epoch"],
+            "global_step": run.ctx.global_step,
+            "model": run.model.state_dict(),
+            "optimizers": run.ctx.optimizers.state_dict(),
+            "method": run.method.state_dict(),
+            "rng": rng_state(),
+            "history": session.history,
+            "config": session.cfg.to_dict(),
+        },
+    )
+
+
+def epoch_line(cfg: RunConfig, record: dict) -> str:
+    """``seed 0 epoch 3/20: loss 1.2345 loss_a 0.9 | val acc 45.67 | 12.3s``."""
+    losses = " ".join(f"{k} {v:.4f}" for k, v in record["train"].items() if k.startswith("loss"))
+    val = (record["val"].get("fusion") or {}).get("acc")
+    val_text = f"val acc {100 * val:.2f}" if val is not None else "val acc -"
+    seconds = record["time"]["train_s"] + record["time"]["eval_s"]
+    return f"seed {cfg.seed} epoch {record['epoch'] + 1}/{cfg.train.epochs}: {losses} | {val_text} | {seconds:.1f}s"
+
+
+def log_epoch(session: Session, record: dict, progress: bool) -> None:
+    """One line per epoch where no progress bar shows: stdout is not a terminal (nohup, a log
+    file, SLURM) or progress bars are off."""
+    if not (progress and sys.stdout.isatty()):
+        session.echo(epoch_line(session.cfg, record))
+
+
+def training_seconds(history: list[dict]) -> float:
+    """The seed's total training time: train + eval seconds over every epoch of its history
+    (so a resumed run reports the whole run, not only the last call)."""
+    return round(sum(h.get("time", {}).get("train_s", 0) + h.get("time", {}).get("eval_s", 0) for h in history), 2)
+
+
+def write_failed(session: Session, error: str, failed_epoch: int) -> None:
+    result = _result(session, status="failed", error=error)
+    result["failed_epoch"] = failed_epoch
+    store.write_json(session.out_dir / store.RESULT, result)
+
+
+def finish_session(session: Session) -> dict:
+    """Write and return the finished ``result.json``."""
+    result = _result(session, status="finished", error=None)
+    result["checkpoints"] = best_checkpoints(session.best, result["selection"])
+    result["seconds"] = training_seconds(session.history)
+    result["seconds_this_call"] = round(time.time() - session.t_start, 2)
+    result["epochs"] = session.cfg.train.epochs
+    store.write_json(session.out_dir / store.RESULT, result)
     return result
 
 
@@ -517,16 +639,25 @@ def _train_epoch(method, model, loader, ctx, cfg, progress) -> dict:
     return logs
 
 
-def _result(cfg: RunConfig, history: list[dict], status: str, error: str | None) -> dict:
+def _result(session: Session, status: str, error: str | None) -> dict:
+    """The ``result.json`` record (docs/records.md): identity, what each head means, whether it is
+    a unimodal reference, the selection rules (finished runs) and the config summary."""
+    cfg, method = session.cfg, session.run.method
+    reference = method.reference_modality()
     return {
         "schema_version": store.SCHEMA_VERSION,
-        "identity": {"hash": identity_hash(cfg)},
+        "identity": {"hash": identity_hash(cfg, identity_components(cfg)), "components": identity_components(cfg)},
         "dataset": cfg.dataset,
         "method": cfg.method,
         "tag": cfg.tag,
         "seed": cfg.seed,
         "status": status,
         "error": error,
-        "selection": select_all(history, cfg.select_tie) if status == "finished" else {},
+        "modalities": list(session.spec.modalities),
+        "heads": method.head_meanings(),
+        "unimodal_reference": reference is not None,
+        "reference_modality": reference,
+        "reproducible": reproducibility(session.run.ctx.device),
+        "selection": select_all(session.history, cfg.select_tie) if status == "finished" else {},
         "config": {"train": asdict(cfg.train), "method": cfg.method_params, "protocol": cfg.protocol},
     }

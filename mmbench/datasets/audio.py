@@ -25,13 +25,19 @@ import numpy as np
 import soundfile
 import torch
 
+from mmbench.errors import MediaError
+
 LOG_EPS = 1e-7  # log(|S| + 1e-7), AUG/OGM-GE loaders
 FBANK_MEAN, FBANK_STD = -4.503877, 5.141276  # OGM-GE process_audio.py normalisation
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples and the file's sample rate."""
-    x, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
+    """Mono float32 samples and the file's sample rate; a file libsndfile cannot decode raises
+    ``MediaError`` naming it (the trainer fails that seed with one line)."""
+    try:
+        x, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError, OSError, EOFError) as exc:
+        raise MediaError.of(path, exc) from None
     return x.mean(axis=1).astype(np.float32), int(sr)
 
 
@@ -234,13 +240,16 @@ def load_precomputed(path: str | Path) -> torch.Tensor:
     import pickle
 
     path = Path(path)
-    if path.suffix == ".npy":
-        arr = np.load(path)
-    elif path.suffix == ".pt":
-        arr = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        with open(path, "rb") as fh:
-            arr = pickle.load(fh)
+    try:
+        if path.suffix == ".npy":
+            arr = np.load(path)
+        elif path.suffix == ".pt":
+            arr = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            with open(path, "rb") as fh:
+                arr = pickle.load(fh)
+    except (OSError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise MediaError.of(path, exc) from None
     t = torch.as_tensor(np.asarray(arr), dtype=torch.float32)
     if t.dim() == 2:
         t = t.unsqueeze(0)

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from mmbench.errors import MediaError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -96,8 +98,12 @@ def frame_transform(size: int, train: bool):
 
 
 def open_rgb(path: str | Path) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    """The image as RGB; one PIL cannot decode raises ``MediaError`` naming it."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # UnidentifiedImageError is an OSError
+        raise MediaError.of(path, exc) from None
 
 
 def load_clip(files: list[Path], t: int, size: int, mode: str, train: bool) -> torch.Tensor:

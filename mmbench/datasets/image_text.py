@@ -102,8 +102,13 @@ def image_transform(opts: dict):
 def load_image(path: Path, transform) -> torch.Tensor:
     from PIL import Image
 
-    with Image.open(path) as im:
-        return transform(im.convert("RGB"))
+    from mmbench.errors import MediaError
+
+    try:
+        with Image.open(path) as im:
+            return transform(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # a damaged image: one line naming it
+        raise MediaError.of(path, exc) from None
 
 
 class ImageTextDataset(Dataset):

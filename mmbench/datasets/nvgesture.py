@@ -29,7 +29,7 @@ from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets import _checks as chk
 from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
 from mmbench.datasets.frames import IMAGENET_MEAN, IMAGENET_STD, open_rgb
-from mmbench.errors import ConfigError, DataError
+from mmbench.errors import ConfigError, DataError, MediaError
 
 CLASSES = tuple(f"class_{k:02d}" for k in range(1, 26))
 LST = {
@@ -102,6 +102,14 @@ def frame_path(folder: Path, frame: int) -> Path:
     """Frame ``frame`` of a .lst span: the file named by its number, ``<frame:05d>.jpg`` (the
     .lst gives frame numbers, so this is not ``frames.list_frames``'s position in sorted order)."""
     return folder / f"{frame:05d}.jpg"
+
+
+def load_flow(path: Path) -> np.ndarray:
+    """A flow ``.npy``; a damaged one raises ``MediaError`` naming it."""
+    try:
+        return np.load(path)
+    except (OSError, ValueError, EOFError) as exc:
+        raise MediaError.of(path, exc) from None
 
 
 def flow_path(root: Path, split: str, index: int) -> Path:
@@ -197,7 +205,7 @@ class NVGestureDataset(Dataset):
             buf = load_sensor(row, sensor, size, buffer, bool(o["rgb_order"]), window)[:, y : y + crop, x : x + crop]
             clip = torch.from_numpy(np.ascontiguousarray(buf)).permute(3, 0, 1, 2).float().div_(255.0)
             out[modality] = (clip - self.mean) / self.std if modality == "rgb" else clip
-        flow = np.load(flow_path(self.root, self.split, row["index"]))  # (H, W, 2, T)
+        flow = load_flow(flow_path(self.root, self.split, row["index"]))  # (H, W, 2, T)
         flow = torch.from_numpy(np.ascontiguousarray(flow[y : y + crop, x : x + crop], dtype=np.float32))
         out["of"] = flow.permute(2, 3, 0, 1)  # (2, T, crop, crop)
         if flip:

@@ -190,6 +190,8 @@ class AGM(Method):
     name = "agm"
     Hyper = AGMHyper
     modality_logits = "Shapley-style response m_m from zero-masked passes (eval mode)"
+    fusion_logits = "concat head on every modality, f(all) (eval mode)"
+    epoch_windows = (("window_start", "window_end"),)
 
     @classmethod
     def validate_params(cls, params, spec):

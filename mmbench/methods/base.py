@@ -147,6 +147,10 @@ class Method:
     tag_keys: ClassVar[tuple[str, ...]] = ()
     # what the per-modality logits of ``predict`` mean (table footnotes, evaluation.md §4)
     modality_logits: ClassVar[str] = "split of the concat head, W_m phi^m + b/M"
+    # what the "fusion" logits of ``predict`` mean
+    fusion_logits: ClassVar[str] = "concat head, W [phi^1; ...; phi^M] + b"
+    # (start, end) hyper-parameter pairs of epoch windows, range-checked by config_checks
+    epoch_windows: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, hyper, modalities: tuple[str, ...], num_classes: int, feature_dims: dict[str, int]):
         self.hp = hyper
@@ -175,6 +179,15 @@ class Method:
     @property
     def active_modalities(self) -> tuple[str, ...]:
         return self.uses_modalities or self.modalities
+
+    def head_meanings(self) -> dict[str, str]:
+        """What each head of ``predict`` means, for the run record's ``heads`` (readers never
+        import a method): ``{"fusion": fusion_logits, <modality>: modality_logits}``."""
+        return {"fusion": self.fusion_logits, **{m: self.modality_logits for m in self.active_modalities}}
+
+    def reference_modality(self) -> str | None:
+        """The modality a unimodal reference run stands for; None for a multimodal method."""
+        return None
 
     def heldout_fraction(self) -> float:
         """Fraction of train the harness carves out as ``ctx.heldout_loader`` (G-Blend); 0 = none."""

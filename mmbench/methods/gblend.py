@@ -198,6 +198,7 @@ class GBlend(Method):
     name = "gblend"
     Hyper = GBlendHyper
     modality_logits = "dedicated unimodal heads head_m(phi^m), trained with the blended loss"
+    fusion_logits = "fused head on the concatenation (method.fused_head: linear or mlp)"
 
     def __init__(self, hyper, modalities, num_classes, feature_dims):
         super().__init__(hyper, modalities, num_classes, feature_dims)

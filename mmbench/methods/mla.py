@@ -129,6 +129,7 @@ class MLA(Method):
     name = "mla"
     Hyper = MLAHyper
     modality_logits = "shared head on that modality, h(phi_m)"
+    fusion_logits = "weighted sum of the h(phi_m) (method.gate: fixed weights or entropy gates)"
 
     def __init__(self, hyper, modalities, num_classes, feature_dims):
         super().__init__(hyper, modalities, num_classes, feature_dims)

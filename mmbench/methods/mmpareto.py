@@ -130,6 +130,7 @@ class MMPareto(Method):
     name = "mmpareto"
     Hyper = MMParetoHyper
     modality_logits = "the modality's own head"
+    fusion_logits = "fused linear head on the concatenation"
 
     @classmethod
     def validate_params(cls, params, spec):

@@ -95,6 +95,8 @@ class MSLR(Method):
     name = "mslr"
     Hyper = MSLRHyper
     modality_logits = "the additive late-fusion terms head_m(phi^m); fusion = their sum"
+    fusion_logits = "sum of the late-fusion terms, sum_m head_m(phi^m)"
+    epoch_windows = (("window_start", "window_end"),)
 
     def __init__(self, hyper, modalities, num_classes, feature_dims):
         super().__init__(hyper, modalities, num_classes, feature_dims)

@@ -107,6 +107,7 @@ def modulate_gradients(
 class OGMGE(TwoModalityMethod):
     name = "ogm_ge"
     Hyper = OGMGEHyper
+    epoch_windows = (("modulation_starts", "modulation_ends"),)
     choices = _CHOICES
 
     def __init__(self, hyper, modalities, num_classes, feature_dims):

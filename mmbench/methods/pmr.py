@@ -122,6 +122,7 @@ def compute_prototypes(
 class PMR(TwoModalityMethod):
     name = "pmr"
     Hyper = PMRHyper
+    epoch_windows = (("modulation_starts", "modulation_ends"),)
     choices = _CHOICES
 
     @classmethod

@@ -119,6 +119,7 @@ class ReconBoost(Method):
     name = "reconboost"
     Hyper = ReconBoostHyper
     modality_logits = "learner f_m"
+    fusion_logits = "beta * sum of the ensemble's learners f_m"
 
     def __init__(self, hyper, modalities, num_classes, feature_dims):
         super().__init__(hyper, modalities, num_classes, feature_dims)

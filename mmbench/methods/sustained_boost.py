@@ -256,6 +256,7 @@ class SustainedBoost(Method):
     name = "sustained_boost"
     Hyper = SustainedBoostHyper
     modality_logits = "the modality's classifier ensemble F^m = z_1 + w^m sum_j z_j"
+    fusion_logits = "sum_o a_o F^o of the modality ensembles"
 
     def __init__(self, hyper, modalities, num_classes, feature_dims):
         super().__init__(hyper, modalities, num_classes, feature_dims)

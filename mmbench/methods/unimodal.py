@@ -41,6 +41,7 @@ class Unimodal(Method):
     Hyper = UnimodalHyper
     tag_keys = ("modality",)
     modality_logits = "its only head (a separately trained model)"
+    fusion_logits = "the same single head (a unimodal reference, not a fusion)"
     # mmbench.testing.check_method trains it on "image", a modality of both mfeat and mfeat3
     conformance_overrides: ClassVar[dict] = {"method.modality": "image"}
 
@@ -56,6 +57,9 @@ class Unimodal(Method):
                 f"unimodal needs --set method.modality=NAME with NAME one of {', '.join(spec.modalities)}"
                 + (f" (got {m!r})" if m else "")
             )
+
+    def reference_modality(self) -> str:
+        return self.hp.modality
 
     def build_heads(self, feature_dims, num_classes):
         m = self.hp.modality
