@@ -1,7 +1,8 @@
 """Storage-to-device throughput of the training data: ``mmbench bench --data-only``.
 
 For each data path of a dataset, the train split and its loader are built as ``train_run``
-builds them (``build_run``: same preset, ``loader_workers`` rule, pinning, ``EpochLoader``), and
+builds them (``build_run``: same preset, ``loader_workers`` rule, pinning, ``EpochLoader``,
+``train.threads``), and
 one epoch (at most ``max_batches`` batches) is timed from the first request to the last batch
 being model-ready on the device: decoded or read, augmented (in the loader, or on the device
 with ``data.cache.augment=device``), copied, and the device synchronised. The result is samples/s,
@@ -26,7 +27,7 @@ from mmbench.benchmark.config import resolve_config
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.registry import get_dataset
 from mmbench.benchmark.seeding import seed_everything
-from mmbench.benchmark.trainer import check_data, loader_workers, resolve_device
+from mmbench.benchmark.trainer import check_data, loader_workers, resolve_device, torch_threads
 from mmbench.errors import DataError
 
 PATHS = {
@@ -68,7 +69,7 @@ def _loader(dataset: str, overrides: dict, root, device: str):
         persistent_workers=dev.type == "cuda" if persistent is None else persistent,
         device=dev,
     )
-    return loader, dev, workers, cfg.train.batch_size
+    return loader, dev, workers, cfg.train.batch_size, cfg.train.threads
 
 
 def _sync(device: torch.device) -> None:
@@ -113,19 +114,20 @@ def data_benchmark(
         has_cache = "cache" in get_dataset(dataset).presets().get("paper", {})
         sets = {**dict(overrides or {}), **(PATHS[path] if has_cache else {})}
         try:
-            loader, dev, workers, batch = _loader(dataset, sets, root, device)
+            loader, dev, workers, batch, threads = _loader(dataset, sets, root, device)
         except DataError as exc:
             if path == "decode" or not has_cache:
                 raise
             out.append(DataBenchResult(path, 0, device, 0, 0, [], skipped=str(exc)))
             continue
-        if warmup_batches:
-            time_epoch(loader, dev, 10_000, warmup_batches)
         speeds, timed = [], 0
-        for r in range(rounds):
-            timed, samples, seconds = time_epoch(loader, dev, r, max_batches)
-            speeds.append(samples / seconds)
-            echo(f"  {path}: round {r + 1}/{rounds}: {samples / seconds:,.0f} samples/s")
+        with torch_threads(threads):  # the main process computes with train.threads, as in a run
+            if warmup_batches:
+                time_epoch(loader, dev, 10_000, warmup_batches)
+            for r in range(rounds):
+                timed, samples, seconds = time_epoch(loader, dev, r, max_batches)
+                speeds.append(samples / seconds)
+                echo(f"  {path}: round {r + 1}/{rounds}: {samples / seconds:,.0f} samples/s")
         out.append(DataBenchResult(path, workers, str(dev), batch, timed, speeds))
     return out
 
