@@ -84,4 +84,5 @@ def pytest_collection_modifyitems(config, items):
         stale = sorted((SLOW_TESTS.get(file) or set()) - names)
         whole_files = not config.option.keyword and not any("::" in str(a) for a in config.args)
         if stale and whole_files:
-            warnings.warn(pytest.PytestWarning(f"tests/conftest.py SLOW_TESTS names tests not in {file}: {stale}"))
+            message = f"tests/conftest.py SLOW_TESTS names tests not in {file}: {stale}"
+            warnings.warn(pytest.PytestWarning(message), stacklevel=2)
