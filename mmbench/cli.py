@@ -14,12 +14,14 @@ import click
 from mmbench.cli_common import (
     EXIT_FAILED_RUNS,
     EXIT_INTERRUPTED,
+    echo_problems,
     friendly_errors,
-    load_records,
     results_option,
     results_root,
+    scan_records,
     table_options,
 )
+from mmbench.cli_config import config_cmd
 from mmbench.cli_data import data
 from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
@@ -42,13 +44,15 @@ def cli():
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--tag", default=None, help="Run tag (default: named after the non-default overrides).")
 @click.option("--rerun", is_flag=True, help="Train finished or failed seeds again.")
+@click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=None,
+              help="Seeds trained at once, each in its own process (default: one per GPU, else one per CPU core).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the encoders (same as --set compile=true).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @friendly_errors
-def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, compile_, no_progress):
+def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, n_jobs, compile_, no_progress):
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
-    from mmbench.benchmark.launch import run_local
+    from mmbench.benchmark.launch import OUTCOMES, failed_earlier, run_local
 
     overrides = parse_overrides(sets)
     if compile_:
@@ -66,8 +70,9 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
         rerun=rerun,
         progress=not no_progress,
         echo=click.echo,
+        n_jobs=n_jobs,
     )
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "busy", "failed", "interrupted")}
+    counts = {s: sum(o.status == s for o in outcomes) for s in OUTCOMES}
     if counts["skipped"] == len(outcomes) and outcomes:
         click.echo(f"nothing to train: all {len(outcomes)} seeds already have records (use --rerun to retrain)")
     else:
@@ -78,7 +83,7 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
         )
     if counts["interrupted"]:
         sys.exit(EXIT_INTERRUPTED)
-    failed_before = [o.seed for o in outcomes if o.status == "skipped" and (o.result or {}).get("status") == "failed"]
+    failed_before = [o.job.seed for o in outcomes if failed_earlier(o)]
     if failed_before:
         which = (f"seeds {', '.join(map(str, failed_before))} have failed records" if len(failed_before) > 1
                  else f"seed {failed_before[0]} has a failed record")
@@ -110,11 +115,16 @@ def table(results, datasets, methods, select, split, expected, alpha, metrics, l
     Welch's t-test against each column's best."""
     from mmbench.reporting.aggregate import render_table
 
-    records = load_records(results, datasets, methods)
+    scan = scan_records(results, datasets, methods)
     text = render_table(
-        records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
-        standalone=standalone,
+        scan.records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
+        standalone=standalone, problems=scan.problems,
     )
+    if fmt == "csv":  # the csv has no notes: every problem goes to stderr
+        for problem in scan.problems:
+            click.echo(f"note: {problem.line()}", err=True)
+    else:
+        echo_problems(scan.problems, "the table's notes")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
@@ -171,6 +181,7 @@ def list_(what):
 @click.option("--root", "roots", multiple=True, metavar="DATASET=DIR", help="Data root of a dataset, repeatable.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--dry-run", is_flag=True, help="List the runs and their state; train nothing.")
+@click.option("--rerun", is_flag=True, help="Train runs that already have a record (finished, failed, other config) again.")
 @click.option("--partition", default=None, help="SLURM partition.")
 @click.option("--gpus", type=int, default=1, show_default=True, help="SLURM GPUs per task.")
 @click.option("--cpus", type=int, default=8, show_default=True, help="SLURM CPUs per task.")
@@ -182,11 +193,11 @@ def list_(what):
 @click.option("--log-dir", type=click.Path(path_type=Path), default=None, help="submitit logs (default RESULTS/_slurm).")
 @click.option("--wait/--no-wait", default=False, help="SLURM: wait for the array and summarise.")
 @friendly_errors
-def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run, partition, gpus, cpus, mem_gb,
+def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run, rerun, partition, gpus, cpus, mem_gb,
           time_min, array_parallelism, cluster, log_dir, wait):
     """Run a SUITE (name or .toml path): finished runs are skipped, partial runs resumed."""
     from mmbench.benchmark.config import parse_overrides
-    from mmbench.benchmark.launch import JobOutcome, pending_jobs, summarise_outcomes, sweep_local
+    from mmbench.benchmark.launch import JobOutcome, failed_earlier, plan, summarise_outcomes, sweep_local
     from mmbench.benchmark.suites import load_suite
 
     root_map = {}
@@ -201,18 +212,20 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
     root_dir = results_root(results)
     click.echo(f"suite {s.name}: {len(jobs)} runs -> {root_dir}")
     if dry_run:
-        todo, done = pending_jobs(jobs, root_dir)
+        todo, done = plan(jobs, root_dir, refuse=False)
         for j in todo:
             click.echo(f"  pending {j.label()}")
         for o in done:
-            click.echo(f"  skip    {o.job.label()}: {o.reason}")
+            click.echo(f"  {'skip' if o.status == 'skipped' else o.status:<7} {o.job.label()}: {o.reason}")
+        if any(o.status in ("drift", "unreadable") for o in done):
+            sys.exit(EXIT_FAILED_RUNS)
         return
     if launcher == "local":
-        outcomes = sweep_local(jobs, root_dir, n_jobs, device, echo=click.echo)
+        outcomes = sweep_local(jobs, root_dir, n_jobs, device, echo=click.echo, rerun=rerun)
     else:
         from mmbench.benchmark.slurm import SlurmOptions, submit
 
-        todo, outcomes = pending_jobs(jobs, root_dir)
+        todo, outcomes = plan(jobs, root_dir, rerun)
         opts = SlurmOptions(partition, gpus, cpus, mem_gb, time_min, array_parallelism,
                             None if cluster == "auto" else cluster)
         submitted = submit(todo, root_dir, log_dir or root_dir / "_slurm", opts, device)
@@ -228,7 +241,7 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
                 outcomes.append(JobOutcome(job, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
     click.echo(summarise_outcomes(outcomes))
     # failed seeds left behind make the command fail, also when it had nothing to train
-    if any(o.status == "failed" or (o.status == "skipped" and o.reason.startswith("failed")) for o in outcomes):
+    if any(o.status == "failed" or failed_earlier(o) for o in outcomes):
         sys.exit(EXIT_FAILED_RUNS)
 
 
@@ -271,6 +284,7 @@ def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, n
 
 cli.add_command(report)
 cli.add_command(data)
+cli.add_command(config_cmd)
 
 
 def main():

@@ -80,11 +80,29 @@ def table_options(fn):
     return fn
 
 
-def load_records(results, datasets, methods) -> list[dict]:
-    from mmbench.benchmark.store import load_results
+def scan_records(results, datasets, methods):
+    """``store.scan_results`` of the results root: the readable records and the problems
+    (unreadable, partial); an error only when there is nothing at all to show."""
+    from mmbench.benchmark.store import scan_results
 
     root = results_root(results)
-    records = load_results(root, datasets or None, methods or None)
-    if not records:
+    scan = scan_results(root, datasets or None, methods or None)
+    if not scan.records and not scan.problems:
         raise MMBenchError(f"no run records under {root}: train with `mmbench run` first, or pass --results DIR")
-    return records
+    return scan
+
+
+def echo_problems(problems, where: str) -> None:
+    """One stderr line saying how many records were not usable and where they are listed."""
+    if problems:
+        kinds = sorted({p.kind for p in problems})
+        click.echo(f"note: {len(problems)} {'/'.join(kinds)} record(s), listed in {where}: {problems[0].line()}"
+                   + (" ..." if len(problems) > 1 else ""), err=True)
+
+
+def load_records(results, datasets, methods) -> list[dict]:
+    """The readable records (problems named on stderr; ``scan_records`` gives both)."""
+    scan = scan_records(results, datasets, methods)
+    for problem in scan.problems:
+        click.echo(f"note: {problem.line()}", err=True)
+    return scan.records

@@ -7,7 +7,7 @@ harness (``resolve_config`` + ``train_run``) on the embedded ``mfeat`` (two moda
 
 - **class**: a ``Method`` subclass with a ``name`` and a dataclass ``Hyper`` with defaults; the
   per-dataset settings of its TOML (``[datasets.<d>]``) are ``Hyper`` fields, each with a source in
-  ``[sources.<d>]`` tagged ``[paper]``, ``[code]`` or ``[guess]``;
+  ``[sources.<d>]`` tagged ``[paper]``, ``[code]``, ``[guess]`` or ``[shared]``;
 - **losses**: the training step logs at least one ``loss*`` value and every one is finite;
 - **predict**: ``{"fusion": ..., <modality>: ...}`` for ``"fusion"`` and every modality the method
   uses (``active_modalities``), each a finite float ``(batch, num_classes)`` tensor;
@@ -47,8 +47,9 @@ from mmbench.errors import ConfigError, MMBenchError, NonFiniteLossError
 
 DATASETS = ("mfeat", "mfeat3")
 DEFAULT_OVERRIDES = {"epochs": 2, "batch_size": 32, "data.limit_train_per_class": 10}
-# a source starts with its tag: "[paper] Table 3", "[paper v2] Sec. 4", "[code] repo file", "[guess] why"
-SOURCE_TAG = re.compile(r"\[(paper|code|guess)\b[^\]]*\]")
+# a source starts with its tag: "[paper] Table 3", "[paper v2] Sec. 4", "[code] repo file", "[guess] why",
+# "[shared] rule" (a shared-protocol rule stated in the TOML, e.g. a modulation window)
+SOURCE_TAG = re.compile(r"\[(paper|code|guess|shared)\b[^\]]*\]")
 ATOL = 1e-6
 
 

@@ -197,7 +197,7 @@ def check_method_toml(method: str) -> None:
     for ds, values in pre["datasets"].items():
         assert set(values) <= hyper, (ds, set(values) - hyper)
         assert set(values) <= set(pre["sources"][ds]), (ds, set(values) - set(pre["sources"][ds]))
-        assert all(v.split("]")[0] in ("[code", "[paper", "[guess") for v in pre["sources"][ds].values())
+        assert all(v.split("]")[0] in ("[code", "[paper", "[guess", "[shared") for v in pre["sources"][ds].values())
     train_keys = {f.name for f in fields(TrainConfig)}
     for ds, official in pre.get("official", {}).items():
         assert set(official["train"]) <= train_keys, ds

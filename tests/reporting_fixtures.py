@@ -7,12 +7,23 @@ the real ``select_all``) and ``history.jsonl`` with val/test METRICS per epoch a
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from mmbench.benchmark import store
 from mmbench.benchmark.selection import select_all
 
 SEED_OFFSETS = (-0.012, 0.0, 0.009, 0.015, -0.006)
+# what a record says its per-modality logits are (result.json "heads"; written by the harness)
+HEAD_MEANINGS = {
+    "joint": "split of the concat head, W_m phi^m + b/M",
+    "ogm_ge": "split of the concat head, W_m phi^m + b/M",
+    "pmr": "split of the concat head, W_m phi^m + b/M",
+    "mla": "shared head on that modality, h(phi_m)",
+    "sustained_boost": "the modality's classifier ensemble F^m = z_1 + w^m sum_j z_j",
+    "unimodal": "its only head (a separately trained model)",
+}
 
 
 def _metrics(accs: dict[str, float]) -> dict:
@@ -21,8 +32,10 @@ def _metrics(accs: dict[str, float]) -> dict:
 
 
 def write_run(root, dataset, method, seed, final: dict[str, float], epochs=5, tag=None,
-              status="finished", error=None, classifiers=None, val_shift=-0.01):
-    """One run: head accuracies rise linearly to ``final`` (+ a per-seed offset) over ``epochs``."""
+              status="finished", error=None, classifiers=None, val_shift=-0.01, identity="cfg", schema=2):
+    """One run: head accuracies rise linearly to ``final`` (+ a per-seed offset) over ``epochs``.
+    ``schema=2`` records carry an identity hash (of ``identity`` and the run name), the heads'
+    meanings and the unimodal-reference flag; ``schema=1`` records have none of these."""
     run = f"{method}-{tag}" if tag else method
     directory = store.run_dir(root, dataset, run, seed)
     off = SEED_OFFSETS[seed % len(SEED_OFFSETS)]
@@ -37,10 +50,19 @@ def write_run(root, dataset, method, seed, final: dict[str, float], epochs=5, ta
         history.append({"epoch": e, "train": {"loss": round(1.0 / (e + 1), 4)}, "val": _metrics(val),
                         "test": _metrics(test), "diagnostics": diag, "selectable": True})
     store.write_history(directory / store.HISTORY, history)
-    store.write_json(directory / store.RESULT, {
+    record = {
         "dataset": dataset, "method": method, "tag": tag, "seed": seed, "status": status, "error": error,
         "selection": select_all(history) if status == "finished" else {},
-    })
+    }
+    if schema >= 2:
+        meaning = HEAD_MEANINGS.get(method, "the modality's own head")
+        record.update({
+            "schema_version": 2,
+            "identity": {"hash": hashlib.sha256(f"{dataset}/{run}/{identity}".encode()).hexdigest()[:16]},
+            "heads": {h: ("fusion" if h == "fusion" and method != "unimodal" else meaning) for h in final},
+            "unimodal_reference": method == "unimodal",
+        })
+    store.write_json(directory / store.RESULT, record)
     return directory
 
 

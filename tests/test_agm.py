@@ -207,10 +207,10 @@ def test_scale_after_window_persists_or_resets(policy):
         method.training_step(model, data.batch(torch.arange(step * 16, step * 16 + 16)), ctx)
         ctx.global_step += 1
     last_in_window = method.scale.clone()
-    assert not torch.allclose(last_in_window, torch.ones(2))
+    assert not torch.allclose(last_in_window, torch.ones(2, dtype=last_in_window.dtype))
     ctx.start_epoch(1)  # 1-indexed epoch 2: outside
     method.training_step(model, data.batch(torch.arange(48, 64)), ctx)
-    expected = last_in_window if policy == "persist" else torch.ones(2)
+    expected = last_in_window if policy == "persist" else torch.ones(2, dtype=last_in_window.dtype)
     torch.testing.assert_close(method.scale, expected)
     assert ctx.collect_diagnostics()["modulated"] == 0.0
 
@@ -245,3 +245,18 @@ def test_agm_loss_is_cross_entropy_of_the_summed_responses_of_naive_passes():
     expected = F.cross_entropy(decompose(outputs).sum(0), batch["label"])
     out = method.training_step(model, batch, ctx)
     assert out["loss"].item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_score_chain_is_float64_as_the_official_python_floats_unless_asked_for_float32():
+    """run/CREMAD_main.py keeps scores and their running means as Python floats (float64)."""
+    for dtype, name in ((torch.float64, "float64"), (torch.float32, "float32")):
+        method, model, ctx, data = _setup(params={"score_dtype": name})
+        ctx.start_epoch(0)
+        batch = data.batch(torch.arange(16))
+        method.training_step(model, batch, ctx)
+        assert method.running.dtype == dtype and method.scale.dtype == dtype
+        if name == "float64":
+            s = [float(x) for x in method.running.tolist()]  # after step 1, sbar = s_1 (from 0)
+            r = [math.exp(s[1] - s[0]), math.exp(s[0] - s[1])]  # rbar = exp(0) = 1 before the step
+            expected = [math.exp(1.5 * min(1.0 - r_m, 10.0)) for r_m in r]  # Python floats
+            assert method.scale.tolist() == pytest.approx(expected, abs=1e-12)

@@ -16,7 +16,7 @@ SETS = sum((["--set", s] for s in TINY), [])
 @pytest.fixture(scope="module")
 def three_seeds(tmp_path_factory):
     results = tmp_path_factory.mktemp("cli") / "results"
-    out = invoke("run", "--method", "joint", "--dataset", "mfeat", "--seeds", "3", "--results", str(results), *SETS)
+    out = invoke("run", "--method", "joint", "--dataset", "mfeat", "--seeds", "3", "--jobs", "1", "--results", str(results), *SETS)
     assert out.exit_code == 0, out.output
     return results, out
 

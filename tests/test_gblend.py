@@ -272,3 +272,40 @@ class _Opts:
 
     def step(self):
         self.opt.step()
+
+
+# ----------------------------------------------------------------------------- MultiBench flags
+def test_multibench_head_finetuning_trains_a_copy_of_the_initial_head_that_predicts_fusion(tmp_path):
+    cfg = _tiny(epochs=2, **{"method.finetune_epochs": 2})
+    train_run(cfg, tmp_path, progress=False)
+    run = tmp_path / "mfeat" / cfg.run_name / "seed-0"
+    hist = [json.loads(x) for x in (run / "history.jsonl").open()]
+    assert "gblend_finetune_loss" not in hist[0]["diagnostics"]  # super-epoch 2: after epoch 1 only
+    assert hist[1]["diagnostics"]["gblend_finetune_loss"] > 0
+    state = torch.load(run / "last.ckpt", weights_only=False)["model"]
+    ft = {k: v for k, v in state.items() if k.startswith("heads.finetuned.")}
+    fused = {k.replace("finetuned", "fused"): v for k, v in ft.items()}
+    assert ft and all(not torch.equal(v, state[k]) for k, v in fused.items())  # trained apart
+    assert GBlendHyper().finetune_epochs == 0 and GBlendHyper().loss_mode == "eval"  # mmbench defaults
+
+
+def test_loss_mode_train_measures_branch_losses_in_train_mode():
+    method = GBlend(GBlendHyper(loss_mode="train"), ("a", "b"), 3, {"a": 4, "b": 4})
+    modes = []
+    branch = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    branch.register_forward_pre_hook(lambda mod, inp: modes.append(mod.training))
+    batch = {"a": torch.randn(4, 2), "label": torch.tensor([0, 1, 2, 0])}
+    ctx = SimpleNamespace(device=torch.device("cpu"), autocast=contextlib.nullcontext)
+    wrapped = _Wrap(branch)
+    method._measure(wrapped, [batch], ctx)
+    GBlend(GBlendHyper(), ("a", "b"), 3, {"a": 4, "b": 4})._measure(wrapped, [batch], ctx)
+    assert modes == [True, False]
+
+
+class _Wrap(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, batch):
+        return self.inner(batch["a"])

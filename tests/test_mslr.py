@@ -139,45 +139,9 @@ def test_smooth_strategy_is_refused_as_unspecified():
     assert "Traceback" not in res.output
 
 
-def test_bad_eta_and_unimodal_init_without_a_folder_are_config_errors():
+def test_bad_eta_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown modalities"):
         resolve_config("mfeat", "mslr", {"method.eta": {"audio": 0.1}})
-    with pytest.raises(ConfigError, match="unimodal_dir"):
-        resolve_config("mfeat", "mslr", {"method.init_from_unimodal": True})
-
-
-def test_init_from_unimodal_loads_the_unimodal_runs_and_names_missing_ones(tmp_path):
-    data = {"epochs": 1, "data.limit_train_per_class": 20}
-    over = {**data, "method.init_from_unimodal": True, "method.unimodal_dir": str(tmp_path / "mfeat")}
-    cfg = resolve_config("mfeat", "mslr", over, seed=0, device="cpu")
-    with pytest.raises(ConfigError, match="unimodal-image/seed-0.*unimodal-fourier/seed-0"):
-        train_run(cfg, tmp_path / "mslr", progress=False)
-    for m in ("image", "fourier"):
-        ucfg = resolve_config(
-            "mfeat", "unimodal", {**data, "method.modality": m}, seed=0, tag=m, device="cpu"
-        )
-        train_run(ucfg, tmp_path, progress=False)
-    seen = {}
-    orig = MSLR.training_step
-
-    def spy(self, model, batch, ctx):
-        if not seen:
-            seen.update({k: v.clone() for k, v in model.state_dict().items()})
-        return orig(self, model, batch, ctx)
-
-    MSLR.training_step = spy
-    try:
-        train_run(cfg, tmp_path / "mslr2", progress=False)
-    finally:
-        MSLR.training_step = orig
-    for m in ("image", "fourier"):
-        uni = torch.load(tmp_path / "mfeat" / f"unimodal-{m}" / "seed-0" / "last.ckpt", weights_only=False)
-        used = {k: v for k, v in uni["model"].items() if k.startswith((f"encoders.{m}.", "heads.fc."))}
-        assert len(used) > 2
-        for k, v in used.items():
-            assert torch.equal(seen[k.replace("heads.fc.", f"heads.fc.{m}.")], v), k
-    diag = _history(tmp_path / "mslr2", cfg)[0]["diagnostics"]
-    assert diag["mslr_init/image"]["epoch"] == 0
 
 
 # ----------------------------------------------------------------------------- on real mfeat

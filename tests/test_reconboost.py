@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from _method_runs import assert_resume_equal, check_method_toml, mfeat_setup
 from click.testing import CliRunner
 
-from mmbench.benchmark.config import TrainConfig, resolve_config
+from mmbench.benchmark.config import TrainConfig
 from mmbench.cli import cli
-from mmbench.errors import ConfigError
 from mmbench.methods.reconboost import ReconBoost, ReconBoostHyper, boosting_loss
 
 ATOL = 1e-6
@@ -104,7 +103,17 @@ def test_stage_lr_decays_every_thirty_stages_and_follows_the_shared_schedule():
     assert rb.stage_lr(8 * 30, constant) == pytest.approx(0.001)
     assert rb.stage_lr(8 * 60 + 5, constant) == pytest.approx(1e-4)
     step = TrainConfig(lr=0.01, schedule="step", step_size=14, gamma=0.1, step_at="epoch_start")
-    assert rb.stage_lr(12, step) == pytest.approx(0.01) and rb.stage_lr(13, step) == pytest.approx(0.001)
+    per_epoch = _method(shared_lr_step="epoch")
+    assert per_epoch.stage_lr(12, step) == pytest.approx(0.01) and per_epoch.stage_lr(13, step) == pytest.approx(0.001)
+
+
+def test_shared_step_schedule_changes_the_lr_only_between_stages():
+    """Default ``shared_lr_step = "stage"``: the StepLR factor of the stage's first epoch, so the
+    LR is constant inside a stage as in the official code (train.py:445-451)."""
+    rb = _method()
+    step = TrainConfig(lr=0.01, schedule="step", step_size=14, gamma=0.1, step_at="epoch_start")
+    assert [rb.stage_lr(e, step) for e in range(8, 16)] == pytest.approx([0.01] * 8)  # stage 1 (8..15)
+    assert [rb.stage_lr(e, step) for e in range(16, 24)] == pytest.approx([0.001] * 8)  # stage 2: 17 >= 14
 
 
 def test_fresh_optimiser_per_phase_over_the_phase_parameters():
@@ -151,11 +160,6 @@ def test_phase_one_leaves_other_encoders_and_beta_untouched():
             assert not changed, n
     assert not torch.equal(before["heads.head.0.weight"], after["heads.head.0.weight"].detach())
     assert "loss_ga" in out and 0 < ctx.collect_diagnostics()["q_true"] < 1
-
-
-def test_init_from_unimodal_is_refused_with_a_clear_error():
-    with pytest.raises(ConfigError, match="init_from_unimodal"):
-        resolve_config("mfeat", "reconboost", {"method.init_from_unimodal": True})
 
 
 def test_resume_in_the_middle_of_both_phases_equals_an_uninterrupted_run(tmp_path):

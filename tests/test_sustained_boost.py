@@ -482,3 +482,13 @@ def test_state_dict_round_trip_rebuilds_grown_heads():
     heads.load_state_dict(model.heads.state_dict())  # same structure, same keys
     assert fresh._r.tolist() == pytest.approx([1.5, 1 / 1.5])
     assert math.isclose(fresh.state_dict()["r"][0], 1.5)
+
+
+def test_head_init_torch_keeps_pytorchs_default_init_as_the_nvgesture_code():
+    _, model = _tiny(SustainedBoostHyper(hidden_dim=5, head_init="torch"))
+    heads = model.heads
+    assert all(torch.count_nonzero(heads.first[m].bias) > 0 for m in heads.modalities)  # torch: uniform bias
+    assert torch.count_nonzero(heads.fc_out.bias) > 0
+    _, xmodel = _tiny(SustainedBoostHyper(hidden_dim=5))
+    assert torch.count_nonzero(xmodel.heads.fc_out.bias) == 0  # xavier-normal / zero bias
+    assert SustainedBoostHyper().train_added_layers is False  # the official optimiser is built once

@@ -97,7 +97,9 @@ def test_untrained_added_layers_keep_their_initialisation_but_pass_gradients(tmp
     for k in added:
         assert torch.count_nonzero(ckpt["model"][k]) == 0  # zero-initialised bias never stepped
     n_params = len(ckpt["optimizers"]["optimizers"]["main"]["param_groups"][0]["params"])
-    cfg_trained = resolve_config("mfeat", "sustained_boost", {**SMALL, "epochs": 3}, device="cpu")
+    cfg_trained = resolve_config(
+        "mfeat", "sustained_boost", {**SMALL, "epochs": 3, "method.train_added_layers": True}, device="cpu"
+    )
     train_run(cfg_trained, tmp_path, progress=False)
     ckpt_t = torch.load(_run_dir(tmp_path, cfg_trained) / "last.ckpt", map_location="cpu", weights_only=False)
     assert len(ckpt_t["optimizers"]["optimizers"]["main"]["param_groups"][0]["params"]) > n_params

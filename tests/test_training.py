@@ -78,8 +78,8 @@ def test_nan_loss_fails_that_seed_only_and_exits_non_zero(results):
     assert ok.exit_code == 0
     good = store.run_dir(results, "mfeat", "joint-epochs2_limit_train_per_class20", 0) / store.RESULT
     before = good.read_bytes()
-    bad = invoke("run", "-m", "joint", "-d", "mfeat", "--seeds", "2", "--no-progress", "--results", str(results),
-                 *sum((["--set", s] for s in TINY), []), "--set", "lr=1e20")  # overflows to a NaN loss
+    bad = invoke("run", "-m", "joint", "-d", "mfeat", "--seeds", "2", "--jobs", "1", "--no-progress",
+                 "--results", str(results), *sum((["--set", s] for s in TINY), []), "--set", "lr=1e20")  # overflows to a NaN loss
     assert bad.exit_code == 1
     assert "FAILED: non-finite loss at epoch 0" in bad.output or "FAILED: non-finite loss at epoch 1" in bad.output
     for seed in (0, 1):

@@ -44,10 +44,11 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     eval_batch_size: int = 512
-    optimizer: str = "sgd"  # sgd | adam | adamw
+    optimizer: str = "sgd"  # sgd | adam | adamw | adagrad
     lr: float = 1e-2
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    betas: list = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw (torch's default)
     schedule: str = "step"  # step | constant
     step_size: int = 70
     gamma: float = 0.1
@@ -107,8 +108,31 @@ class RunConfig:
     def run_name(self) -> str:
         return f"{self.method}-{self.tag}" if self.tag else self.method
 
+    @property
+    def reported_rule(self) -> str:
+        """The selection rule a table reports for this run: ``val`` under ``shared``; under
+        ``official`` the papers' protocol, ``test-best`` (the official scripts keep the best test
+        epoch and have no validation split)."""
+        return "test-best" if self.protocol == "official" else "val"
+
 
 TOP_LEVEL_KEYS = ("protocol", "select_tie")
+# harness settings every official script shares, applied under protocol = "official" before the
+# method's own [official.<dataset>] section (which may change them); --set still wins
+PROTOCOL_DEFAULTS = {
+    "official": {
+        "train.amp": (
+            "off",
+            "[code] fp32: no official script (OGM-GE, PMR, AGM, MMPareto, MLA, ReconBoost, NeurIPS25-AUG) "
+            "uses autocast, GradScaler or .half()",
+        ),
+        "data.val_fraction": (
+            0.0,
+            "[code] the official scripts train on the whole train set and keep the best test epoch "
+            "(reported rule test-best); --set data.val_fraction=0.1 carves a val slice on request",
+        ),
+    }
+}
 # settings that change speed, not results: they never tag a run and never block a resume
 SPEED_KEYS = (
     "train.compile",
@@ -118,6 +142,17 @@ SPEED_KEYS = (
     "data.pin_memory",
     "data.persistent_workers",
 )
+
+
+def speed_keys(method: str, method_params: dict) -> tuple[str, ...]:
+    """``SPEED_KEYS`` less those the method's settings make result-changing (its
+    ``result_settings``: MLA's batch-entropy gate depends on the evaluation batch size)."""
+    from mmbench.benchmark.registry import get_method
+
+    keep = set(getattr(get_method(method), "result_settings", lambda p: ())(method_params))
+    return tuple(k for k in SPEED_KEYS if k not in keep)
+
+
 _TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 _DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "options")
 
@@ -236,13 +271,14 @@ def _slug(value: Any) -> str:
     return text or "x"
 
 
-def auto_tag(method_cls, changed: dict[str, Any]) -> str | None:
+def auto_tag(method_cls, changed: dict[str, Any], params: dict | None = None) -> str | None:
     """Readable tag naming non-default overrides, e.g. ``lr0.05_smoothing0.5``.
 
     Keys listed in the method's ``tag_keys`` show their value only (``unimodal-fourier``)."""
     parts = []
     tag_keys = getattr(method_cls, "tag_keys", ())
-    changed = {k: v for k, v in changed.items() if k not in SPEED_KEYS}
+    keep = set(getattr(method_cls, "result_settings", lambda p: ())(params or {}))
+    changed = {k: v for k, v in changed.items() if k not in SPEED_KEYS or k in keep}
     for key in sorted(changed, key=lambda k: (k.split(".")[-1] not in tag_keys, k.split(".")[-1], k)):
         short = key.split(".")[-1]
         if key.startswith("method.") and short in tag_keys:
@@ -306,15 +342,7 @@ def resolve_config(
     for k, v in mpre.get("sources", {}).get(dataset, {}).items():
         sources[f"method.{k}"] = v
     if protocol == "official":
-        official = mpre.get("official", {}).get(dataset)
-        if official is None:
-            raise ConfigError(
-                f"method {method!r} publishes no training setup for {dataset!r}; use protocol=shared"
-            )
-        for k, v in official.get("train", {}).items():
-            setattr(cfg.train, k, _coerce(v, getattr(cfg.train, k), f"train.{k}"))
-        for k, v in official.get("sources", {}).items():
-            sources[f"train.{k}"] = v
+        _apply_official(cfg, params, sources, mpre, method, dataset)
 
     # 4. user overrides
     changed: dict[str, Any] = {}
@@ -326,15 +354,43 @@ def resolve_config(
             isinstance(before, float) and isinstance(after, float) and math.isnan(before) and math.isnan(after)
         ):
             changed[_canonical(key)] = after
+            sources[_canonical(key)] = f"[set] --set {key}={value!r}"
     if cfg.data.drop_missing is None:
         cfg.data.drop_missing = spec.drop_missing_default
     cfg.method_params = params
     cfg.overrides = overrides
     cfg.sources = sources
-    cfg.tag = tag if tag else auto_tag(method_cls, changed)
+    cfg.tag = tag if tag else auto_tag(method_cls, changed, params)
     method_cls.validate_params(params, spec)
     check_settings(cfg, method_cls)
     return cfg
+
+
+def _apply_official(cfg: RunConfig, params: dict, sources: dict, mpre: dict, method: str, dataset: str) -> None:
+    """``protocol = "official"``: the harness's ``PROTOCOL_DEFAULTS``, then the method's
+    ``[official.<dataset>]`` tables ``train``, ``data`` and ``method``; ``sources`` keys are
+    ``train`` keys, or dotted (``method.alpha``, ``data.val_fraction``)."""
+    official = mpre.get("official", {}).get(dataset)
+    if official is None:
+        raise ConfigError(f"method {method!r} publishes no training setup for {dataset!r}; use protocol=shared")
+    for dotted, (value, source) in PROTOCOL_DEFAULTS["official"].items():
+        section, name = dotted.split(".")
+        setattr(getattr(cfg, section), name, value)
+        sources[dotted] = source
+    for k, v in official.get("train", {}).items():
+        if k not in _TRAIN_KEYS:
+            raise ConfigError(f"configs/methods/{method}.toml [official.{dataset}.train]: unknown key {k!r}")
+        setattr(cfg.train, k, _coerce(v, getattr(cfg.train, k), f"train.{k}"))
+    for k, v in official.get("data", {}).items():
+        if k not in _DATA_KEYS:
+            raise ConfigError(f"configs/methods/{method}.toml [official.{dataset}.data]: unknown key {k!r}")
+        setattr(cfg.data, k, _coerce(v, getattr(cfg.data, k), f"data.{k}"))
+    for k, v in official.get("method", {}).items():
+        if k not in params:
+            raise ConfigError(f"configs/methods/{method}.toml [official.{dataset}.method]: unknown key {k!r}")
+        params[k] = _coerce(v, params[k], f"method.{k}")
+    for k, v in official.get("sources", {}).items():
+        sources[k if "." in k else f"train.{k}"] = v
 
 
 def _canonical(key: str) -> str:
@@ -407,3 +463,65 @@ def _apply_override(cfg: RunConfig, params: dict, spec, method_cls, key: str, va
         _set_nested(cfg.data.options, rest, _coerce(value, before, ckey))
         return before
     raise bad
+
+
+# --------------------------------------------------------------------------- provenance
+_TAG = re.compile(r"\[(code|paper|guess|shared)[^\]]*\]")
+
+
+def hyper_comments(method_cls) -> dict[str, str]:
+    """The comment after each field of the method's ``Hyper`` dataclass (its default's source)."""
+    try:
+        text = inspect.getsource(method_cls.Hyper)
+    except (OSError, TypeError):
+        return {}
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"\s+(\w+)\s*:[^=#]*=[^#]*#\s*(.+)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def value_sources(cfg: RunConfig) -> dict[str, str]:
+    """Where every resolved value of ``cfg`` comes from, by dotted key (``train.lr``,
+    ``method.alpha``, ``data.options.audio.seconds``, ``protocol``): the recorded source
+    (``cfg.sources``: ``[code] repo path``, ``[paper] ...``, ``[guess] ...``, ``[set] --set``),
+    else the file or default it was read from."""
+    from mmbench.benchmark.registry import get_method
+
+    method_cls = get_method(cfg.method)
+    dpre = dataset_preset(cfg.dataset)
+    mpre = method_preset(cfg.method)
+    official = mpre.get("official", {}).get(cfg.dataset, {}) if cfg.protocol == "official" else {}
+    comments = hyper_comments(method_cls)
+    out: dict[str, str] = {}
+    for key in TOP_LEVEL_KEYS:
+        out[key] = "[shared] mmbench default (benchmark/config.py RunConfig)"
+    for section, keys in (("train", _TRAIN_KEYS), ("data", _DATA_KEYS)):
+        for k in keys:
+            if k in official.get(section, {}):
+                where = f"[guess] configs/methods/{cfg.method}.toml [official.{cfg.dataset}.{section}], no source given"
+            elif k in dpre.get(section, {}):
+                where = f"[shared] configs/{cfg.dataset}.toml [{section}]"
+            else:
+                where = "[shared] mmbench default (benchmark/config.py)"
+            if f"{section}.{k}" in SPEED_KEYS:
+                where += "; speed only, not in the identity"
+            out[f"{section}.{k}"] = where
+    for k in _flatten(cfg.data.options):
+        out[f"data.options.{k}"] = f"[shared] data preset {cfg.data.preset!r} of {cfg.dataset} (specs/datasets.md)"
+    for k in cfg.method_params:
+        if k in official.get("method", {}):
+            where = f"[guess] configs/methods/{cfg.method}.toml [official.{cfg.dataset}.method], no source given"
+        elif k in mpre.get("datasets", {}).get(cfg.dataset, {}):
+            where = f"[guess] configs/methods/{cfg.method}.toml [datasets.{cfg.dataset}], no source given"
+        else:
+            note = comments.get(k, "")
+            tag = _TAG.search(note)
+            note = _TAG.sub("", note, count=1).strip(" ;:") if tag else note
+            where = f"{tag.group(0) if tag else '[default]'} {method_cls.__module__} default" + (f": {note}" if note else "")
+        out[f"method.{k}"] = where
+    for key, source in cfg.sources.items():
+        out[key if not key.startswith("data.") or key[5:] in _DATA_KEYS else f"data.options.{key[5:]}"] = source
+    return out

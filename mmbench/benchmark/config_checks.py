@@ -17,7 +17,7 @@ import math
 from mmbench.errors import ConfigError
 
 CHOICES = {
-    "train.optimizer": ("sgd", "adam", "adamw"),
+    "train.optimizer": ("sgd", "adam", "adamw", "adagrad"),
     "train.schedule": ("step", "constant"),
     "train.step_at": ("epoch_start", "epoch_end"),
     "train.amp": ("auto", "bf16", "off"),
@@ -55,6 +55,9 @@ def check_train(tr) -> None:
     _at_least("train.weight_decay", tr.weight_decay, 0)
     if _number("train.gamma", tr.gamma) <= 0:
         _refuse("train.gamma", tr.gamma, "> 0")
+    betas = tr.betas
+    if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(0 <= _number("train.betas", b) < 1 for b in betas)):
+        _refuse("train.betas", betas, "two numbers in [0, 1), e.g. [0.9, 0.999]")
     for key, valid in CHOICES.items():
         value = getattr(tr, key.split(".")[1])
         if value not in valid:

@@ -3,7 +3,7 @@
 A run is ``(dataset, method, config, seed)`` (ARCHITECTURE.md, "Runs and results"). Its identity
 is everything that can change its numbers except the seed: the resolved ``train``, ``data`` and
 method settings, the protocol and selection tie policy, and the version and origin of the method
-and the dataset code. Speed-only settings (``config.SPEED_KEYS``: workers, pinning, compile, ...)
+and the dataset code. Speed-only settings (``config.speed_keys``: workers, pinning, compile, ...)
 and names (tag, device string, the user's overrides as typed, provenance notes) are left out.
 
 ``identity_hash`` is the first 16 hex digits of the sha256 of that dict as canonical JSON (sorted
@@ -17,7 +17,7 @@ import copy
 import hashlib
 import json
 
-from mmbench.benchmark.config import SPEED_KEYS, RunConfig
+from mmbench.benchmark.config import RunConfig, speed_keys
 
 HASH_CHARS = 16
 # RunConfig fields that are names or provenance, not settings
@@ -50,7 +50,7 @@ def identity_config(cfg: RunConfig, components: dict | None = None) -> dict:
     d = cfg.to_dict()
     for key in _NOT_IDENTITY:
         d.pop(key, None)
-    for dotted in SPEED_KEYS:
+    for dotted in speed_keys(cfg.method, cfg.method_params):
         section, name = dotted.split(".")
         d.get(section, {}).pop(name, None)
     if components is None:

@@ -4,7 +4,8 @@
 ``tie="last"``, which is AUG's ``>=``); ``last`` the final epoch; ``test-best`` the highest fusion
 test Acc — the papers' protocol, stored only to compare with published numbers. Epochs whose
 record says ``"selectable": false`` (e.g. ReconBoost inside a stage) are skipped by every rule
-except ``last``. All heads and metrics come from the one selected epoch.
+except ``last``. All heads and metrics come from the one selected epoch. A run without a
+validation split (``val: null`` in every record, ``protocol = "official"``) has no ``val`` rule.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ SELECTION_RULES = ("val", "last", "test-best")
 def _best(history: list[dict], split: str, tie: str) -> int | None:
     best_epoch, best_acc = None, None
     for rec in history:
-        if not rec.get("selectable", True):
+        if not rec.get("selectable", True) or rec.get(split) is None:
             continue
         acc = rec[split]["fusion"]["acc"]
         if best_acc is None or acc > best_acc or (tie == "last" and acc == best_acc):
@@ -33,6 +34,8 @@ def select_epoch(history: list[dict], rule: str, tie: str = "first") -> int | No
         return None
     if rule == "last":
         return history[-1]["epoch"]
+    if rule == "val" and all(rec.get("val") is None for rec in history):
+        return None  # no validation split (data.val_fraction = 0, protocol = "official")
     chosen = _best(history, "val" if rule == "val" else "test", tie if rule == "val" else "first")
     return chosen if chosen is not None else history[-1]["epoch"]
 

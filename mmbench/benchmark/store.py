@@ -23,6 +23,7 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 RESULT = "result.json"
@@ -150,9 +151,12 @@ def read_history(path) -> list[dict]:
 
 
 def run_status(directory) -> str:
-    """``finished``, ``failed``, ``partial`` (checkpoint, no result) or ``new``."""
+    """``finished``, ``failed``, ``partial`` (checkpoint, no result), ``new``, or ``unreadable``
+    (a ``result.json`` that is not a readable record; ``read_record`` says why)."""
     directory = Path(directory)
-    result = read_json(directory / RESULT)
+    result, problem = read_record(directory)
+    if problem is not None:
+        return "unreadable"
     if result is not None:
         return result.get("status", "failed")
     if (directory / CHECKPOINT).is_file():
@@ -160,26 +164,137 @@ def run_status(directory) -> str:
     return "new"
 
 
-def load_results(results_root, datasets=None, methods=None) -> list[dict]:
-    """Every ``result.json`` below ``results_root`` (optionally filtered), each with its
-    ``run`` name (``<method>[-<tag>]``) and ``path``."""
-    root = Path(results_root)
+# --------------------------------------------------------------------------- safe readers
+@dataclass(frozen=True)
+class Problem:
+    """A run directory a reader could not use as it is: ``kind`` is ``unreadable`` (a file that
+    does not parse or lacks the record's fields) or ``partial`` (a checkpoint and no result)."""
+
+    path: str  # the file (unreadable) or the seed directory (partial)
+    kind: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.kind} {self.path}: {self.message}"
+
+
+_REQUIRED = {"dataset": str, "method": str, "seed": int, "status": str}
+
+
+def _fix_hint(path: Path) -> str:
+    return f"restore it, or delete {path.parent} and train that seed again"
+
+
+def read_record(directory) -> tuple[dict | None, Problem | None]:
+    """``(record, None)``, ``(None, None)`` when the seed has no ``result.json`` yet, or
+    ``(None, Problem)`` when the file exists but is not a readable record (bad JSON, wrong
+    encoding, missing fields): never an exception."""
+    path = Path(directory) / RESULT
+    if not path.is_file():
+        return None, None
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, Problem(str(path), "unreadable", f"not valid JSON ({_short(exc)}); {_fix_hint(path)}")
+    if not isinstance(rec, dict):
+        return None, Problem(str(path), "unreadable", f"not a JSON object; {_fix_hint(path)}")
+    bad = [k for k, t in _REQUIRED.items() if not isinstance(rec.get(k), t)]
+    if rec.get("status") == "finished" and not isinstance(rec.get("selection"), dict):
+        bad.append("selection")
+    if bad:
+        return None, Problem(str(path), "unreadable", f"missing or malformed {', '.join(bad)}; {_fix_hint(path)}")
+    return rec, None
+
+
+def read_json_checked(path) -> tuple[dict | None, Problem | None]:
+    """A JSON object file (e.g. ``config.json``): ``(obj, None)``, ``(None, None)`` when absent,
+    ``(None, Problem)`` when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        return None, None
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, Problem(str(path), "unreadable", f"not valid JSON ({_short(exc)}); {_fix_hint(path)}")
+    if not isinstance(obj, dict):
+        return None, Problem(str(path), "unreadable", f"not a JSON object; {_fix_hint(path)}")
+    return obj, None
+
+
+def read_history_checked(path) -> tuple[list[dict], Problem | None]:
+    """The epochs of a ``history.jsonl``; on a damaged line, the epochs before it and a Problem
+    naming the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        return [], None
     out = []
-    if not root.is_dir():
-        return out
-    for path in sorted(root.glob(f"*/*/seed-*/{RESULT}")):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], Problem(str(path), "unreadable", f"{_short(exc)}; {_fix_hint(path)}")
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            rec = read_json(path)
-        except (json.JSONDecodeError, OSError):
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            item, err = None, _short(exc)
+        else:
+            err = None if isinstance(item, dict) else "not a JSON object"
+        if err:
+            return out, Problem(str(path), "unreadable", f"line {i}: {err}; {_fix_hint(path)}")
+        out.append(item)
+    return out, None
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+
+
+@dataclass
+class RecordScan:
+    """What ``scan_results`` found: readable records and the seed directories it could not use."""
+
+    records: list[dict] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _wanted(dataset: str, method: str | None, run: str, datasets, methods) -> bool:
+    if datasets and dataset not in datasets:
+        return False
+    return not methods or method in methods or run in methods
+
+
+def scan_results(results_root, datasets=None, methods=None) -> RecordScan:
+    """Every seed directory below ``results_root`` (optionally filtered by dataset and by method
+    or run name): each readable ``result.json`` as a record (with its ``run`` name
+    ``<method>[-<tag>]`` and ``path``), and a ``Problem`` for each unreadable record and each
+    partial seed (checkpoint, no result). Nothing is dropped silently."""
+    root = Path(results_root)
+    scan = RecordScan()
+    if not root.is_dir():
+        return scan
+    for seed_dir in sorted(p for p in root.glob("*/*/seed-*") if p.is_dir()):
+        dataset, run = seed_dir.parent.parent.name, seed_dir.parent.name
+        rec, problem = read_record(seed_dir)
+        if problem is not None:
+            if _wanted(dataset, run.split("-")[0], run, datasets, methods):
+                scan.problems.append(problem)
             continue
         if rec is None:
+            if (seed_dir / CHECKPOINT).is_file() and _wanted(dataset, run.split("-")[0], run, datasets, methods):
+                scan.problems.append(Problem(str(seed_dir), "partial", "checkpoint but no result yet: "
+                                             "rerun the command that trained it to finish it"))
             continue
-        if datasets and rec.get("dataset") not in datasets:
-            continue
-        run = path.parent.parent.name
-        if methods and rec.get("method") not in methods and run not in methods:
+        if not _wanted(rec["dataset"], rec["method"], run, datasets, methods):
             continue
         rec["run"] = run
-        rec["path"] = str(path.parent)
-        out.append(rec)
-    return out
+        rec["path"] = str(seed_dir)
+        scan.records.append(rec)
+    return scan
+
+
+def load_results(results_root, datasets=None, methods=None) -> list[dict]:
+    """The readable records of ``scan_results`` (readers that must report damaged or partial
+    seeds use ``scan_results``)."""
+    return scan_results(results_root, datasets, methods).records

@@ -16,7 +16,8 @@ A suite file::
     tag = "audio"                  # optional explicit tag
 
 ``methods`` entries of the grid that need per-dataset settings (``unimodal``) are expanded by
-``expand_special``: one ``unimodal`` run per modality of the dataset.
+``expand_special``: one ``unimodal`` run per modality of the dataset. ``unimodal`` jobs come
+first, so that runs initialised from them (``method.init_from_unimodal``) find them finished.
 """
 
 from __future__ import annotations
@@ -137,4 +138,10 @@ def load_suite(name_or_path: str, seeds_override: int | None = None, roots: dict
                             jobs.append(job)
     if not jobs:
         raise ConfigError(f"suite {name} defines no runs (give [suite] datasets and methods, or [[runs]])")
-    return Suite(name, head.get("description", ""), jobs)
+    return Suite(name, head.get("description", ""), unimodal_first(jobs))
+
+
+def unimodal_first(jobs: list[Job]) -> list[Job]:
+    """``unimodal`` jobs before the others (stable otherwise): runs with
+    ``method.init_from_unimodal`` start from their selected weights (benchmark/unimodal_init.py)."""
+    return sorted(jobs, key=lambda job: job.method != "unimodal")

@@ -31,8 +31,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from mmbench.benchmark import runstate, store
-from mmbench.benchmark.config import SPEED_KEYS, RunConfig
+from mmbench.benchmark import runstate, store, unimodal_init
+from mmbench.benchmark.config import SPEED_KEYS, RunConfig, speed_keys
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.identity import component_info, hash_identity, identity_config, identity_hash
 from mmbench.benchmark.loaders import EpochLoader, to_device
@@ -119,7 +119,7 @@ def _config_key(cfg_dict: dict) -> dict:
     ``RunConfig`` so a checkpoint from before a new setting existed compares with its default)."""
     cfg_dict = RunConfig.from_dict(cfg_dict).to_dict()
     key = {k: copy.deepcopy(cfg_dict[k]) for k in ("dataset", "method", "seed", "protocol", "train", "data", "method_params")}
-    for dotted in SPEED_KEYS:
+    for dotted in speed_keys(cfg_dict["method"], cfg_dict["method_params"]):
         section, name = dotted.split(".")
         key[section].pop(name, None)
     return key
@@ -159,13 +159,16 @@ def train_run(
     out_dir = store.run_dir(results_root, cfg.dataset, cfg.run_name, cfg.seed)
     device = resolve_device(cfg.device)
     data_root, warnings_ = check_data(spec, root, cfg.data)
+    references = None
+    if unimodal_init.wants_unimodal_init(cfg) and (rerun or not (out_dir / store.CHECKPOINT).is_file()):
+        references = unimodal_init.find_references(cfg, results_root, spec.modalities)  # refuse first
     with runstate.seed_lock(out_dir):
         if rerun:
             clear_seed(out_dir)
         else:
             refuse_recorded(out_dir, cfg)
         with torch_threads(cfg.train.threads):
-            session = start_session(cfg, spec, out_dir, data_root, device, warnings_, echo)
+            session = start_session(cfg, spec, out_dir, data_root, device, warnings_, echo, references)
             run_epochs(session, progress, stop_after_epochs)
             return finish_session(session)
 
@@ -200,6 +203,7 @@ class Session:
     echo: object
     t_start: float
     seen_warnings: set
+    initialised_from: dict | None = None  # init_from_unimodal: the reference runs used
 
 
 def load_checkpoint(cfg: RunConfig, out_dir: Path, echo) -> dict | None:
@@ -221,13 +225,18 @@ def load_checkpoint(cfg: RunConfig, out_dir: Path, echo) -> dict | None:
     return ckpt
 
 
-def start_session(cfg, spec, out_dir: Path, data_root, device, warnings_, echo) -> Session:
-    """Build the run (restored from ``last.ckpt``), write ``config.json`` once and append this
-    start to ``runlog.jsonl``."""
+def start_session(cfg, spec, out_dir: Path, data_root, device, warnings_, echo, references=None) -> Session:
+    """Build the run (restored from ``last.ckpt``; a fresh run with ``references`` starts from the
+    unimodal runs' selected weights), write ``config.json`` once and append this start to
+    ``runlog.jsonl``."""
     for w in warnings_:
         echo(f"warning: {w}")
     ckpt = load_checkpoint(cfg, out_dir, echo)
     run = build_run(cfg, spec, get_method(cfg.method), data_root, device, ckpt)
+    initialised_from = ckpt.get("initialised_from") if ckpt is not None else None
+    if references is not None and ckpt is None:
+        weights, initialised_from = unimodal_init.selected_weights(references, data_root)
+        run.method.init_from_unimodal(run.model, weights)
     history, start_epoch, best = [], 0, None
     if ckpt is not None:
         history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
@@ -241,7 +250,7 @@ def start_session(cfg, spec, out_dir: Path, data_root, device, warnings_, echo) 
     speed = {k: _dotted(cfg, k) for k in SPEED_KEYS}
     store.append_jsonl(out_dir / store.RUNLOG, runlog_entry("resume" if ckpt else "start", start_epoch, env, speed))
     store.write_history(out_dir / store.HISTORY, history)
-    return Session(cfg, spec, out_dir, run, history, start_epoch, best, echo, time.time(), set())
+    return Session(cfg, spec, out_dir, run, history, start_epoch, best, echo, time.time(), set(), initialised_from)
 
 
 def _dotted(cfg: RunConfig, dotted: str):
@@ -316,6 +325,7 @@ def run_epoch(session: Session, epoch: int, progress: bool) -> dict:
         raise NonFiniteLossError(epoch, bad[0])
     if cfg.train.step_at == "epoch_end":
         _step_schedulers(ctx.optimizers)
+    method.before_evaluation(ctx)
     t0 = time.time()
     val_m, test_m = evaluate_splits(session)
     eval_s = time.time() - t0
@@ -336,11 +346,14 @@ def run_epoch(session: Session, epoch: int, progress: bool) -> dict:
 
 
 def evaluate_splits(session: Session) -> tuple[dict, dict]:
-    """val and test METRICS; each distinct warning (e.g. MAP's "no positive sample") once per run."""
+    """val (None without a validation split) and test METRICS; each distinct warning (e.g. MAP's
+    "no positive sample") once per run."""
     run = session.run
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        val_m = evaluate(run.method, run.model, run.val_loader, run.ctx.device, run.ctx.autocast)
+        val_m = None
+        if run.val_loader is not None:
+            val_m = evaluate(run.method, run.model, run.val_loader, run.ctx.device, run.ctx.autocast)
         test_m = evaluate(run.method, run.model, run.test_loader, run.ctx.device, run.ctx.autocast)
     for w in caught:
         text = str(w.message)
@@ -367,6 +380,7 @@ def save_epoch(session: Session, record: dict) -> None:
             "rng": rng_state(),
             "history": session.history,
             "config": session.cfg.to_dict(),
+            "initialised_from": session.initialised_from,
         },
     )
 
@@ -374,7 +388,7 @@ def save_epoch(session: Session, record: dict) -> None:
 def epoch_line(cfg: RunConfig, record: dict) -> str:
     """``seed 0 epoch 3/20: loss 1.2345 loss_a 0.9 | val acc 45.67 | 12.3s``."""
     losses = " ".join(f"{k} {v:.4f}" for k, v in record["train"].items() if k.startswith("loss"))
-    val = (record["val"].get("fusion") or {}).get("acc")
+    val = ((record["val"] or {}).get("fusion") or {}).get("acc")
     val_text = f"val acc {100 * val:.2f}" if val is not None else "val acc -"
     seconds = record["time"]["train_s"] + record["time"]["eval_s"]
     return f"seed {cfg.seed} epoch {record['epoch'] + 1}/{cfg.train.epochs}: {losses} | {val_text} | {seconds:.1f}s"
@@ -406,6 +420,8 @@ def finish_session(session: Session) -> dict:
     result["seconds"] = training_seconds(session.history)
     result["seconds_this_call"] = round(time.time() - session.t_start, 2)
     result["epochs"] = session.cfg.train.epochs
+    if session.initialised_from is not None:
+        result["initialised_from"] = session.initialised_from
     store.write_json(session.out_dir / store.RESULT, result)
     return result
 
@@ -429,7 +445,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
     seed_everything(cfg.seed)
     # ---- data
     train_set = spec.build("train", data_root, True, cfg.data)
-    val_set = spec.build("val", data_root, False, cfg.data)
+    val_set = spec.build("val", data_root, False, cfg.data) if has_val_split(spec, data_root, cfg) else None
     test_set = spec.build("test", data_root, False, cfg.data)
     hyper = method_cls.make_hyper(cfg.method_params)
 
@@ -438,6 +454,11 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
     encoders = nn.ModuleDict({m: factories[m][0]() for m in spec.modalities})
     feature_dims = {m: factories[m][1] for m in spec.modalities}
     method = method_cls(hyper, spec.modalities, spec.num_classes, feature_dims)
+    if val_set is None and method.needs_val():
+        raise ConfigError(
+            f"{cfg.method} selects or adapts on the validation split, which this run does not have "
+            "(data.val_fraction = 0, as protocol=official); add --set data.val_fraction=0.1"
+        )
 
     heldout_set = None
     frac = method.heldout_fraction()
@@ -471,7 +492,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         "device": device,  # where a dataset's device_transform runs (data.cache.augment=device)
     }
     train_loader = EpochLoader(train_set, tr.batch_size, True, cfg.seed, tr.drop_last, **loader_kw)
-    val_loader = EpochLoader(val_set, tr.eval_batch_size, False, **loader_kw)
+    val_loader = EpochLoader(val_set, tr.eval_batch_size, False, **loader_kw) if val_set is not None else None
     test_loader = EpochLoader(test_set, tr.eval_batch_size, False, **loader_kw)
     heldout_loader = (
         EpochLoader(heldout_set, tr.eval_batch_size, False, **loader_kw) if heldout_set is not None else None
@@ -496,6 +517,15 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         method, model, ctx, train_loader, val_loader, test_loader,
         _split_sizes(train_set, val_set, test_set, heldout_set),
     )
+
+
+def has_val_split(spec, data_root, cfg: RunConfig) -> bool:
+    """Whether the run has a validation split: always, unless ``data.val_fraction = 0`` (the
+    whole train set, as ``protocol = "official"``) leaves a dataset without a published val split
+    with none."""
+    if cfg.data.val_fraction > 0:
+        return True
+    return len(spec.splits(data_root, cfg.data).get("val", [])) > 0
 
 
 def apply_channels_last(model: nn.Module) -> None:
@@ -659,5 +689,8 @@ def _result(session: Session, status: str, error: str | None) -> dict:
         "reference_modality": reference,
         "reproducible": reproducibility(session.run.ctx.device),
         "selection": select_all(session.history, cfg.select_tie) if status == "finished" else {},
+        # the rule a table reports for this run; under protocol=official the papers' protocol
+        "reported_rule": cfg.reported_rule,
+        "precision": "fp32" if cfg.train.amp == "off" else f"amp:{cfg.train.amp}",
         "config": {"train": asdict(cfg.train), "method": cfg.method_params, "protocol": cfg.protocol},
     }

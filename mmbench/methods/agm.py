@@ -25,7 +25,12 @@ from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, check_choices
 from mmbench.methods.heads import ConcatHead
 
-_CHOICES = {"scale_after_window": ("persist", "reset"), "window_index_base": (0, 1), "masked_mode": ("eval",)}
+_CHOICES = {
+    "scale_after_window": ("persist", "reset"),
+    "window_index_base": (0, 1),
+    "masked_mode": ("eval",),
+    "score_dtype": ("float64", "float32"),
+}
 NLL_FLOOR = 1e-8  # official: -log(1e-8) when softmax(m)[y] < 1e-8
 
 
@@ -42,6 +47,9 @@ class AGMHyper:
     scale_after_window: str = "persist"
     window_index_base: int = 1  # [code] the official loop counts epochs from 1: harness epoch e is e + 1
     masked_mode: str = "eval"  # [code] masked passes in eval mode, full pass in train mode
+    # "float64": scores, running means, ratios and coefficients in double precision, as the
+    # official Python-float chain (run/CREMAD_main.py); "float32": the tensors' dtype (4e-5 relative)
+    score_dtype: str = "float64"
 
 
 # --------------------------------------------------------------------------- the algorithm
@@ -203,8 +211,9 @@ class AGM(Method):
     def __init__(self, hyper, modalities, num_classes, feature_dims):
         super().__init__(hyper, modalities, num_classes, feature_dims)
         M = len(self.modalities)
-        self.running = torch.zeros(M)  # sbar, never reset
-        self.scale = torch.ones(M)  # the hooks' current scales (initially 1)
+        self.dtype = torch.float64 if hyper.score_dtype == "float64" else torch.float32
+        self.running = torch.zeros(M, dtype=self.dtype)  # sbar, never reset
+        self.scale = torch.ones(M, dtype=self.dtype)  # the hooks' current scales (initially 1)
 
     def build_heads(self, feature_dims, num_classes):
         return ConcatHead([feature_dims[m] for m in self.modalities], num_classes, self.modalities)
@@ -227,14 +236,14 @@ class AGM(Method):
             model.train()
         responses = decompose(outputs)
         with torch.no_grad():
-            running = self.running.to(dev)
-            scores = response_scores(responses, y)
+            running = self.running.to(device=dev, dtype=self.dtype)
+            scores = response_scores(responses, y).to(self.dtype)
             k, r, rbar = modulation_coefficients(scores, running, self.hp.alpha, self.hp.cap)
             modulated = self.in_window(ctx.epoch)
             if modulated:
                 scale = k
             elif self.hp.scale_after_window == "persist":
-                scale = self.scale.to(dev)
+                scale = self.scale.to(device=dev, dtype=self.dtype)
             else:
                 scale = torch.ones_like(k)
         fused = sum(grad_scale(responses[i], scale[i]) for i in range(len(self.modalities)))
@@ -275,5 +284,5 @@ class AGM(Method):
         return {"running": self.running.detach().cpu(), "scale": self.scale.detach().cpu()}
 
     def load_state_dict(self, state):
-        self.running = state["running"].clone()
-        self.scale = state["scale"].clone()
+        self.running = state["running"].clone().to(self.dtype)
+        self.scale = state["scale"].clone().to(self.dtype)

@@ -9,8 +9,9 @@ checkpoints. Hooks run in this order for each run:
    heads grow (``sustained_boost``) rebuilds them from its saved state;
 3. ``build_heads(feature_dims, num_classes)`` → ``model.heads``;
 4. ``configure_optimizers(model, train_cfg)`` → ``Optimizers`` (then its state is restored);
-5. per epoch: ``on_epoch_start(ctx)``; ``training_step(model, batch, ctx)`` per batch; the harness
-   evaluates val and test with ``predict``; ``on_epoch_end(ctx)`` (``ctx.val_metrics`` is set);
+5. per epoch: ``on_epoch_start(ctx)``; ``training_step(model, batch, ctx)`` per batch;
+   ``before_evaluation(ctx)``; the harness evaluates val and test with ``predict``;
+   ``on_epoch_end(ctx)`` (``ctx.val_metrics`` is set);
    ``epoch_diagnostics()`` goes into history.jsonl; then the checkpoint is written.
 
 The base class *is* the plain joint step (specs/methods/joint.md): a concat linear head, one
@@ -86,16 +87,20 @@ class Optimizers:
 
 def build_optimizer(params, train_cfg, lr: float | None = None) -> torch.optim.Optimizer:
     """The shared optimiser of ``train.optimizer`` (SGD with momentum and weight decay, Adam or
-    AdamW), over a parameter iterable or a list of param-group dicts."""
+    AdamW with ``train.betas``, or AdaGrad as PMR's ``--optimizer AdaGrad``), over a parameter
+    iterable or a list of param-group dicts."""
     lr = train_cfg.lr if lr is None else lr
     name = train_cfg.optimizer.lower()
+    wd = train_cfg.weight_decay
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=train_cfg.momentum, weight_decay=wd)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=train_cfg.weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=tuple(train_cfg.betas), weight_decay=wd)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=train_cfg.weight_decay)
-    raise ConfigError(f"unknown train.optimizer {train_cfg.optimizer!r}; choose sgd, adam or adamw")
+        return torch.optim.AdamW(params, lr=lr, betas=tuple(train_cfg.betas), weight_decay=wd)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+    raise ConfigError(f"unknown train.optimizer {train_cfg.optimizer!r}; choose sgd, adam, adamw or adagrad")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg):
@@ -176,9 +181,20 @@ class Method:
                 f"{spec.name} has {len(spec.modalities)}: {', '.join(spec.modalities)}"
             )
 
+    @classmethod
+    def result_settings(cls, params: dict) -> tuple[str, ...]:
+        """Settings of ``config.SPEED_KEYS`` that change this method's results under ``params``
+        (they then enter the run identity and tag); default none."""
+        return ()
+
     @property
     def active_modalities(self) -> tuple[str, ...]:
         return self.uses_modalities or self.modalities
+
+    def needs_val(self) -> bool:
+        """Whether the method reads ``ctx.val_metrics`` (MSLR's dynamic rule); the harness refuses
+        such a run when it has no validation split."""
+        return False
 
     def head_meanings(self) -> dict[str, str]:
         """What each head of ``predict`` means, for the run record's ``heads`` (readers never
@@ -232,8 +248,18 @@ class Method:
         return model.heads(self.encode(model, batch))
 
     # ------------------------------------------------------------------ hooks and state
+    def init_from_unimodal(self, model: nn.Module, weights: dict[str, dict]) -> None:
+        """Start from the unimodal reference runs' selected weights (``method.init_from_unimodal``;
+        the harness finds and loads them, ``mmbench.benchmark.unimodal_init``): ``weights[m]`` =
+        ``{"encoder": state_dict of phi^m, "head": state_dict of its linear head}``."""
+        raise ConfigError(f"{self.name} does not support init_from_unimodal")
+
     def on_epoch_start(self, ctx) -> None:
         pass
+
+    def before_evaluation(self, ctx) -> None:
+        """After the epoch's training, before val and test are evaluated (G-Blend's MultiBench
+        head fine-tuning)."""
 
     def on_epoch_end(self, ctx) -> None:
         pass

@@ -48,6 +48,14 @@ class GBlendHyper:
     fixed_weights: dict = field(default_factory=dict)  # mode fixed: {modality: w, "mm": w}
     mlp_dropout: float = 0.5  # fused_head mlp only; [guess] VMZ's dropout rate is not documented
     head_init: str = "xavier"  # as joint
+    # MultiBench's estimator (training_structures/gradient_blend.py) differs in two places, both
+    # flags: "eval" = the branch losses in eval mode (mmbench); "train" = MultiBench getloss (:16-44,
+    # no .eval(): train mode, no grad)
+    loss_mode: str = "eval"
+    # 0 = no head fine-tuning (mmbench); MultiBench 25 (:300 finetune_epoch): after each super-epoch
+    # a copy of the initial fused head (:345) is trained this many epochs on frozen train features
+    # (:381-408, plain SGD at the LR, :350) and gives the fused prediction (:443-444)
+    finetune_epochs: int = 0
 
 
 # ----------------------------------------------------------------------------- the estimator
@@ -223,6 +231,7 @@ class GBlend(Method):
             "unimodal_heads": ("dedicated", "split"),
             "estimator": ("delta", "absolute"),
             "loss_aggregation": ("mean", "batch_sum"),
+            "loss_mode": ("eval", "train"),
         }
         for key, valid in choices.items():
             if getattr(hp, key) not in valid:
@@ -245,6 +254,8 @@ class GBlend(Method):
                     + ", ".join(f"'{k}': 0.5" for k in sorted(want))
                     + '}"'
                 )
+        if hp.finetune_epochs < 0 or (hp.finetune_epochs and hp.unimodal_heads == "split"):
+            raise ConfigError("gblend finetune_epochs must be >= 0, and needs unimodal_heads=dedicated")
         if hp.unimodal_heads == "split" and hp.fused_head != "linear":
             raise ConfigError(
                 "gblend unimodal_heads=split splits the linear fused head; use fused_head=linear"
@@ -266,7 +277,7 @@ class GBlend(Method):
                 self.modalities,
                 init=self.hp.head_init,
             )
-        return GBlendHeads(
+        heads = GBlendHeads(
             self.modalities,
             feature_dims,
             num_classes,
@@ -274,6 +285,10 @@ class GBlend(Method):
             self.hp.mlp_dropout,
             self.hp.head_init,
         )
+        if self.hp.finetune_epochs:
+            heads.finetuned = copy.deepcopy(heads.fused)  # MultiBench :345, the initial head
+            heads.finetuned.requires_grad_(False)  # never in the main optimiser's steps
+        return heads
 
     # ------------------------------------------------------------------ step
     def training_step(self, model, batch, ctx):
@@ -320,7 +335,7 @@ class GBlend(Method):
     @torch.no_grad()
     def _measure(self, branch, loader, ctx) -> float:
         """Mean per-sample CE (or the sum of per-batch means) of a branch, eval mode, no grad."""
-        branch.eval()
+        branch.train(self.hp.loss_mode == "train")
         means, sizes = [], []
         for batch in loader:
             batch = to_device(batch, ctx.device)
@@ -396,11 +411,54 @@ class GBlend(Method):
             ctx.log_epoch(f"ogr/{'fusion' if k == MM else k}", _finite(ogr))
         ctx.log_epoch("gblend_estimate", self.last_estimate)
 
+    # ------------------------------------------------------------------ MultiBench head fine-tuning
+    def before_evaluation(self, ctx):
+        """``finetune_epochs > 0``: at the end of each super-epoch, train the fine-tuned head on
+        the frozen encoders' train features (MultiBench :381-408)."""
+        if not self.hp.finetune_epochs or (ctx.epoch + 1) % self.hp.super_epoch:
+            return
+        head = ctx.model.heads.finetuned
+        feats, labels = self._train_features(ctx)
+        head.requires_grad_(True)
+        lr = ctx.optimizers.main.param_groups[0]["lr"]
+        opt = torch.optim.SGD(head.parameters(), lr=lr, weight_decay=ctx.train_cfg.weight_decay)
+        gen = torch.Generator().manual_seed(ctx.seed * 100003 + ctx.epoch)
+        bs = ctx.train_cfg.batch_size
+        head.train()
+        for _ in range(self.hp.finetune_epochs):
+            order = torch.randperm(len(labels), generator=gen)
+            for start in range(0, len(labels), bs):
+                idx = order[start : start + bs].to(labels.device)
+                loss = F.cross_entropy(head({m: f[idx] for m, f in feats.items()}), labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        head.requires_grad_(False)
+        ctx.log_epoch("gblend_finetune_loss", float(loss.detach()))
+
+    @torch.no_grad()
+    def _train_features(self, ctx):
+        """Encoder outputs of the training data (held-out slice excluded), models in train mode
+        as MultiBench's feature pass (:383-386)."""
+        feats, labels = {m: [] for m in self.modalities}, []
+        for batch in ctx.train_loader:
+            batch = to_device(batch, ctx.device)
+            for m, f in self.encode(ctx.model, batch).items():
+                feats[m].append(f.float())
+            labels.append(batch["label"])
+        ctx.train_loader.set_epoch(ctx.epoch)
+        return {m: torch.cat(v) for m, v in feats.items()}, torch.cat(labels)
+
     # ------------------------------------------------------------------ predict and state
     @torch.no_grad()
     def predict(self, model, batch):
-        """``{"fusion": z^mm, m: z^m}`` (dedicated heads; ``split``: W_m phi^m + b/M)."""
-        return model.heads(self.encode(model, batch))
+        """``{"fusion": z^mm, m: z^m}`` (dedicated heads; ``split``: W_m phi^m + b/M); with
+        ``finetune_epochs``, the fused logits of the fine-tuned head (MultiBench)."""
+        feats = self.encode(model, batch)
+        out = model.heads(feats)
+        if self.hp.finetune_epochs:
+            out["fusion"] = model.heads.finetuned(feats)
+        return out
 
     def state_dict(self):
         return {

@@ -155,6 +155,12 @@ class MLA(Method):
         return torch.tensor([float(w) for w in weights])
 
     @classmethod
+    def result_settings(cls, params):
+        """The batch-entropy gate (``--dynamic``) is a softmax over the batch axis: its fused
+        logits depend on the evaluation batch size (official: the test loader's 64, main.py:816)."""
+        return ("train.eval_batch_size",) if params.get("gate") == "entropy_batch" else ()
+
+    @classmethod
     def validate_params(cls, params, spec):
         super().validate_params(params, spec)
         if params.get("gate") not in GATES:

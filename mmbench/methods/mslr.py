@@ -12,7 +12,8 @@ with ``lr_m = c_m * eta_m * s(epoch)``:
   with ``acc_m`` the *validation* accuracy of ``argmax z^m`` (never test);
 - ``smooth``: the paper does not specify it well enough to implement; asking for it is an error.
 
-``init_from_unimodal`` (paper) starts from the finished ``unimodal`` runs of the same seed;
+``init_from_unimodal`` (paper) starts from the selected weights of the finished ``unimodal`` runs
+of the same dataset, preset and seed (found and loaded by the harness, ``benchmark/unimodal_init``);
 default false, so that MSLR starts from the same initialisation as every other method
 (``protocol = "shared"``). Runs with it on must be reported as such.
 """
@@ -20,13 +21,11 @@ default false, so that MSLR starts from the same initialisation as every other m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.benchmark import store
 from mmbench.benchmark.registry import register_method
 from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, Optimizers, build_optimizer, build_scheduler, modality_accuracies
@@ -48,8 +47,7 @@ class MSLRHyper:
     window_start: int = 0  # agm_grad_scale: first epoch of the modulation window
     window_end: int = -1  # agm_grad_scale: first epoch after the window; -1 = to the end
     init_from_unimodal: bool = False  # [paper] true; false = from scratch like every other method
-    unimodal_dir: str = ""  # init_from_unimodal: folder with unimodal-<m>/seed-<n>/ runs (results/<dataset>)
-    unimodal_suffix: str = ""  # init_from_unimodal: run names unimodal-<m>_<suffix> (their tag)
+    unimodal_suffix: str = ""  # init_from_unimodal: reference runs unimodal-<m>_<suffix> (their tag)
     head_init: str = "xavier"  # as joint
 
 
@@ -104,7 +102,6 @@ class MSLR(Method):
         self.acc_history: dict[str, list[float]] = {m: [] for m in modalities}
         self.c = {m: float(hyper.c_init.get(m, 1.0)) if self._agm else 1.0 for m in modalities}
         self.grad_ratio = {m: 1.0 for m in modalities}  # agm_grad_scale only
-        self.initialised = False  # init_from_unimodal done
 
     @property
     def _agm(self) -> bool:
@@ -138,11 +135,6 @@ class MSLR(Method):
                 )
         if any(float(v) <= 0 for v in hp.eta.values()):
             raise ConfigError("mslr eta values must be positive learning rates")
-        if hp.init_from_unimodal and not hp.unimodal_dir:
-            raise ConfigError(
-                "mslr init_from_unimodal=true needs method.unimodal_dir=<results>/<dataset>, the folder "
-                "that holds the finished `mmbench run -m unimodal --set method.modality=M` runs"
-            )
 
     # ------------------------------------------------------------------ heads and optimiser
     def build_heads(self, feature_dims, num_classes):
@@ -168,39 +160,16 @@ class MSLR(Method):
         return Optimizers({"main": opt}, {"main": sched} if sched is not None else {})
 
     # ------------------------------------------------------------------ unimodal initialisation
-    def unimodal_run(self, modality: str, seed: int) -> Path:
-        name = f"unimodal-{modality}" + (f"_{self.hp.unimodal_suffix}" if self.hp.unimodal_suffix else "")
-        return Path(self.hp.unimodal_dir) / name / f"seed-{seed}"
+    def needs_val(self) -> bool:
+        return self.hp.strategy == "dynamic"  # the dynamic rule reads validation accuracies
 
-    def on_epoch_start(self, ctx):
-        """``init_from_unimodal`` (paper: late fusion of fine-tuned unimodal models): before the
-        first epoch of a fresh run, load encoder m and head m from the finished ``unimodal`` run
-        of the same seed. The harness keeps only each run's ``last.ckpt``, so the weights are
-        those of its last epoch, not of its val-selected epoch (both are logged)."""
-        if not self.hp.init_from_unimodal or ctx.epoch != 0 or self.initialised:
-            return
-        runs = {m: self.unimodal_run(m, ctx.seed) for m in self.modalities}
-        missing = [
-            str(d)
-            for d in runs.values()
-            if (store.read_json(d / store.RESULT) or {}).get("status") != "finished"
-            or not (d / store.CHECKPOINT).is_file()
-        ]
-        if missing:
-            raise ConfigError(
-                f"mslr init_from_unimodal: no finished unimodal run in {', '.join(missing)}; train them with "
-                f"`mmbench run -m unimodal --set method.modality=M --seeds N` (same data settings) first"
-            )
-        for m, d in runs.items():
-            ckpt = torch.load(d / store.CHECKPOINT, map_location="cpu", weights_only=False)
-            state = ckpt["model"]
-            enc = {k[len(f"encoders.{m}.") :]: v for k, v in state.items() if k.startswith(f"encoders.{m}.")}
-            head = {k[len("heads.fc.") :]: v for k, v in state.items() if k.startswith("heads.fc.")}
-            ctx.model.encoders[m].load_state_dict(enc)
-            ctx.model.heads.fc[m].load_state_dict(head)
-            selected = store.read_json(d / store.RESULT)["selection"].get("val", {}).get("epoch")
-            ctx.log_epoch(f"mslr_init/{m}", {"run": str(d), "epoch": ckpt["epoch"], "val_epoch": selected})
-        self.initialised = True
+    def init_from_unimodal(self, model, weights):
+        """``init_from_unimodal`` (paper: late fusion of fine-tuned unimodal models): encoder m
+        and head m from the unimodal reference run of m (its selected epoch; the harness loads it
+        before the first epoch of a fresh run)."""
+        for m in self.modalities:
+            model.encoders[m].load_state_dict(weights[m]["encoder"])
+            model.heads.fc[m].load_state_dict(weights[m]["head"])
 
     # ------------------------------------------------------------------ step
     def training_step(self, model, batch, ctx):
@@ -270,11 +239,9 @@ class MSLR(Method):
             "acc_history": self.acc_history,
             "c": self.c,
             "grad_ratio": self.grad_ratio,
-            "initialised": self.initialised,
         }
 
     def load_state_dict(self, state):
         self.acc_history = {m: list(v) for m, v in state["acc_history"].items()}
         self.c = dict(state["c"])
         self.grad_ratio = dict(state["grad_ratio"])
-        self.initialised = bool(state.get("initialised", False))

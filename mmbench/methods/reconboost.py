@@ -46,10 +46,14 @@ class ReconBoostHyper:
     residual_form: str = "true_class"  # [code]; "full_kl" = the paper's CE - lambda KL(q || p)
     ga_forward: bool = True  # [code] runs f_prev forward (no gradient; moves BN statistics)
     aux_forward_mode: str = "train"  # [code] other learners in train mode when computing q
-    init_from_unimodal: bool = False  # shared protocol: from scratch; [code] --use_pretrain (unsupported here)
+    init_from_unimodal: bool = False  # shared protocol: from scratch; [code] README CREMA-D --use_pretrain
+    unimodal_suffix: str = ""  # init_from_unimodal: reference runs unimodal-<m>_<suffix> (their tag)
     min_stage_for_selection: int = 3  # [code] best model kept only from stage 3
     proj_dim: int | None = None  # Linear(d_m, proj_dim) per modality when feature sizes differ [guess]
     head_init: str = "torch"  # [code] dynamic_net.Head uses PyTorch's default initialisation
+    # the shared StepLR's factor: "stage" = taken at the stage's first epoch, so the LR changes only
+    # between stages as in the code (train.py:445-451); "epoch" = at every epoch (inside stages)
+    shared_lr_step: str = "stage"
 
 
 # ----------------------------------------------------------------------------- losses
@@ -129,15 +133,12 @@ class ReconBoost(Method):
     @classmethod
     def validate_params(cls, params, spec):
         super().validate_params(params, spec)
-        if params.get("init_from_unimodal"):
-            raise ConfigError(
-                "reconboost init_from_unimodal=true is not supported yet (it needs val-selected "
-                "unimodal checkpoints, which the harness does not store); use method.init_from_unimodal=false"
-            )
         if int(params.get("epochs_per_stage", 1)) < 1 or int(params.get("correct_epochs", 0)) < 0:
             raise ConfigError("reconboost needs method.epochs_per_stage >= 1 and method.correct_epochs >= 0")
         if params.get("residual_form") not in ("true_class", "full_kl"):
             raise ConfigError("method.residual_form must be 'true_class' (official code) or 'full_kl' (paper)")
+        if params.get("shared_lr_step") not in ("stage", "epoch"):
+            raise ConfigError("method.shared_lr_step must be 'stage' (LR changes between stages, as the code) or 'epoch'")
         if params.get("aux_forward_mode") not in ("train", "eval"):
             raise ConfigError("method.aux_forward_mode must be 'train' (official code) or 'eval'")
 
@@ -161,13 +162,16 @@ class ReconBoost(Method):
 
     def stage_lr(self, epoch: int, train_cfg) -> float:
         """``train.lr`` x the code's stage decay (``stage_lr_decay ** (s // stage_decay_every)``)
-        x the shared schedule's factor at this epoch (StepLR in ``train.step_at`` order; 1 under
-        ``schedule = "constant"``, as ``protocol = "official"`` sets)."""
+        x the shared schedule's factor (StepLR in ``train.step_at`` order) at the stage's first
+        epoch (``shared_lr_step = "stage"``) or at this epoch (``"epoch"``); 1 under
+        ``schedule = "constant"``, as ``protocol = "official"`` sets."""
         s = self.position(epoch)[0]
         lr = train_cfg.lr
         if self.hp.stage_decay_every > 0:
             lr *= self.hp.stage_lr_decay ** (s // self.hp.stage_decay_every)
         if train_cfg.schedule.lower() == "step":
+            if self.hp.shared_lr_step == "stage":
+                epoch = s * (self.hp.epochs_per_stage + self.hp.correct_epochs)
             k = epoch + 1 if train_cfg.step_at == "epoch_start" else epoch
             lr *= train_cfg.gamma ** (k // train_cfg.step_size)
         return lr
@@ -207,6 +211,16 @@ class ReconBoost(Method):
         return self.fresh_optimizers(model, self.last_epoch if self.last_epoch is not None else 0, train_cfg)
 
     # ------------------------------------------------------------------ hooks
+    def init_from_unimodal(self, model, weights):
+        """``--use_pretrain`` (``train.py``: ``init_pretrain`` loads each modality's pre-trained
+        network, then ``net_ensemble.add`` puts every modality in the ensemble before stage 0):
+        encoder m from the unimodal reference run of m; the shared head and the projections stay
+        fresh (the official head is built new); every learner starts in the ensemble."""
+        for m in self.modalities:
+            model.encoders[m].load_state_dict(weights[m]["encoder"])
+            model.heads.members[self.modalities.index(m)] = True
+        self.ensemble = model.heads.ensemble()
+
     def on_epoch_start(self, ctx):
         s, phase, m, off = self.position(ctx.epoch)
         if off == 0 or off == self.hp.epochs_per_stage:

@@ -48,7 +48,12 @@ class SustainedBoostHyper:
     weight_net_lr_factor: float = 0.1  # g_w's learning rate is lr * factor [code]
     fusion_weights: dict = field(default_factory=dict)  # {modality: a_o}; {} = equal [guess]
     hidden_dim: int = 256  # width of every L1 [code]
-    train_added_layers: bool = True  # [paper]; False = official code (added L1s never optimised)
+    # [code] False: the official optimiser is built once, so classifiers ACA adds are never
+    # optimised (966dbf5 train_CREMAD.py, train_NVGesture.py); True = the paper's text
+    train_added_layers: bool = False
+    # "xavier": xavier-normal / zero bias (train_CREMAD.py model.apply(weight_init)); "torch":
+    # PyTorch's default (train_NVGesture.py never applies weight_init); added L1s are always xavier
+    head_init: str = "xavier"
     residual_target: str = "ensemble_softmax"  # [code]; "sum_probs" = v2 text
     aca_rule: str = "ratio"  # [code]; "difference" = v2 text
     aca_first_check: bool = True  # [code] also checks after epoch 0
@@ -190,14 +195,14 @@ class WeightNet(nn.Module):
     ``w_network``), shared by the modalities, applied to each scalar r^o; xavier-normal / zero bias
     as the official ``weight_init``."""
 
-    def __init__(self):
+    def __init__(self, init: str = "xavier"):
         super().__init__()
         self.net = nn.Sequential(
-            xavier_linear(1, 512),
+            xavier_linear(1, 512, init),
             nn.ReLU(),
-            xavier_linear(512, 64),
+            xavier_linear(512, 64, init),
             nn.ReLU(),
-            xavier_linear(64, 1),
+            xavier_linear(64, 1, init),
             nn.Sigmoid(),
         )
 
@@ -211,16 +216,16 @@ class BoostedClassifiers(nn.Module):
     ``first[m]`` is L1 of classifier 1, ``added[m][j]`` L1 of classifier j + 2, ``fc_out`` the
     shared Linear(hidden, K), ``weight_net`` g_w (None unless learnable)."""
 
-    def __init__(self, feature_dims, modalities, num_classes, hidden_dim, counts, learnable_weights):
+    def __init__(self, feature_dims, modalities, num_classes, hidden_dim, counts, learnable_weights, init="xavier"):
         super().__init__()
         self.modalities = tuple(modalities)
         self.feature_dims = {m: int(feature_dims[m]) for m in self.modalities}
         self.hidden_dim = hidden_dim
         self.first = nn.ModuleDict(
-            {m: xavier_linear(self.feature_dims[m], hidden_dim) for m in self.modalities}
+            {m: xavier_linear(self.feature_dims[m], hidden_dim, init) for m in self.modalities}
         )
-        self.fc_out = xavier_linear(hidden_dim, num_classes)
-        self.weight_net = WeightNet() if learnable_weights else None
+        self.fc_out = xavier_linear(hidden_dim, num_classes, init)
+        self.weight_net = WeightNet(init) if learnable_weights else None
         self.added = nn.ModuleDict({m: nn.ModuleList() for m in self.modalities})
         for m in self.modalities:
             for _ in range(counts.get(m, 1) - 1):
@@ -295,6 +300,7 @@ class SustainedBoost(Method):
             "aca_rule": ("ratio", "difference"),
             "zero_grad_mode": ("zeros", "none"),
             "assignment": ("adaptive", "fixed"),
+            "head_init": ("xavier", "torch"),
         }
         check_choices(params, choices)
         normalise_terms(params["loss_terms"])
@@ -328,6 +334,7 @@ class SustainedBoost(Method):
             self.hp.hidden_dim,
             self.counts,
             learnable_weights=self.hp.weight_net == "learnable",
+            init=self.hp.head_init,
         )
 
     def _optimised_layers(self, heads: BoostedClassifiers) -> list[nn.Module]:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from mmbench.benchmark.selection import SELECTION_RULES
-from mmbench.errors import MMBenchError
+from mmbench.reporting.identity_rows import old_record_note, split_by_identity
 from mmbench.reporting.significance import DEFAULT_ALPHA, against_best
 
 # The metrics of mmbench.benchmark.metrics.METRIC_NAMES, restated so that tables and reports do
@@ -52,37 +52,38 @@ METRIC_LABELS = {"acc": "Acc", "map": "MAP", "f1": "MacroF1"}
 LAYOUT_METRICS = {"table1": METRIC_NAMES, "table2": ("acc", "f1"), "long": METRIC_NAMES}
 _TEMPLATE = {"md": "table.md.j2", "latex": "table.tex.j2", "html": "table.html.j2"}
 
-# Row order of the tables: references first, then the methods in the order of the papers.
-METHOD_ORDER = (
-    "unimodal",
-    "joint",
-    "gblend",
-    "mslr",
-    "ogm_ge",
-    "pmr",
-    "agm",
-    "mmpareto",
-    "mla",
-    "reconboost",
-    "sustained_boost",
-)
-UNRANKED_FUSION = ("unimodal",)
+# Method facts (row order, head meanings, unimodal references) come from the records only
+# (``result.json`` ``heads``, ``unimodal_reference``); records without them (schema 1) are
+# flagged in the table's notes (``identity_rows.old_record_note``).
+REFERENCE_BASELINE = "joint"  # the plain joint-training baseline: the first row after the references
 
-# What a method's per-modality logits are (specs/methods/evaluation.md §4): tables say it in a
-# footnote. Methods not listed fall back to their class attribute ``modality_logits``.
-MODALITY_LOGITS = {
-    "joint": "split of the concat head, W_m phi_m + b/M",
-    "ogm_ge": "split of the concat head, W_m phi_m + b/M",
-    "pmr": "split of the concat head, W_m phi_m + b/M",
-    "gblend": "the modality's own head",
-    "mslr": "the modality's own head",
-    "mmpareto": "the modality's own head",
-    "agm": "Shapley-style response from zero-masked passes (eval mode)",
-    "mla": "shared head on that modality, h(phi_m)",
-    "reconboost": "learner f_m",
-    "sustained_boost": "the modality's weighted classifier ensemble",
-    "unimodal": "its only head (a separately trained model)",
-}
+
+def is_unimodal_reference(rec: dict) -> bool:
+    """The record's ``unimodal_reference``; a schema-1 record (no such field) counts as one when
+    its method is named ``unimodal``, the only reference those versions wrote."""
+    flag = rec.get("unimodal_reference")
+    return bool(flag) if flag is not None else rec.get("method") == "unimodal"
+
+
+def run_facts(records: list[dict]) -> dict[str, dict]:
+    """Per row name: ``method``, ``reference`` (unimodal reference) and ``heads`` ({head: meaning})."""
+    facts: dict[str, dict] = {}
+    for rec in records:
+        f = facts.setdefault(rec["run"], {"method": rec.get("method", rec["run"]), "reference": False, "heads": {}})
+        f["reference"] = f["reference"] or is_unimodal_reference(rec)
+        heads = rec.get("heads")
+        if isinstance(heads, dict):
+            f["heads"].update({h: m for h, m in heads.items() if isinstance(m, str)})
+    return facts
+
+
+def run_sort_key(run: str, fact: dict | None = None):
+    """Rows: unimodal references, then the joint baseline, then the other methods by name;
+    within a method untagged before tagged, then by row name."""
+    fact = fact or {"method": run, "reference": False}
+    method = fact["method"]
+    tier = 0 if fact.get("reference") else (1 if method == REFERENCE_BASELINE else 2)
+    return (tier, method, run != method, run)
 
 
 def results_frame(records: list[dict], select: str = "val", split: str = "test") -> pd.DataFrame:
@@ -121,15 +122,6 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def run_sort_key(run: str, method: str | None = None):
-    """Rows: methods in ``METHOD_ORDER`` (unknown ones after, by name), untagged before tagged."""
-    method = method or run
-    if method not in METHOD_ORDER and "-" in run and run.split("-")[0] in METHOD_ORDER:
-        method = run.split("-")[0]
-    idx = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
-    return (idx, method, run != method, run)
-
-
 def head_order(heads) -> list[str]:
     """``fusion`` first, then the modalities in the order given (the run records list them in
     the order of the method's ``predict``, which follows the dataset's modality order)."""
@@ -163,15 +155,14 @@ def _column_label(layout: str, head: str, metric: str, metrics) -> str:
     return f"{head} {label}" if len(metrics) > 1 else head
 
 
-def _modality_logits(method: str) -> str | None:
-    if method in MODALITY_LOGITS:
-        return MODALITY_LOGITS[method]
-    try:
-        from mmbench.benchmark import registry
-
-        return getattr(registry.get_method(method), "modality_logits", None)
-    except MMBenchError:  # unknown or broken plugin: no footnote
+def _modality_logits(fact: dict) -> str | None:
+    """What the record says a method's per-modality logits are (its ``heads`` minus fusion)."""
+    meanings = {h: m for h, m in fact["heads"].items() if h != "fusion"}
+    if not meanings:
         return None
+    if len(set(meanings.values())) == 1:
+        return next(iter(meanings.values()))
+    return "; ".join(f"{h}: {m}" for h, m in meanings.items())
 
 
 def _column_stats(values: dict[str, np.ndarray], rankable: set[str], alpha: float) -> dict[str, dict]:
@@ -191,7 +182,7 @@ def _column_stats(values: dict[str, np.ndarray], rankable: set[str], alpha: floa
         p = pvals.get(run)
         out[run] = {
             "mean": 100 * means[run],
-            "std": 100 * (float(np.std(v, ddof=1)) if len(v) > 1 else 0.0),
+            "std": 100 * float(np.std(v, ddof=1)) if len(v) > 1 else None,  # one seed: no spread
             "n": len(v),
             "rank": rank,
             "best": rank == 1,
@@ -202,37 +193,22 @@ def _column_stats(values: dict[str, np.ndarray], rankable: set[str], alpha: floa
     return out
 
 
-def build_tables(
-    records: list[dict],
-    layout: str = "table1",
-    metrics=None,
-    select: str = "val",
-    split: str = "test",
-    expected: int | None = None,
-    alpha: float = DEFAULT_ALPHA,
-) -> dict:
-    """The data every table template renders (see the module docstring for the layouts)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose {', '.join(LAYOUTS)}")
-    metrics = tuple(metrics) if metrics else LAYOUT_METRICS[layout]
-    frame = results_frame(records, select, split)
-    frame = frame[frame["metric"].isin(metrics)]
-    finished, expected_by_ds = seed_counts(records, frame, expected)
-
+def _values(frame: pd.DataFrame) -> dict[tuple, np.ndarray]:
+    """Per (dataset, run, head, metric): the per-seed values, in seed order."""
     values: dict[tuple, np.ndarray] = {}
     if len(frame):
         ordered = frame.sort_values("seed", kind="stable")
         for key, v in ordered.groupby(["dataset", "run", "head", "metric"], sort=False)["value"]:
             values[key] = v.to_numpy(dtype=float)
-    method_of = dict(zip(frame["run"], frame["method"])) if len(frame) else {}
-    for rec in records:
-        method_of.setdefault(rec["run"], rec.get("method", rec["run"]))
+    return values
 
+
+def _dataset_groups(frame, values, facts, layout, metrics, expected_by_ds, alpha) -> tuple[list, dict]:
+    """The column groups (one per dataset) and the statistics of every cell."""
     by_column: dict[tuple, dict[str, np.ndarray]] = {}
     for (d, run, h, m), v in values.items():
         by_column.setdefault((d, h, m), {})[run] = v
-    groups = []
-    stats: dict[tuple, dict] = {}
+    groups, stats = [], {}
     for dataset in sorted(frame["dataset"].unique()) if len(frame) else []:
         heads = head_order(frame.loc[frame["dataset"] == dataset, "head"].unique())
         if layout == "table2":
@@ -244,19 +220,20 @@ def build_tables(
         ]
         for col in columns:
             col_values = by_column.get((dataset, col["head"], col["metric"]), {})
-            col_values = dict(sorted(col_values.items(), key=lambda kv: run_sort_key(kv[0], method_of[kv[0]])))
-            rankable = {
-                r for r in col_values if not (col["head"] == "fusion" and method_of[r] in UNRANKED_FUSION)
-            }
-            for run, s in _column_stats(col_values, rankable, alpha).items():
-                stats[(dataset, run, col["head"], col["metric"])] = s
+            col_values = dict(sorted(col_values.items(), key=lambda kv: run_sort_key(kv[0], facts[kv[0]])))
+            # a unimodal reference has no fusion: its "fusion" is its single head, shown, not ranked
+            rankable = {r for r in col_values if not (col["head"] == "fusion" and facts[r]["reference"])}
+            for run, st in _column_stats(col_values, rankable, alpha).items():
+                stats[(dataset, run, col["head"], col["metric"])] = st
         first = 2 + sum(len(g["columns"]) + 1 for g in groups)  # LaTeX column index of the group's n
         groups.append(
             {"dataset": dataset, "columns": columns, "expected": expected_by_ds.get(dataset, 1),
              "first_col": first, "last_col": first + len(columns)}
         )
+    return groups, stats
 
-    runs = sorted({r for (_, r, _, _) in values}, key=lambda r: run_sort_key(r, method_of.get(r)))
+
+def _rows(runs, groups, stats, finished) -> list[dict]:
     rows = []
     for run in runs:
         row_groups = []
@@ -268,38 +245,81 @@ def build_tables(
             cells = [stats.get((g["dataset"], run, c["head"], c["metric"])) for c in g["columns"]]
             row_groups.append({"n": n, "n_label": _seed_label(n, g["expected"]), "cells": cells})
         rows.append({"run": run, "groups": row_groups})
+    return rows
 
-    long_rows = []
+
+def _long_rows(runs, groups, stats) -> list[dict]:
+    out = []
     for g in groups:
         for run in runs:
             for c in g["columns"]:
-                s = stats.get((g["dataset"], run, c["head"], c["metric"]))
-                if s is not None:
-                    long_rows.append(
-                        {"dataset": g["dataset"], "run": run, "head": c["head"], "metric": c["metric"],
-                         "metric_label": c["metric_label"],
-                         "n_label": _seed_label(s["n"], g["expected"]), **s}
-                    )
+                st = stats.get((g["dataset"], run, c["head"], c["metric"]))
+                if st is not None:
+                    out.append({"dataset": g["dataset"], "run": run, "head": c["head"], "metric": c["metric"],
+                                "metric_label": c["metric_label"], "n_label": _seed_label(st["n"], g["expected"]),
+                                **st})
+    return out
 
-    notes = []
-    if layout != "table2":
-        for method in sorted({method_of[r] for r in runs}, key=run_sort_key):
-            text = _modality_logits(method)
-            if text:
-                notes.append({"method": method, "text": text})
 
+def _logit_notes(runs, facts) -> list[dict]:
+    """One note per method of the table: what its per-modality logits are (from the records)."""
+    notes, seen = [], set()
+    for run in runs:
+        method = facts[run]["method"]
+        text = _modality_logits(facts[run])
+        if text and method not in seen:
+            seen.add(method)
+            notes.append({"method": method, "text": text})
+    return notes
+
+
+def record_notes(records: list[dict], problems=()) -> tuple[list[dict], list[str]]:
+    """Records split into rows by identity hash, and the notes every table and report lists
+    once: rows split by config, old (schema 1) records, unreadable and partial records."""
+    records, notes = split_by_identity(records)
+    old = old_record_note(records)
+    notes += [old] if old else []
+    notes += [p.line() if hasattr(p, "line") else str(p) for p in problems]
+    return records, notes
+
+
+def build_tables(
+    records: list[dict],
+    layout: str = "table1",
+    metrics=None,
+    select: str = "val",
+    split: str = "test",
+    expected: int | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    problems=(),
+) -> dict:
+    """The data every table template renders (see the module docstring for the layouts).
+    ``problems``: the ``store.Problem`` list of ``scan_results`` (unreadable, partial records),
+    listed in the notes with the config splits and old records."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose {', '.join(LAYOUTS)}")
+    metrics = tuple(metrics) if metrics else LAYOUT_METRICS[layout]
+    records, caveats = record_notes(records, problems)
+    frame = results_frame(records, select, split)
+    frame = frame[frame["metric"].isin(metrics)]
+    finished, expected_by_ds = seed_counts(records, frame, expected)
+    values = _values(frame)
+    facts = run_facts(records)
+    groups, stats = _dataset_groups(frame, values, facts, layout, metrics, expected_by_ds, alpha)
+    runs = sorted({r for (_, r, _, _) in values}, key=lambda r: run_sort_key(r, facts[r]))
     return {
         "layout": layout,
         "groups": groups,
-        "rows": rows,
-        "long_rows": long_rows,
+        "rows": _rows(runs, groups, stats, finished),
+        "long_rows": _long_rows(runs, groups, stats),
         "metrics": [METRIC_LABELS.get(m, m) for m in metrics],
         "multi_metric": len(metrics) > 1,
         "split": split,
         "select": select,
         "select_label": SELECTION_LABELS[select],
         "alpha": alpha,
-        "notes": notes,
+        "notes": _logit_notes(runs, facts) if layout != "table2" else [],
+        "caveats": caveats,
         "failed": sorted(failed_runs(records), key=lambda r: (r["dataset"], r["run"], r["seed"])),
     }
 
@@ -330,8 +350,9 @@ def template_env() -> jinja2.Environment:
 
 
 def per_seed_csv(records: list[dict], metrics=METRIC_NAMES, select: str = "val", split: str = "test") -> str:
-    """Per-seed values (fractions, as stored) of finished runs, one row per (run, seed, head, metric)."""
-    frame = results_frame(records, select, split)
+    """Per-seed values (fractions, as stored) of finished runs, one row per (run, seed, head,
+    metric); runs that mix configs are split into one row name per config, as in the tables."""
+    frame = results_frame(split_by_identity(records)[0], select, split)
     frame = frame[frame["metric"].isin(metrics)]
     frame = frame.sort_values(["dataset", "run", "seed", "head", "metric"], kind="stable")
     return frame.to_csv(index=False)
@@ -347,13 +368,14 @@ def render_table(
     expected: int | None = None,
     alpha: float = DEFAULT_ALPHA,
     standalone: bool = False,
+    problems=(),
 ) -> str:
     """Render mean ± std over seeds of ``metrics`` in ``layout``; ``csv`` gives per-seed values."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
     if fmt == "csv":
         return per_seed_csv(records, tuple(metrics) if metrics else METRIC_NAMES, select, split)
-    ctx = build_tables(records, layout, metrics, select, split, expected, alpha)
+    ctx = build_tables(records, layout, metrics, select, split, expected, alpha, problems)
     ctx["standalone"] = standalone
     ctx["table"] = dict(ctx)
     return template_env().get_template(_TEMPLATE[fmt]).render(**ctx)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from mmbench.cli_common import friendly_errors, load_records, table_options
+from mmbench.cli_common import echo_problems, friendly_errors, scan_records, table_options
 
 
 @click.command()
@@ -31,9 +31,12 @@ def report(results, datasets, methods, select, split, expected, alpha, metrics, 
     from mmbench.reporting.report import build_report, default_jobs
 
     t0 = time.time()
-    records = load_records(results, datasets, methods)
+    scan = scan_records(results, datasets, methods)
+    records = scan.records
     jobs = jobs or default_jobs(len({r["dataset"] for r in records}))
-    html = build_report(records, select, split, metrics or None, expected, alpha, title=title, jobs=jobs)
+    html = build_report(records, select, split, metrics or None, expected, alpha, title=title, jobs=jobs,
+                        problems=scan.problems)
+    echo_problems(scan.problems, f"the report's notes ({out})")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     click.echo(f"wrote {out} ({len(records)} run records, {time.time() - t0:.1f} s)")

@@ -24,14 +24,23 @@ CURVE_COLUMNS = ["dataset", "run", "method", "seed", "epoch", "head", "value"]
 CLASSIFIER_COLUMNS = ["dataset", "run", "seed", "epoch", "modality", "n"]
 
 
-def load_histories(records: list[dict]) -> list[tuple[dict, list[dict]]]:
-    """(record, history) of every finished record that has a ``path``."""
-    out = []
+def load_histories_checked(records: list[dict]) -> tuple[list[tuple[dict, list[dict]]], list]:
+    """(record, history) of every finished record that has a ``path``, and a ``store.Problem``
+    for each damaged ``history.jsonl`` (its readable epochs before the damage are kept)."""
+    out, problems = [], []
     for rec in records:
         if rec.get("status") != "finished" or not rec.get("path"):
             continue
-        out.append((rec, store.read_history(Path(rec["path"]) / store.HISTORY)))
-    return out
+        history, problem = store.read_history_checked(Path(rec["path"]) / store.HISTORY)
+        if problem is not None:
+            problems.append(problem)
+        out.append((rec, history))
+    return out, problems
+
+
+def load_histories(records: list[dict]) -> list[tuple[dict, list[dict]]]:
+    """(record, history) of every finished record that has a ``path`` (see ``load_histories_checked``)."""
+    return load_histories_checked(records)[0]
 
 
 def curves_frame(histories, split: str = "test", metric: str = "acc") -> pd.DataFrame:

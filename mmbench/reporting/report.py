@@ -21,10 +21,11 @@ import sys
 from mmbench.reporting import curves, plots
 from mmbench.reporting.aggregate import (
     METRIC_LABELS,
-    UNRANKED_FUSION,
     build_tables,
     head_order,
+    record_notes,
     results_frame,
+    run_facts,
     run_sort_key,
     summarise,
     template_env,
@@ -37,8 +38,8 @@ def dataset_figures(dataset: str, histories, summary, split: str, metric: str,
     """The figures of one dataset: dicts with ``title``, ``caption`` and ``uri``."""
     hist = [(r, h) for r, h in histories if r["dataset"] == dataset]
     curve = curves.curves_frame(hist, split, metric)
-    method_of = {r["run"]: r["method"] for r, _ in hist}
-    runs = sorted(method_of, key=lambda r: run_sort_key(r, method_of[r]))
+    facts = run_facts([r for r, _ in hist])
+    runs = sorted(facts, key=lambda r: run_sort_key(r, facts[r]))
     colour = plots.colours(runs)
     label = f"{split} {METRIC_LABELS.get(metric, metric)} (%)"
     figures = []
@@ -51,7 +52,7 @@ def dataset_figures(dataset: str, histories, summary, split: str, metric: str,
                        "and mean ± std (band).",
             "uri": plots.curves_figure(
                 curves.band(curve, ["run", "head"]), heads, runs, colour, label,
-                skip=lambda run, head: head == "fusion" and method_of[run] in UNRANKED_FUSION,
+                skip=lambda run, head: head == "fusion" and facts[run]["reference"],
             ),
         })
         ratio = curves.imbalance_frame(curve)
@@ -82,7 +83,7 @@ def dataset_figures(dataset: str, histories, summary, split: str, metric: str,
     if not sub.empty:
         sub["mean"] *= 100
         sub["std"] *= 100
-        keep = ~((sub["head"] == "fusion") & sub["run"].map(lambda r: method_of.get(r) in UNRANKED_FUSION))
+        keep = ~((sub["head"] == "fusion") & sub["run"].map(lambda r: r in facts and facts[r]["reference"]))
         sub = sub[keep]
         figures.append({
             "title": "Unimodal versus fusion accuracy",
@@ -107,6 +108,12 @@ def default_jobs(n_datasets: int) -> int:
     return max(1, min(n_datasets, cpus, 8))
 
 
+def _relabel(histories, records) -> list:
+    """The histories with each record replaced by its row-labelled copy (matched by path)."""
+    by_path = {r.get("path"): r for r in records}
+    return [(by_path.get(rec.get("path"), rec), h) for rec, h in histories]
+
+
 def build_report(
     records: list[dict],
     select: str = "val",
@@ -117,11 +124,16 @@ def build_report(
     curve_metric: str = "acc",
     title: str = "mmbench report",
     jobs: int = 1,
+    problems=(),
 ) -> str:
-    """The report's HTML text (standalone: CSS inline, figures as data URIs)."""
-    table1 = build_tables(records, "table1", metrics, select, split, expected, alpha)
+    """The report's HTML text (standalone: CSS inline, figures as data URIs). ``problems``
+    (``store.scan_results``) and damaged histories are listed once, in the report's notes."""
+    histories, history_problems = curves.load_histories_checked(records)
+    problems = [*problems, *history_problems]
+    table1 = build_tables(records, "table1", metrics, select, split, expected, alpha, problems)
     table2 = build_tables(records, "table2", None, select, split, expected, alpha)
-    histories = curves.load_histories(records)
+    records = record_notes(records)[0]  # rows split by config, as in the tables
+    histories = _relabel(histories, records)
     summary = summarise(results_frame(records, select, split))
     names = sorted({r["dataset"] for r in records if r.get("status") == "finished"})
     tasks = [
