@@ -6,6 +6,8 @@ tracebacks for bad input.
 
 from __future__ import annotations
 
+import re
+import signal
 import sys
 from pathlib import Path
 
@@ -52,12 +54,13 @@ def cli():
 def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, n_jobs, compile_, no_progress):
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
-    from mmbench.benchmark.launch import OUTCOMES, failed_earlier, run_local
 
     overrides = parse_overrides(sets)
     if compile_:
         overrides["compile"] = True
     resolve_config(dataset, method, overrides, seed=seed_start, tag=tag, device=device)  # validate first
+    # imported after validation: a typo answers before torch loads
+    from mmbench.benchmark.launch import OUTCOMES, failed_earlier, run_local
     outcomes = run_local(
         dataset,
         method,
@@ -133,13 +136,26 @@ def table(results, datasets, methods, select, split, expected, alpha, metrics, l
         click.echo(text)
 
 
+_SPEC_LINK = re.compile(r"\s*\((?:see )?specs/[^)]*\)")
+_PAPER = re.compile(r'"([^"]+)",\s*([^";]*?\b(?:19|20)\d{2})')
+
+
 def _summary(cls) -> str:
-    """First line of the method module's docstring (the class's when the module has none)."""
+    """One line for ``list methods``: the first line of the method module's docstring (the
+    class's when the module has none) without its links to design notes the package does not
+    ship, then the paper (``Title``, venue year) the docstring cites, or the class's ``paper``."""
     module = sys.modules.get(cls.__module__)
     for doc in (getattr(module, "__doc__", None), cls.__doc__):
-        lines = (doc or "").strip().splitlines()
-        if lines:
-            return lines[0]
+        text = (doc or "").strip()
+        if not text:
+            continue
+        first = _SPEC_LINK.sub("", text.split("\n\n")[0].replace("\n", " "))
+        first = re.sub(r"^``[^`]+``:\s*", "", " ".join(first.split())).rstrip(".")
+        paper = getattr(cls, "paper", None)
+        if not paper:
+            m = _PAPER.search(" ".join(text.split()))
+            paper = f'"{m.group(1)}", {m.group(2)}' if m else ""
+        return f"{first}" + (f" -- {paper}" if paper else "")
     return ""
 
 
@@ -226,6 +242,12 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
         from mmbench.benchmark.slurm import SlurmOptions, submit
 
         todo, outcomes = plan(jobs, root_dir, rerun)
+        if rerun:  # cleared here, once: a requeued (preempted) task must resume, not start over
+            from mmbench.benchmark.launch import job_config
+            from mmbench.benchmark.trainer import clear_seed
+
+            for job in todo:
+                clear_seed(job_config(job, root_dir)[1])
         opts = SlurmOptions(partition, gpus, cpus, mem_gb, time_min, array_parallelism,
                             None if cluster == "auto" else cluster)
         submitted = submit(todo, root_dir, log_dir or root_dir / "_slurm", opts, device)
@@ -287,7 +309,14 @@ cli.add_command(data)
 cli.add_command(config_cmd)
 
 
+def _stop_like_ctrl_c(signum, frame):
+    """SIGTERM (what ``timeout`` and schedulers send) stops a command as Ctrl-C does: one line,
+    finished epochs checkpointed, resumable, exit code 130."""
+    raise KeyboardInterrupt
+
+
 def main():
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     cli(prog_name="mmbench")
 
 

@@ -1,9 +1,11 @@
 """``mmbench data fixture|check|cache``: dataset tools (specs/datasets.md §9, §10).
 
 ``check`` works for any registered dataset through ``spec.check(root, cfg)``: it prints every
-problem (``error:`` / ``warn:`` with its path) and exits 1 on errors. ``--strict`` turns
-count and fingerprint mismatches (problems of kind ``"count"``) into errors; ``--deep`` decodes
-every file instead of a sample (the data config carries ``check_deep = True``);
+problem (``error:`` / ``warn:`` with its path) and exits 1 on errors. It decodes every file
+(the data config carries ``check_deep = True``; ``media_check`` remembers verified files),
+``--quick`` a sample of 20 clips per split. Count and fingerprint warnings fold into one line;
+``--strict`` lists each of them as an error. On a tree written by ``data fixture`` (marker file
+``mmbench-fixture.json``) the check uses the preset the fixture fits unless ``--preset`` is given;
 ``--skip-missing`` sets ``data.drop_missing=true``, so samples with missing media are reported
 as dropped instead of blocking.
 """
@@ -51,7 +53,7 @@ _root_option = click.option(
 
 @click.group()
 def data():
-    """Dataset tools: write a fixture, check a data root, build the decoded cache."""
+    """Dataset tools: prepare a download, write a fixture, check a data root, build the decoded cache."""
 
 
 @data.command()
@@ -65,6 +67,7 @@ def fixture(dataset, out, layout, n_per_class, seed):
     """Write a tiny DATASET tree in its real on-disk format to --out."""
     from mmbench.benchmark.registry import get_dataset
     from mmbench.datasets.fixtures import write_fixture
+    from mmbench.datasets.raw_fixtures import mark_fixture
 
     spec = get_dataset(dataset)
     try:
@@ -74,7 +77,45 @@ def fixture(dataset, out, layout, n_per_class, seed):
     except ValueError as exc:
         layouts = ", ".join(spec.layouts()) or "default"
         raise MMBenchError(f"{exc} (layouts of {dataset}: {layouts})") from None
-    click.echo(f"wrote a {dataset} fixture to {root}")
+    preset = mark_fixture(root, dataset, spec)
+    click.echo(f"wrote a {dataset} fixture to {root} (it fits data.preset={preset}; `mmbench data check` follows it)")
+
+
+@data.command()
+@click.argument("dataset")
+@click.option("--from", "raw", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The downloaded release (e.g. CREMA-D's folder with VideoFlash/ and AudioWAV/).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Data root to write (the tree the loader reads).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Decoding processes.")
+@click.option("--split", "split_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="cremad: split lists to use (e.g. OGM-GE's train.csv and test.csv), repeatable.")
+@click.option("--split-seed", type=int, default=0, show_default=True,
+              help="cremad without --split: seed of the stratified 90/10 split.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="kinetics_sounds, vggsound: the class/split csv (default: the one csv in --from).")
+@click.option("--flow", type=click.Choice(["farneback", "tvl1"]), default="farneback", show_default=True,
+              help="nvgesture: optical-flow algorithm (tvl1 needs opencv-contrib-python-headless).")
+@click.option("--flow-size", type=click.IntRange(min=8), default=256, show_default=True,
+              help="nvgesture: flow arrays are SIZE x SIZE (data.nvgesture.size).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@friendly_errors
+def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, flow_size, no_progress):
+    """Write the tree DATASET's loader reads from the downloaded files: frames, wavs, flow, lists.
+
+    Finished clips are skipped on a rerun; an unreadable video is named, skipped and listed at the
+    end; the exit code is non-zero only when nothing usable remains."""
+    from mmbench.benchmark.registry import require_names
+    from mmbench.datasets.prepare import prepare as run_prepare
+
+    require_names(dataset=dataset)
+    outcome, record = run_prepare(dataset, raw, out, jobs, not no_progress, split_files=split_files,
+                                  split_seed=split_seed, csv_file=csv_file, flow=flow, size=flow_size)
+    click.echo(f"{dataset}: {len(outcome.done)} usable ({outcome.resumed} already done), "
+               f"{len(outcome.failed)} skipped -> {out} (record: {record})")
+    for cid, why in sorted(outcome.failed.items()):
+        click.echo(f"  skipped {cid}: {why}")
+    click.echo(f"next: mmbench data check {dataset} --root {out}")
 
 
 @data.command()
@@ -82,21 +123,33 @@ def fixture(dataset, out, layout, n_per_class, seed):
 @_root_option
 @_preset_option
 @_set_option
-@click.option("--strict", is_flag=True, help="Count and fingerprint mismatches are errors.")
-@click.option("--deep", is_flag=True, help="Decode every file, not a sample of 20 per split.")
+@click.option("--strict", is_flag=True, help="Count and fingerprint mismatches are errors, each listed.")
+@click.option("--quick", is_flag=True, help="Decode a sample of 20 clips per split instead of every file.")
+@click.option("--deep", is_flag=True, hidden=True, help="Decode every file (the default now; kept for old scripts).")
 @click.option("--skip-missing", is_flag=True, help="Report samples with missing media as dropped, not as errors.")
 @friendly_errors
-def check(dataset, root, preset, sets, strict, deep, skip_missing):
-    """List every problem of a DATASET root; exit 1 on errors."""
+def check(dataset, root, preset, sets, strict, quick, deep, skip_missing):
+    """List every problem of a DATASET root; exit 1 on errors.
+
+    Every wav, image and array is opened and decoded, in parallel; files verified before (same
+    size and mtime) are skipped, so a second check of an unchanged tree is instant."""
     from mmbench.benchmark.registry import get_dataset
+    from mmbench.datasets._checks import collapse_counts
+    from mmbench.datasets.raw_fixtures import fixture_preset
 
     spec = get_dataset(dataset)
+    resolved = _root(spec, root)
+    if preset is None and resolved is not None:
+        preset = fixture_preset(resolved, dataset)
+        if preset:
+            click.echo(f"{resolved} is an mmbench fixture: checked with data.preset={preset} (--preset overrides)")
     cfg = _data_config(dataset, preset, sets)
     if skip_missing:
         cfg = replace(cfg, drop_missing=True)
-    cfg.check_deep = deep
-    resolved = _root(spec, root)
+    cfg.check_deep = deep or not quick
     problems = spec.check(resolved, cfg)
+    if not strict:
+        problems = collapse_counts(problems, dataset)
     n_err = n_warn = 0
     for p in problems:
         level = "error" if (p.level == "error" or (strict and getattr(p, "kind", "") == "count")) else "warn"

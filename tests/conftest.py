@@ -23,6 +23,12 @@ def results(tmp_path):
     return tmp_path / "results"
 
 
+@pytest.fixture(autouse=True)
+def _private_user_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own user cache (media-check memos, derived class lists)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 # ---------------------------------------------------------------------------- test tiers
 # The `slow` tier (pyproject.toml markers): end-to-end runs, CLI sessions and subprocesses, 8 s or
 # more each in `pytest --durations=60` of the whole suite at load ~8 (BENCHMARKS.md, "Test tiers"). `pytest -q -m "not slow"`

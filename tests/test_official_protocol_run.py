@@ -36,3 +36,9 @@ def test_official_cremad_run_is_fp32_on_the_whole_train_set(tmp_path):
     assert config["splits"]["train"] == len(whole) > len(carved)
     history = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
     assert len(history) == 1 and all(h["val"] is None and h["test"]["fusion"]["acc"] >= 0 for h in history)
+    # the default table (val rule) names the run instead of dropping it; test-best shows it
+    table = CliRunner().invoke(cli, ["table", "--results", str(results)])
+    assert table.exit_code == 0, table.output
+    assert "no 'val' selection" in table.output and "--select test-best" in table.output
+    shown = CliRunner().invoke(cli, ["table", "--results", str(results), "--select", "test-best"])
+    assert shown.exit_code == 0 and "ogm_ge" in shown.output and "no 'val' selection" not in shown.output

@@ -117,6 +117,9 @@ class RunConfig:
 
 
 TOP_LEVEL_KEYS = ("protocol", "select_tie")
+# data.preset = "smoke" (tiny inputs for CPU checks) also caps the epoch budget, unless epochs is set
+SMOKE_PRESET = "smoke"
+SMOKE_EPOCHS = 2
 # harness settings every official script shares, applied under protocol = "official" before the
 # method's own [official.<dataset>] section (which may change them); --set still wins
 PROTOCOL_DEFAULTS = {
@@ -297,8 +300,9 @@ def resolve_config(
     device: str = "auto",
 ) -> RunConfig:
     """Build the fully resolved ``RunConfig`` of one run (validated against the registries)."""
-    from mmbench.benchmark.registry import get_dataset, get_method
+    from mmbench.benchmark.registry import get_dataset, get_method, require_names
 
+    require_names(dataset=dataset, method=method)  # a typo is refused before torch is imported
     spec = get_dataset(dataset)
     method_cls = get_method(method)
     overrides = dict(overrides or {})
@@ -343,6 +347,10 @@ def resolve_config(
         sources[f"method.{k}"] = v
     if protocol == "official":
         _apply_official(cfg, params, sources, mpre, method, dataset)
+
+    if preset == SMOKE_PRESET and not {"epochs", "train.epochs"} & set(overrides):
+        cfg.train.epochs = min(cfg.train.epochs, SMOKE_EPOCHS)
+        sources["train.epochs"] = f"data.preset={SMOKE_PRESET}: at most {SMOKE_EPOCHS} epochs unless epochs is set"
 
     # 4. user overrides
     changed: dict[str, Any] = {}

@@ -1,6 +1,8 @@
 """The one registry of methods and datasets (timm-style: a decorator and a factory per kind).
 
-Built-in methods register with ``@register_method`` when ``mmbench.methods`` is imported;
+Built-in methods register with ``@register_method`` when their module is imported: on first use
+of the name (``BUILTIN_METHODS`` / ``BUILTIN_DATASETS`` map names to modules, so looking a name
+up, or refusing a typo, imports no torch), or all at once when a listing needs them;
 third-party packages expose classes in the entry-point group ``mmbench.methods``
 (``[project.entry-points."mmbench.methods"] name = "package.module:Class"``). Entry points are
 loaded in a fixed order (distribution name, entry-point name), after every built-in method, so a
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import importlib
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -23,6 +26,24 @@ from mmbench.errors import MMBenchError
 
 METHOD_ENTRY_POINT = "mmbench.methods"
 DATASET_ENTRY_POINT = "mmbench.datasets"
+
+# Built-in names and the module that registers each: a name is found (or refused) without
+# importing torch; the module is imported on first use (tests check these tables against what the
+# modules register).
+BUILTIN_METHODS = {name: f"mmbench.methods.{name}" for name in (
+    "agm", "gblend", "joint", "mla", "mmpareto", "mslr", "ogm_ge", "pmr", "reconboost", "sustained_boost",
+    "unimodal",
+)}
+BUILTIN_DATASETS = {
+    "cremad": "mmbench.datasets.cremad",
+    "kinetics_sounds": "mmbench.datasets.kinetics_sounds",
+    "mfeat": "mmbench.datasets.mfeat",
+    "mfeat3": "mmbench.datasets.mfeat",
+    "nvgesture": "mmbench.datasets.nvgesture",
+    "sarcasm": "mmbench.datasets.sarcasm",
+    "twitter15": "mmbench.datasets.twitter15",
+    "vggsound": "mmbench.datasets.vggsound",
+}
 
 _METHODS: dict[str, type] = {}
 _METHOD_ORIGIN: dict[str, str] = {}
@@ -121,15 +142,41 @@ def register_dataset(spec):
 
 
 def _load_builtins() -> None:
+    """Import every built-in method and dataset module, then the plugins (once)."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    import mmbench.datasets  # noqa: F401  (registers built-in datasets)
-    import mmbench.methods  # noqa: F401  (registers built-in methods)
-
+    for module in sorted(set(BUILTIN_METHODS.values()) | set(BUILTIN_DATASETS.values())):
+        importlib.import_module(module)
     _load_method_plugins()
     _load_dataset_plugins()
+
+
+def _load_one(kind: str, name: str) -> None:
+    """Make ``name`` registered as cheaply as possible: a built-in imports only its own module;
+    a plugin name (or an unknown one that is not a built-in) loads everything."""
+    table, registered = (BUILTIN_METHODS, _METHODS) if kind == "method" else (BUILTIN_DATASETS, _DATASETS)
+    if name in registered:
+        return
+    if name in table and not _loaded:
+        importlib.import_module(table[name])
+        if name in registered:
+            return
+    _load_builtins()
+
+
+def require_names(dataset: str | None = None, method: str | None = None) -> None:
+    """Refuse an unknown dataset or method name before anything heavy is imported: the names
+    are the built-in tables and the entry-point names (nothing is loaded for that)."""
+    for kind, name, table, group in (("dataset", dataset, BUILTIN_DATASETS, DATASET_ENTRY_POINT),
+                                     ("method", method, BUILTIN_METHODS, METHOD_ENTRY_POINT)):
+        if name is None or name in table:
+            continue
+        plugins = {ep.name for ep in _entry_points(group)}
+        registered = _METHODS if kind == "method" else _DATASETS
+        if name not in plugins and name not in registered:
+            raise _unknown(kind, name, set(table) | plugins | set(registered))
 
 
 def _entry_points(group: str):
@@ -195,7 +242,7 @@ def _unknown(kind: str, name: str, known) -> MMBenchError:
 
 def get_method(name: str) -> type:
     """The registered ``Method`` class called ``name``."""
-    _load_builtins()
+    _load_one("method", name)
     if name not in _METHODS:
         errors = [str(e) for e in _PLUGIN_ERRORS if e.kind == "method" and e.name == name]
         if errors:
@@ -208,7 +255,7 @@ def get_method(name: str) -> type:
 
 def get_dataset(name: str):
     """The registered ``DatasetSpec`` called ``name``."""
-    _load_builtins()
+    _load_one("dataset", name)
     if name not in _DATASETS:
         raise _unknown("dataset", name, _DATASETS)
     return _DATASETS[name]

@@ -88,7 +88,9 @@ def check_data(spec, root, data_cfg) -> tuple[Path | None, list[str]]:
             f"data root {resolved} does not exist: put the {spec.name} dataset there, "
             f"or pass --root DIR (or set MMBENCH_DATA so that $MMBENCH_DATA/{spec.name} holds it)"
         )
-    problems = spec.check(resolved, data_cfg)
+    from mmbench.datasets._checks import collapse_counts
+
+    problems = collapse_counts(spec.check(resolved, data_cfg), spec.name)
     errors = [p.message for p in problems if p.level == "error"]
     if errors:
         more = f" (+{len(errors) - 1} more; run `mmbench data check {spec.name}`)" if len(errors) > 1 else ""

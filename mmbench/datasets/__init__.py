@@ -1,15 +1,20 @@
-"""Built-in datasets: every module in this package that defines a ``DatasetSpec`` registers it
-with ``register_dataset``. Modules are imported automatically."""
+"""Built-in datasets: each module that defines a ``DatasetSpec`` registers it with
+``register_dataset`` when imported.
 
-import importlib
-import pkgutil
+Nothing is imported here (so name look-ups and ``mmbench data prepare`` workers need no torch):
+the registry (``mmbench.benchmark.registry.BUILTIN_DATASETS``) imports a dataset's module on
+first use.
+"""
 
-from mmbench.datasets.base import DatasetSpec, Problem
+_LAZY = {"DatasetSpec": "mmbench.datasets.base", "Problem": "mmbench.datasets.base"}
 
-_SKIP = {"base", "fixtures"}
 
-for _info in pkgutil.iter_modules(__path__):
-    if _info.name not in _SKIP and not _info.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_info.name}")
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mmbench.datasets' has no attribute {name!r}")
+
 
 __all__ = ["DatasetSpec", "Problem"]

@@ -109,10 +109,29 @@ def verify_image(path: Path) -> str | None:
     return None
 
 
-def unreadable_images(paths, deep: bool, what: str) -> list[Problem]:
-    out = []
-    for p in sample([p for p in paths if Path(p).is_file()], deep):
-        why = verify_image(Path(p))
-        if why:
-            out.append(Problem("error", f"unreadable {what} {p}: {why}; replace or re-extract the file"))
-    return out
+def unreadable_images(paths, deep: bool, what: str, root: Path | None = None) -> list[Problem]:
+    """Every image (``deep``; a sample of 20 otherwise) decoded in full, in parallel, skipping
+    those verified before (``media_check``); one error per file that fails."""
+    from mmbench.datasets import media_check
+
+    chosen = [Path(p) for p in sample([p for p in paths if Path(p).is_file()], deep)]
+    if not chosen:
+        return []
+    failed = media_check.verify([(p, "image") for p in chosen], root or chosen[0].parent)
+    return [Problem("error", f"unreadable {what} {p}: {why.removeprefix(f'{p}: ')}; replace the file")
+            for p, why in sorted(failed.items(), key=lambda kv: str(kv[0]))]
+
+
+def collapse_counts(problems: list[Problem], dataset: str) -> list[Problem]:
+    """The count and fingerprint warnings (kind ``"count"``) folded into one line, so a subset
+    or fixture run prints one warning instead of one per split, class list and fingerprint;
+    ``mmbench data check --strict`` still lists each of them as an error."""
+    counts = [p for p in problems if p.kind == "count" and p.level != "error"]
+    if len(counts) <= 1:
+        return list(problems)
+    first = counts[0].message.split(" (a subset or fixture is fine")[0]
+    line = Problem("warn", f"{len(counts)} counts or fingerprints differ from the published {dataset} split "
+                           f"(first: {first}); a subset or fixture is fine, `mmbench data check {dataset} --strict` "
+                           "lists each", kind="count")
+    at = problems.index(counts[0])
+    return [p for p in problems[:at]] + [line] + [p for p in problems[at:] if p not in counts]

@@ -346,7 +346,7 @@ class AVSpec(DatasetSpec):
         problems += self._check_ids(index)
         problems += self.published_checks(index)
         problems += self._check_media(index, cfg, opts)
-        problems += self._check_readability(index, cfg)
+        problems += self._check_readability(index, cfg, root)
         from mmbench.datasets import cache as cache_mod
 
         problems += cache_mod.check_cache(self, root, cfg, index)
@@ -424,26 +424,30 @@ class AVSpec(DatasetSpec):
                                    "skip those samples with data.drop_missing=true (mmbench data check --skip-missing)"))
         return out
 
-    def _check_readability(self, index: Index, cfg) -> list[Problem]:
-        """Decode a deterministic sample of 20 clips per split (``check_deep``: all): the wav with
-        soundfile, every frame of the clip with PIL ``verify()``."""
+    def _check_readability(self, index: Index, cfg, root: Path) -> list[Problem]:
+        """Decode every wav (header and samples) and every frame (PIL ``verify()`` and a full load)
+        when ``check_deep`` is set (``mmbench data check``, the default there), else a deterministic
+        sample of 20 clips per split; in parallel, skipping files verified before
+        (``media_check``: size + mtime memo)."""
+        from mmbench.datasets import media_check
+
         deep = bool(getattr(cfg, "check_deep", False))
         missing = index.missing or {}
-        out = []
+        items, where = [], {}
         for split in SPLITS:
             rows = [r for r in index.rows if r.split == split and r.index not in missing]
             if not deep and len(rows) > 20:
                 rows = [rows[i] for i in np.linspace(0, len(rows) - 1, 20).round().astype(int)]
             for r in rows:
                 if r.audio.suffix.lower() == ".wav":
-                    msg = audio_ops.wav_problem(r.audio)
-                    if msg:
-                        out.append(Problem("error", f"{msg} ({r.where})"))
+                    items.append((r.audio, "wav"))
+                    where[r.audio] = r.where
                 for f in frame_ops.list_frames(r.frames):
-                    msg = frame_ops.image_problem(f)
-                    if msg:
-                        out.append(Problem("error", f"{msg} ({r.where})"))
-        return out
+                    items.append((f, "image"))
+                    where[f] = r.where
+        failed = media_check.verify(items, root)
+        return [Problem("error", f"{why} ({where[p]}); replace or re-extract the file")
+                for p, why in sorted(failed.items(), key=lambda kv: str(kv[0]))]
 
 
 class AVDataset(Dataset):

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from mmbench.backbones.i3d import FEATURE_DIM, build_i3d
 from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets import _checks as chk
+from mmbench.datasets import media_check
 from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
 from mmbench.datasets.frames import IMAGENET_MEAN, IMAGENET_STD, open_rgb
 from mmbench.errors import ConfigError, DataError, MediaError
@@ -373,14 +374,13 @@ class NVGestureSpec(DatasetSpec):
                 out.append(Problem("error", f"{len(no_decoder)} {modality} .avi files have no decoder: "
                                             f"{chk.listing(no_decoder)}; pip install opencv-python "
                                             "(mmbench[video]) or extract frames to <video>/<frame:05d>.jpg"))
-            for r, kind, src in chk.sample(sources, deep):
-                if kind == "frames":
-                    _, start, end = r[sensor]
-                    for f in range(start, min(end, start + SPAN)):
-                        why = chk.verify_image(frame_path(src, f))
-                        if why:
-                            out.append(Problem("error", f"unreadable {modality} frame {frame_path(src, f)}: {why}"))
-                else:
+            chosen = chk.sample(sources, deep)
+            frames = [(frame_path(src, f), "image") for r, kind, src in chosen if kind == "frames"
+                      for f in range(r[sensor][1], min(r[sensor][2], r[sensor][1] + SPAN))]
+            for _, why in sorted(media_check.verify(frames, root).items(), key=lambda kv: str(kv[0])):
+                out.append(Problem("error", f"unreadable {modality} frame {why}"))
+            for r, kind, src in chosen:
+                if kind != "frames":
                     cap = cv2.VideoCapture(str(src))
                     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
                     cap.release()

@@ -1,17 +1,19 @@
-"""Built-in methods: every module in this package registers itself with ``@register_method``.
+"""Built-in methods: one module per method, registered with ``@register_method`` when imported.
 
-Modules are imported automatically, so adding a method is adding one file.
+Nothing is imported here (so ``mmbench --help`` and name look-ups need no torch): the registry
+(``mmbench.benchmark.registry.BUILTIN_METHODS``) imports a method's module on first use. Adding a
+method is adding one file and its line in that table.
 """
 
-import importlib
-import pkgutil
+_LAZY = {"Method": "mmbench.methods.base", "Optimizers": "mmbench.methods.base"}
 
-from mmbench.methods.base import Method, Optimizers
 
-_SKIP = {"base", "heads"}
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
 
-for _info in pkgutil.iter_modules(__path__):
-    if _info.name not in _SKIP and not _info.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_info.name}")
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mmbench.methods' has no attribute {name!r}")
+
 
 __all__ = ["Method", "Optimizers"]

@@ -283,6 +283,21 @@ def record_notes(records: list[dict], problems=()) -> tuple[list[dict], list[str
     return records, notes
 
 
+def missing_rule_notes(records: list[dict], select: str) -> list[str]:
+    """A note per run whose finished seeds have no ``select`` epoch (``protocol=official`` runs have
+    no val split and report ``test-best``): they are named, never left out of a table silently."""
+    missing: dict[tuple, list] = {}
+    for rec in records:
+        if rec.get("status") == "finished" and not (rec.get("selection") or {}).get(select):
+            key = (rec.get("dataset"), rec.get("run"), rec.get("reported_rule", "?"))
+            missing.setdefault(key, []).append(rec.get("seed"))
+    return [
+        f"{ds}/{run}: {len(seeds)} finished seed(s) have no {select!r} selection (their reported rule is "
+        f"{rule!r}); show them with --select {rule}"
+        for (ds, run, rule), seeds in sorted(missing.items(), key=str)
+    ]
+
+
 def build_tables(
     records: list[dict],
     layout: str = "table1",
@@ -300,6 +315,7 @@ def build_tables(
         raise ValueError(f"unknown layout {layout!r}; choose {', '.join(LAYOUTS)}")
     metrics = tuple(metrics) if metrics else LAYOUT_METRICS[layout]
     records, caveats = record_notes(records, problems)
+    caveats += missing_rule_notes(records, select)
     frame = results_frame(records, select, split)
     frame = frame[frame["metric"].isin(metrics)]
     finished, expected_by_ds = seed_counts(records, frame, expected)
