@@ -31,8 +31,8 @@ def _private_user_cache(tmp_path_factory, monkeypatch):
 
 # ---------------------------------------------------------------------------- test tiers
 # The `slow` tier (pyproject.toml markers): end-to-end runs, CLI sessions and subprocesses, 8 s or
-# more each in `pytest --durations=60` of the whole suite at load ~8 (BENCHMARKS.md, "Test tiers"). `pytest -q -m "not slow"`
-# is the quick loop; `pytest -q` runs everything. One place, so test files stay as their authors
+# more each in `pytest --durations=60` of the whole suite at load ~8 (BENCHMARKS.md, "Test tiers").
+# `pytest -q -m "not slow"` is the quick loop; `pytest -q` runs everything. One place, so test files stay as their authors
 # wrote them: a file name maps to None (every test in it) or to the names of its slow tests.
 SLOW_TESTS: dict[str, set[str] | None] = {
     "test_plugins.py": None,
