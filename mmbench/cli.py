@@ -25,6 +25,7 @@ from mmbench.cli_common import (
 )
 from mmbench.cli_config import config_cmd
 from mmbench.cli_data import data
+from mmbench.cli_paper import figure, reproduce
 from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
 
@@ -112,22 +113,33 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
               help="csv exports the per-seed values.")
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete document that pdflatex compiles.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
+@click.option("--paper", is_flag=True,
+              help="The paper's tables and metrics: its reported value and ours − reported beside each cell "
+                   "(no records needed).")
+@click.option("--paper-table", "paper_tables", multiple=True, type=click.Choice([f"table{i}" for i in range(1, 7)]),
+              help="With --paper: which of the paper's tables (default: table1 layout -> Tables 1 and 3, table2 -> 2).")
 @friendly_errors
-def table(results, datasets, methods, select, split, expected, alpha, metrics, layout, fmt, standalone, out):
+def table(results, datasets, methods, select, split, expected, alpha, metrics, layout, fmt, standalone, out, paper,
+          paper_tables):
     """Mean ± std over seeds for fusion and every modality; best bold, top three shaded,
     Welch's t-test against each column's best."""
     from mmbench.reporting.aggregate import render_table
 
-    scan = scan_records(results, datasets, methods)
-    text = render_table(
-        scan.records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
-        standalone=standalone, problems=scan.problems,
-    )
-    if fmt == "csv":  # the csv has no notes: every problem goes to stderr
-        for problem in scan.problems:
-            click.echo(f"note: {problem.line()}", err=True)
+    if paper or paper_tables:
+        from mmbench.cli_paper import paper_table_text
+
+        text = paper_table_text(results, datasets, methods, select, split, layout, fmt, standalone, paper_tables)
     else:
-        echo_problems(scan.problems, "the table's notes")
+        scan = scan_records(results, datasets, methods)
+        text = render_table(
+            scan.records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
+            standalone=standalone, problems=scan.problems,
+        )
+        if fmt == "csv":  # the csv has no notes: every problem goes to stderr
+            for problem in scan.problems:
+                click.echo(f"note: {problem.line()}", err=True)
+        else:
+            echo_problems(scan.problems, "the table's notes")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
@@ -307,6 +319,8 @@ def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, n
 cli.add_command(report)
 cli.add_command(data)
 cli.add_command(config_cmd)
+cli.add_command(figure)
+cli.add_command(reproduce)
 
 
 def _stop_like_ctrl_c(signum, frame):

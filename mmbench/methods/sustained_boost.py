@@ -61,6 +61,7 @@ class SustainedBoostHyper:
     loss_terms: list = field(default_factory=lambda: list(LOSS_TERMS))  # ablation (Table 4)
     assignment: str = "adaptive"  # adaptive (ACA) | fixed (Table 5)
     fixed_classifiers: dict = field(default_factory=dict)  # assignment = "fixed": {modality: n}
+    log_first_classifier: bool = False  # diagnostic (paper Fig. 4): predict adds "<m>_first" = z^m_1
 
 
 # ---------------------------------------------------------------------------- numerics (spec §3, §8)
@@ -424,13 +425,21 @@ class SustainedBoost(Method):
 
     @torch.no_grad()
     def predict(self, model, batch):
-        """``{"fusion": sum_o a_o F^o, o: F^o}`` with w^o = g_w(r^o) from the current state."""
+        """``{"fusion": sum_o a_o F^o, o: F^o}`` with w^o = g_w(r^o) from the current state.
+
+        With ``log_first_classifier`` also ``"<o>_first"``: the logits z^o_1 of the modality's first
+        classifier alone (paper Fig. 4: full prediction vs the first classifier); the other outputs
+        and training are unchanged."""
         feats = self.encode(model, batch)
         device = next(iter(feats.values())).device
         self._to(device)
         w = self._weights(model.heads, self._r)
         ens = model.heads(feats, {m: w[i] for i, m in enumerate(self.modalities)})
-        return {"fusion": fuse(ens, self.fusion_weights), **ens}
+        out = {"fusion": fuse(ens, self.fusion_weights), **ens}
+        if self.hp.log_first_classifier:
+            heads = model.heads
+            out.update({f"{m}_first": heads.fc_out(F.relu(heads.first[m](feats[m]))) for m in self.modalities})
+        return out
 
     # ------------------------------------------------------------------ ACA hooks
     def on_epoch_start(self, ctx):

@@ -24,8 +24,10 @@ from mmbench.cli_common import echo_problems, friendly_errors, scan_records, tab
               help="Processes drawing the figures (one dataset each); 0: one per dataset up to the CPUs.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
               show_default=True, help="The HTML file to write.")
+@click.option("--figures", "figures_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Also embed the PNG figures of DIR (written by `mmbench figure` or `mmbench reproduce`).")
 @friendly_errors
-def report(results, datasets, methods, select, split, expected, alpha, metrics, title, jobs, out):
+def report(results, datasets, methods, select, split, expected, alpha, metrics, title, jobs, out, figures_dir):
     """One standalone HTML file: the tables and, per dataset, accuracy curves per head, the
     imbalance ratio, classifier counts (sustained_boost) and unimodal-versus-fusion bars."""
     from mmbench.reporting.report import build_report, default_jobs
@@ -35,7 +37,7 @@ def report(results, datasets, methods, select, split, expected, alpha, metrics, 
     records = scan.records
     jobs = jobs or default_jobs(len({r["dataset"] for r in records}))
     html = build_report(records, select, split, metrics or None, expected, alpha, title=title, jobs=jobs,
-                        problems=scan.problems)
+                        problems=scan.problems, figures_dir=figures_dir)
     echo_problems(scan.problems, f"the report's notes ({out})")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")

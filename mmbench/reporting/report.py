@@ -125,6 +125,7 @@ def build_report(
     title: str = "mmbench report",
     jobs: int = 1,
     problems=(),
+    figures_dir=None,
 ) -> str:
     """The report's HTML text (standalone: CSS inline, figures as data URIs). ``problems``
     (``store.scan_results``) and damaged histories are listed once, in the report's notes."""
@@ -147,6 +148,9 @@ def build_report(
     else:
         figures = [_figures_job(t) for t in tasks]
     datasets = [{"name": d, "figures": f} for d, f in zip(names, figures)]
+    from mmbench.reporting.paper_report import paper_section
+
+    paper = paper_section(records, select, split, figures_dir)
     return template_env().get_template("report.html.j2").render(
         title=title,
         table1=table1,
@@ -157,4 +161,5 @@ def build_report(
         n_finished=sum(r.get("status") == "finished" for r in records),
         select_label=table1["select_label"],
         split=split,
+        paper=paper,
     )
