@@ -9,7 +9,7 @@ from mmbench.benchmark.trainer import Interrupted, train_run
 
 from conftest import TINY
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 def _cfg(method, extra=()):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from mmbench.backbones.pooling import MaxPool2d
+
 
 class SmallCNN(nn.Module):
     """Three ``Conv2d(3x3, pad 1)-BN-ReLU`` blocks (32, 64, 128 channels), ``MaxPool2d(2)`` after
@@ -21,7 +23,7 @@ class SmallCNN(nn.Module):
         self.net = nn.Sequential(
             *block(in_channels, 32),
             *block(32, 64),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
             *block(64, width),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),

@@ -8,6 +8,12 @@ DataLoader runs over a ``BatchSampler`` with ``batch_size=None``, so each worker
 built at once instead of collating item by item; the sampler, its generator and the worker seeds
 are the ones a plain DataLoader uses, so the order and the random draws are unchanged.
 
+A dataset with a ``device_transform`` (the cache with ``data.cache.augment = "device"``) hands
+over batches as stored; given the training ``device``, the loader moves each one there (pinned
+memory, non-blocking) and applies the transform to the whole batch, drawing from
+``augment_generator(seed, epoch)`` in the main process, so the batches it yields are model-ready,
+their crops and flips do not depend on the number of workers, and a resumed epoch repeats them.
+
 Worker RNGs are seeded from the epoch's generator when the epoch's workers start, so without
 persistent workers an epoch's augmentation is a pure function of (seed, epoch) and a resumed run
 repeats it exactly; persistent workers (the CUDA default) carry their RNG state across epochs,
@@ -19,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from mmbench.benchmark.seeding import epoch_generator, worker_init_fn
+from mmbench.benchmark.seeding import augment_generator, epoch_generator, worker_init_fn
 
 
 class EpochLoader:
@@ -33,8 +39,12 @@ class EpochLoader:
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        device: torch.device | str | None = None,
     ):
         self.dataset = dataset
+        self.device = torch.device(device) if device is not None else None
+        self.device_transform = getattr(dataset, "device_transform", None)
+        self._augment_generator = augment_generator(seed, 0)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -72,12 +82,17 @@ class EpochLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         self._generator.manual_seed(epoch_generator(self.seed, epoch).initial_seed())
+        self._augment_generator = augment_generator(self.seed, epoch)
 
     def __len__(self) -> int:
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
+        if self.device_transform is not None:
+            for batch in self._loader:
+                yield self.device_transform(to_device(batch, self.device or torch.device("cpu")), self._augment_generator)
+            return
         if not self.in_memory:
             yield from self._loader
             return

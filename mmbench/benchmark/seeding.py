@@ -40,6 +40,14 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return g
 
 
+def augment_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of one epoch's batched device-side augmentation (``datasets/device_augment.py``):
+    a pure function of (run seed, epoch), a stream apart from the shuffling one."""
+    g = torch.Generator()
+    g.manual_seed((seed * 100_003 + epoch) ^ 0x5DEECE66D)
+    return g
+
+
 def rng_state() -> dict:
     state = {
         "python": random.getstate(),

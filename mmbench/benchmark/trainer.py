@@ -494,6 +494,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         "num_workers": loader_workers(cfg.data.num_workers, train_set, device),
         "pin_memory": pin,
         "persistent_workers": device.type == "cuda" if persistent is None else persistent,
+        "device": device,  # where a dataset's device_transform runs (data.cache.augment=device)
     }
     train_loader = EpochLoader(train_set, tr.batch_size, True, cfg.seed, tr.drop_last, **loader_kw)
     val_loader = EpochLoader(val_set, tr.eval_batch_size, False, **loader_kw) if val_set is not None else None

@@ -461,6 +461,8 @@ class AVDataset(Dataset):
         self.opts = opts
         self.train = train
         self.run_seed = torch.initial_seed()  # build() runs after the harness seeded the run
+        import scipy.signal  # noqa: F401 - the decoders' imports, here: forked loader workers
+        import torchvision.transforms  # noqa: F401 - inherit them instead of importing every epoch
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -500,7 +502,7 @@ def av_presets(paper_audio: dict, frames: int, image_size: int, extra: dict[str,
         "image_size": image_size,
         "frame_sampling": "segment",
         "backbone": {"width": 64},
-        "cache": {"mode": "auto", "dir": "", "max_frames": 0},
+        "cache": {"mode": "auto", "dir": "", "max_frames": 0, "augment": "loader"},
     }
     fbank = copy.deepcopy(base)
     fbank["audio"] = {"features": "fbank", "sample_rate": 16000, "repeat": "none", "start": "first"}

@@ -23,6 +23,11 @@ Batches: ``CachedAVDataset.get_batch(indices)`` builds a whole batch (the harnes
 asks for it) equal to ``default_collate`` of the items, without stacking 64 spectrograms of 1.28 MB
 item by item; its memory is recycled between batches in the main process (``_Recycled``).
 
+``data.cache.augment = "device"`` hands ``get_batch``'s frames over as stored (uint8, sampled but
+not cropped) and the spectrograms as float16; the loader moves them to the device, where
+``device_augment.BatchAugment`` crops, flips and normalises the whole batch (``device_transform``).
+``"loader"`` (the default) does it here, frame by frame.
+
 Equivalence: test items equal the decoded-from-files items up to float16 rounding of the
 spectrogram (frames are bit-identical). Train crops are drawn on the S x S resized frame instead
 of the original frame (``frames.uint8_transform``).
@@ -47,10 +52,12 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from mmbench.datasets import audio as audio_ops
 from mmbench.datasets import frames as frame_ops
 from mmbench.datasets.base import Problem
+from mmbench.datasets.device_augment import BatchAugment
 from mmbench.errors import DataError
 
 CACHE_VERSION = 1
 META = "meta.json"
+AUGMENT_CHOICES = ("loader", "device")
 
 
 def max_frames(opts: dict) -> int:
@@ -113,6 +120,14 @@ def index_digest(index) -> str:
     return h.hexdigest()
 
 
+def augment_on_device(opts: dict) -> bool:
+    """``data.cache.augment``: "device" (batched, on the training device) or "loader" (default)."""
+    value = (opts.get("cache") or {}).get("augment", "loader")
+    if value not in AUGMENT_CHOICES:
+        raise DataError(f"data.cache.augment={value!r}: choose loader or device")
+    return value == "device"
+
+
 def unsupported(opts: dict) -> str | None:
     if opts.get("audio_source", "wav") != "wav":
         return "precomputed audio is loaded as it is; the decoded cache is for deterministic presets only"
@@ -164,13 +179,15 @@ def lookup(spec, root: Path, cfg, index, rows) -> DecodedCache | None:
     """The cache to read ``rows`` from, None to decode files; raises on a stale cache."""
     opts = spec.options(cfg)
     mode = (opts.get("cache") or {}).get("mode", "auto")
+    if augment_on_device(opts):
+        mode = "require"  # the decode path has no batched augmentation: never fall back to it silently
     if mode == "off":
         return None
     path = cache_path(spec, root, opts)
     why = unsupported(opts)
     if why:
         if mode == "require":
-            raise DataError(f"data.cache.mode=require, but {why}")
+            raise DataError(f"data.cache.mode=require (or data.cache.augment=device), but {why}")
         return None
     cache = _open(path)
     if cache is None:
@@ -189,6 +206,11 @@ def lookup(spec, root: Path, cfg, index, rows) -> DecodedCache | None:
 def check_cache(spec, root: Path, cfg, index) -> list[Problem]:
     opts = spec.options(cfg)
     mode = (opts.get("cache") or {}).get("mode", "auto")
+    try:
+        if augment_on_device(opts):
+            mode = "require"
+    except DataError as exc:
+        return [Problem("error", str(exc))]
     path = cache_path(spec, root, opts)
     if mode == "off" or unsupported(opts):
         return []
@@ -220,6 +242,7 @@ class CachedAVDataset(Dataset):
         self.sampling = opts.get("frame_sampling", "segment")
         self.train = train
         self.transform = frame_ops.uint8_transform(int(opts["image_size"]), train)
+        self.device_transform = BatchAugment(int(opts["image_size"]), train) if augment_on_device(opts) else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -252,6 +275,8 @@ class CachedAVDataset(Dataset):
         ``__getitem__`` into the batch tensor, then normalised at once (elementwise, so the same
         bits as frame by frame). In a DataLoader worker the batch is allocated in shared memory,
         as ``default_collate`` does, so it is not copied again on its way to the main process."""
+        if self.device_transform is not None:
+            return self.raw_batch(indices)
         audio, frames, offsets = self.cache.arrays()
         indices = [int(i) for i in indices]
         pos = [self.pos[i] for i in indices]
@@ -272,6 +297,32 @@ class CachedAVDataset(Dataset):
             else:
                 video[b].copy_(clip.permute(1, 0, 2, 3))
         frame_ops.normalize_(video, dim=1)
+        rows = [self.rows[i] for i in indices]
+        return {
+            "audio": a,
+            "video": video,
+            "label": torch.tensor([r.label for r in rows], dtype=torch.int64),
+            "index": torch.tensor([r.index for r in rows], dtype=torch.int64),
+        }
+
+
+    def raw_batch(self, indices) -> dict:
+        """The batch as stored, for ``device_transform``: ``audio`` float16 ``(B, 1, F, T)``, ``video``
+        uint8 ``(B, T, 3, S, S)`` (frames sampled as in ``__getitem__``, not cropped)."""
+        audio, frames, offsets = self.cache.arrays()
+        indices = [int(i) for i in indices]
+        pos = [self.pos[i] for i in indices]
+        n, size = len(indices), frames.shape[-1]
+        a = _batch_tensor((n,) + tuple(audio.shape[1:]), torch.float16)
+        video = _batch_tensor((n, self.frames, 3, size, size), torch.uint8)
+        with warnings.catch_warnings():  # the memory map is read-only; it is only read from
+            warnings.simplefilter("ignore", UserWarning)
+            for b, p in enumerate(pos):
+                a[b].copy_(torch.from_numpy(audio[p]))
+                start, stop = int(offsets[p]), int(offsets[p + 1])
+                idx = frame_ops.sample_indices(stop - start, self.frames, self.sampling, self.train)
+                for t, j in enumerate(idx):
+                    video[b, t].copy_(torch.from_numpy(frames[start + j]))
         rows = [self.rows[i] for i in indices]
         return {
             "audio": a,

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torchvision import transforms
 
 from mmbench.errors import MediaError
 
@@ -89,6 +88,8 @@ def sample_indices(n: int, t: int, mode: str, train: bool) -> list[int]:
 
 def frame_transform(size: int, train: bool):
     """The per-frame PIL transform of the official loaders (see module docstring)."""
+    from torchvision import transforms  # here, not at import: 1.5 s off every process that never decodes
+
     if train:
         geo = [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()]
     else:
@@ -115,6 +116,8 @@ def load_clip(files: list[Path], t: int, size: int, mode: str, train: bool) -> t
 def resized_uint8(path: str | Path, size: int) -> torch.Tensor:
     """A frame resized to ``(S, S)`` as the test transform does, kept as uint8 ``(3, S, S)``: the
     decoded cache stores this."""
+    from torchvision import transforms
+
     im = transforms.Resize((size, size))(open_rgb(path))
     return transforms.functional.pil_to_tensor(im)
 
