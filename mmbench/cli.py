@@ -25,8 +25,8 @@ from mmbench.cli_common import (
 )
 from mmbench.cli_config import config_cmd
 from mmbench.cli_data import data
-from mmbench.cli_probe import probe
 from mmbench.cli_paper import figure, reproduce
+from mmbench.cli_probe import probe
 from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
 

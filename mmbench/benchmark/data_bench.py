@@ -26,8 +26,8 @@ import torch
 from mmbench.benchmark.config import resolve_config
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.registry import get_dataset
-from mmbench.benchmark.seeding import seed_everything
-from mmbench.benchmark.trainer import check_data, loader_workers, resolve_device, torch_threads
+from mmbench.benchmark.seeding import seed_everything, torch_threads
+from mmbench.benchmark.trainer import check_data, loader_workers, resolve_device
 from mmbench.errors import DataError
 
 PATHS = {

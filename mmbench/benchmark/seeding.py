@@ -6,11 +6,25 @@ of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
 import numpy as np
 import torch
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Compute with ``n`` intra-op threads inside the block (CPU float reductions, hence metrics,
+    depend on the count: ``train.threads`` and the probe recipe fix it); the caller's count is
+    restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

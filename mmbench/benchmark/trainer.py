@@ -15,7 +15,6 @@ record format is docs/records.md.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -40,7 +39,7 @@ from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
 from mmbench.benchmark.provenance import environment, reproducibility, runlog_entry
 from mmbench.benchmark.registry import get_dataset, get_method, method_origin
-from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state
+from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state, torch_threads
 from mmbench.benchmark.selection import select_all, select_epoch
 from mmbench.datasets.base import stratified_carve
 from mmbench.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
@@ -126,18 +125,6 @@ def _config_key(cfg_dict: dict) -> dict:
         section, name = dotted.split(".")
         key[section].pop(name, None)
     return key
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Compute with ``train.threads`` intra-op threads inside the block (CPU float reductions,
-    hence metrics, depend on the count); the caller's count is restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_run(

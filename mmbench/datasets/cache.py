@@ -297,13 +297,7 @@ class CachedAVDataset(Dataset):
             else:
                 video[b].copy_(clip.permute(1, 0, 2, 3))
         frame_ops.normalize_(video, dim=1)
-        rows = [self.rows[i] for i in indices]
-        return {
-            "audio": a,
-            "video": video,
-            "label": torch.tensor([r.label for r in rows], dtype=torch.int64),
-            "index": torch.tensor([r.index for r in rows], dtype=torch.int64),
-        }
+        return {"audio": a, "video": video, **self._labels(indices)}
 
 
     def raw_batch(self, indices) -> dict:
@@ -323,10 +317,12 @@ class CachedAVDataset(Dataset):
                 idx = frame_ops.sample_indices(stop - start, self.frames, self.sampling, self.train)
                 for t, j in enumerate(idx):
                     video[b, t].copy_(torch.from_numpy(frames[start + j]))
+        return {"audio": a, "video": video, **self._labels(indices)}
+
+    def _labels(self, indices) -> dict:
+        """``label`` and ``index`` tensors of a batch's rows."""
         rows = [self.rows[i] for i in indices]
         return {
-            "audio": a,
-            "video": video,
             "label": torch.tensor([r.label for r in rows], dtype=torch.int64),
             "index": torch.tensor([r.index for r in rows], dtype=torch.int64),
         }

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 
 from mmbench.benchmark.metrics import classification_metrics
+from mmbench.benchmark.seeding import torch_threads
 from mmbench.probe.recipe import DEFAULT_RECIPE, ProbeRecipe
 
 
@@ -16,18 +15,6 @@ def standardiser(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = train.mean(0)
     std = train.std(0, unbiased=False)
     return mean, torch.where(std < 1e-6, torch.ones_like(std), std)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Run with ``n`` intra-op threads (float reductions, so the probe's numbers, depend on the
-    count; a fixed count makes them the same on every machine's CPU), restoring the count after."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def _val_acc(weight, bias, x, y) -> float:

@@ -106,6 +106,13 @@ def one_per_second(count: int, fps: int) -> bool:
 def write_frames_1fps(video: Path, folder: Path) -> int:
     """OGM-GE's 1-fps frames of ``video`` into ``folder`` (written to ``folder.tmp``, renamed at
     the end); returns the number of frames. Raises ``ClipError`` when none decode."""
+    return write_frames(video, folder, one_per_second)
+
+
+def write_frames(video: Path, folder: Path, keep: Callable[[int, int], bool] | None = None) -> int:
+    """The frames of ``video`` that ``keep(count, fps)`` accepts (all when None) as
+    ``<count:05d>.jpg`` into ``folder`` (written to ``folder.tmp``, renamed at the end); returns
+    the number written. Raises ``ClipError`` when none decode."""
     from PIL import Image
 
     tmp = folder.with_name(folder.name + ".tmp")
@@ -113,7 +120,7 @@ def write_frames_1fps(video: Path, folder: Path) -> int:
     tmp.mkdir(parents=True)
     n = 0
     try:
-        for count, _, img in decode_frames(video, one_per_second):
+        for count, _, img in decode_frames(video, keep):
             Image.fromarray(img).save(tmp / f"{count:05d}.jpg", quality=JPEG_QUALITY)
             n += 1
         if n == 0:

@@ -52,27 +52,7 @@ def flow_backend(algorithm: str):
 
 def write_sensor_frames(video: Path, folder: Path) -> int:
     """Every frame of ``video`` as ``<count:05d>.jpg`` (folder written as ``.tmp``, then renamed)."""
-    import os
-    import shutil
-
-    from PIL import Image
-
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    n = 0
-    try:
-        for count, _, img in common.decode_frames(video):
-            Image.fromarray(img).save(tmp / f"{count:05d}.jpg", quality=common.JPEG_QUALITY)
-            n += 1
-        if n == 0:
-            raise common.ClipError(f"{video}: no frames decoded")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-    return n
+    return common.write_frames(video, folder)
 
 
 def span_flow(color: Path, start: int, size: int, algorithm: str) -> np.ndarray:
