@@ -39,15 +39,23 @@ def average_precision(positive: np.ndarray, scores: np.ndarray) -> float:
 
 
 def mean_average_precision(y: np.ndarray, probs: np.ndarray) -> float:
-    """Class-wise AP of softmax probabilities, macro mean (absent classes count as 0)."""
+    """Class-wise AP of softmax probabilities, macro mean (absent classes count as 0). The
+    present classes go to sklearn in one ``average_precision_score(..., average=None)`` call
+    (one-vs-rest indicator columns: the same per-class values as one call per class)."""
     y = np.asarray(y)
     probs = np.asarray(probs, dtype=np.float64)
     num_classes = probs.shape[1]
-    absent = [c for c in range(num_classes) if not (y == c).any()]
-    if absent:
+    if num_classes == 0:
+        return 0.0
+    positive = y[:, None] == np.arange(num_classes)[None, :]
+    present = positive.any(axis=0)
+    if not present.all():
+        absent = [int(c) for c in np.flatnonzero(~present)]
         warnings.warn(f"MAP: classes {absent} have no positive sample; their AP counts as 0", stacklevel=2)
-    aps = [average_precision(y == c, probs[:, c]) for c in range(num_classes)]
-    return float(np.mean(aps)) if aps else 0.0
+    aps = np.zeros(num_classes)
+    if present.any():
+        aps[present] = average_precision_score(positive[:, present], probs[:, present], average=None)
+    return float(np.mean(aps))
 
 
 def macro_f1(y: np.ndarray, yhat: np.ndarray) -> float:
