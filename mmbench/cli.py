@@ -18,6 +18,7 @@ from mmbench.cli_common import (
     EXIT_INTERRUPTED,
     echo_problems,
     friendly_errors,
+    parse_roots,
     results_option,
     results_root,
     scan_records,
@@ -234,12 +235,7 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
 
     if probe_runs and launcher == "slurm" and not wait:
         raise MMBenchError("--probe with --launcher slurm needs --wait; or run `mmbench probe` once the array ends")
-    root_map = {}
-    for item in roots:
-        if "=" not in item:
-            raise MMBenchError(f"--root expects DATASET=DIR, got {item!r}")
-        k, v = item.split("=", 1)
-        root_map[k] = v
+    root_map = parse_roots(roots)
     s = load_suite(suite, seeds, root_map)
     extra = parse_overrides(sets)
     jobs = [j.with_overrides(extra) for j in s.jobs]

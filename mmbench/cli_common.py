@@ -106,3 +106,14 @@ def load_records(results, datasets, methods) -> list[dict]:
     for problem in scan.problems:
         click.echo(f"note: {problem.line()}", err=True)
     return scan.records
+
+
+def parse_roots(items) -> dict:
+    """``--root DATASET=DIR`` items (repeatable) as ``{dataset: dir}``."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise MMBenchError(f"--root expects DATASET=DIR, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k] = v
+    return out

@@ -9,19 +9,8 @@ import sys
 
 import click
 
-from mmbench.cli_common import EXIT_FAILED_RUNS, friendly_errors, results_option, results_root
+from mmbench.cli_common import EXIT_FAILED_RUNS, friendly_errors, parse_roots, results_option, results_root
 from mmbench.errors import MMBenchError
-
-
-def parse_roots(items) -> dict:
-    """``DATASET=DIR`` items (``--root``, repeatable) as a dict."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise MMBenchError(f"--root expects DATASET=DIR, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k] = v
-    return out
 
 
 @click.command()

@@ -211,6 +211,16 @@ def _coerce(value: Any, like: Any, key: str) -> Any:
 
 
 # --------------------------------------------------------------------------- presets
+def _apply_preset(target, section: str, values: dict, where: str, coerce: bool = True) -> None:
+    """Set a preset table's ``train`` or ``data`` keys on ``target`` (unknown keys refused, naming
+    the table; values coerced to the default's type unless ``coerce`` is off)."""
+    known = _TRAIN_KEYS if section == "train" else _DATA_KEYS
+    for k, v in values.items():
+        if k not in known:
+            raise ConfigError(f"{where}: unknown {section} key {k!r}")
+        setattr(target, k, _coerce(v, getattr(target, k), f"{section}.{k}") if coerce else v)
+
+
 def load_toml(package_path: str) -> dict:
     """Read ``mmbench/configs/<package_path>`` ({} if absent)."""
     ref = resources.files("mmbench.configs").joinpath(package_path)
@@ -312,14 +322,8 @@ def resolve_config(
 
     # 2. the dataset's shared setup
     dpre = dataset_preset(dataset)
-    for k, v in dpre.get("train", {}).items():
-        if k not in _TRAIN_KEYS:
-            raise ConfigError(f"configs/{dataset}.toml: unknown train key {k!r}")
-        setattr(cfg.train, k, _coerce(v, getattr(cfg.train, k), f"train.{k}"))
-    for k, v in dpre.get("data", {}).items():
-        if k not in _DATA_KEYS:
-            raise ConfigError(f"configs/{dataset}.toml: unknown data key {k!r}")
-        setattr(cfg.data, k, v)
+    _apply_preset(cfg.train, "train", dpre.get("train", {}), f"configs/{dataset}.toml [train]")
+    _apply_preset(cfg.data, "data", dpre.get("data", {}), f"configs/{dataset}.toml [data]", coerce=False)
     sources.update(dpre.get("sources", {}))
 
     # protocol and preset come first: they decide which other defaults apply
@@ -385,14 +389,9 @@ def _apply_official(cfg: RunConfig, params: dict, sources: dict, mpre: dict, met
         section, name = dotted.split(".")
         setattr(getattr(cfg, section), name, value)
         sources[dotted] = source
-    for k, v in official.get("train", {}).items():
-        if k not in _TRAIN_KEYS:
-            raise ConfigError(f"configs/methods/{method}.toml [official.{dataset}.train]: unknown key {k!r}")
-        setattr(cfg.train, k, _coerce(v, getattr(cfg.train, k), f"train.{k}"))
-    for k, v in official.get("data", {}).items():
-        if k not in _DATA_KEYS:
-            raise ConfigError(f"configs/methods/{method}.toml [official.{dataset}.data]: unknown key {k!r}")
-        setattr(cfg.data, k, _coerce(v, getattr(cfg.data, k), f"data.{k}"))
+    where = f"configs/methods/{method}.toml [official.{dataset}"
+    _apply_preset(cfg.train, "train", official.get("train", {}), f"{where}.train]")
+    _apply_preset(cfg.data, "data", official.get("data", {}), f"{where}.data]")
     for k, v in official.get("method", {}).items():
         if k not in params:
             raise ConfigError(f"configs/methods/{method}.toml [official.{dataset}.method]: unknown key {k!r}")

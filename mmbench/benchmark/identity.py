@@ -44,6 +44,11 @@ def component_info(kind: str, name: str) -> dict:
     return {"name": name, "version": str(getattr(obj, "version", "1")), "origin": origin}
 
 
+def run_components(cfg: RunConfig) -> dict:
+    """``{"method": component_info(...), "dataset": component_info(...)}`` of a run."""
+    return {"method": component_info("method", cfg.method), "dataset": component_info("dataset", cfg.dataset)}
+
+
 def identity_config(cfg: RunConfig, components: dict | None = None) -> dict:
     """The resolved settings that define the experiment (everything but the seed and speed-only
     keys), with the method's and dataset's ``component_info`` (looked up when not given)."""
@@ -54,10 +59,7 @@ def identity_config(cfg: RunConfig, components: dict | None = None) -> dict:
         section, name = dotted.split(".")
         d.get(section, {}).pop(name, None)
     if components is None:
-        components = {
-            "method": component_info("method", cfg.method),
-            "dataset": component_info("dataset", cfg.dataset),
-        }
+        components = run_components(cfg)
     d["components"] = copy.deepcopy(components)
     return d
 

@@ -34,7 +34,7 @@ from mmbench.benchmark import runstate, store, unimodal_init
 from mmbench.benchmark.config import SPEED_KEYS, RunConfig, speed_keys
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.cost import measure_cost, reset_peak_memory
-from mmbench.benchmark.identity import component_info, hash_identity, identity_config, identity_hash
+from mmbench.benchmark.identity import hash_identity, identity_config, identity_hash, run_components
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
 from mmbench.benchmark.provenance import environment, reproducibility, runlog_entry
@@ -255,7 +255,7 @@ def write_config_once(out_dir: Path, cfg: RunConfig, env: dict, splits: dict, wa
     path = out_dir / store.CONFIG
     if path.is_file():
         return
-    components = identity_components(cfg)
+    components = run_components(cfg)
     ident = identity_config(cfg, components)
     store.write_json(
         path,
@@ -267,10 +267,6 @@ def write_config_once(out_dir: Path, cfg: RunConfig, env: dict, splits: dict, wa
             "data_warnings": warnings_,
         },
     )
-
-
-def identity_components(cfg: RunConfig) -> dict:
-    return {"method": component_info("method", cfg.method), "dataset": component_info("dataset", cfg.dataset)}
 
 
 def run_epochs(session: Session, progress: bool, stop_after_epochs: int | None) -> None:
@@ -666,9 +662,10 @@ def _result(session: Session, status: str, error: str | None) -> dict:
     a unimodal reference, the selection rules (finished runs) and the config summary."""
     cfg, method = session.cfg, session.run.method
     reference = method.reference_modality()
+    components = run_components(cfg)
     return {
         "schema_version": store.SCHEMA_VERSION,
-        "identity": {"hash": identity_hash(cfg, identity_components(cfg)), "components": identity_components(cfg)},
+        "identity": {"hash": identity_hash(cfg, components), "components": components},
         "dataset": cfg.dataset,
         "method": cfg.method,
         "tag": cfg.tag,
