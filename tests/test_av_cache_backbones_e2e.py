@@ -233,7 +233,7 @@ def test_epoch_loader_batches_equal_item_by_item_loading(ks_cached, workers):
 
 
 def test_recycled_batch_memory_is_reused_only_when_unreferenced():
-    from mmbench.datasets.cache import _Recycled
+    from mmbench.datasets.batch_memory import Recycled as _Recycled
 
     pool = _Recycled(per_shape=2, max_bytes=10_000)
     a = pool.tensor((4, 5), torch.float32)

@@ -291,12 +291,13 @@ def test_a_damaged_wav_met_mid_training_in_a_loader_worker_fails_only_that_seed(
 
 def test_undecodable_media_raise_one_error_naming_the_file(tmp_path):
     from mmbench.datasets.audio import load_precomputed, read_wav
-    from mmbench.datasets.frames import open_rgb
+    from mmbench.datasets.frames import open_rgb, read_frame
     from mmbench.datasets.image_text import load_image
     from mmbench.datasets.nvgesture import load_flow
     from mmbench.errors import MediaError
 
-    readers = (("x.wav", read_wav), ("x.jpg", open_rgb), ("y.jpg", lambda p: load_image(p, None)),
+    readers = (("x.wav", read_wav), ("x.jpg", open_rgb), ("z.jpg", read_frame), ("x.png", read_frame),
+               ("y.jpg", lambda p: load_image(p, None)),
                ("x.npy", load_flow), ("x.pkl", load_precomputed))
     for name, reader in readers:
         path = tmp_path / name

@@ -524,14 +524,15 @@ def apply_channels_last(model: nn.Module) -> None:
 
 
 def loader_workers(requested: int, dataset, device: torch.device) -> int:
-    """``data.num_workers``; -1 (default) = 0 for in-memory datasets, and on CPU for datasets that
-    build whole batches (the decoded cache's ``get_batch``: 20x decoding with 0 workers against
-    4.4x with 2 on a 2-core CPU, BENCHMARKS.md); else min(8, cores) on CUDA, min(2, cores) on CPU."""
+    """``data.num_workers``; -1 (default) = 0 for in-memory datasets, and on CPU for datasets whose
+    batches cost less to build than to pass between processes (``main_process_on_cpu``: the decoded
+    cache, 20x decoding with 0 workers against 4.4x with 2 on a 2-core CPU, BENCHMARKS.md); else
+    min(8, cores) on CUDA, min(2, cores) on CPU."""
     if requested >= 0:
         return requested
     if hasattr(dataset, "batch") and hasattr(dataset, "tensors"):
         return 0
-    if device.type == "cpu" and hasattr(dataset, "get_batch"):
+    if device.type == "cpu" and getattr(dataset, "main_process_on_cpu", False):
         return 0
     cores = os.cpu_count() or 1
     return min(8 if device.type == "cuda" else 2, cores)

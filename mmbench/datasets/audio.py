@@ -84,8 +84,9 @@ def double_until(x: np.ndarray, n: int) -> np.ndarray:
     return x
 
 
-def log_spectrogram(x: np.ndarray | torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-    """``log(|STFT| + 1e-7)`` of a 1-D signal: shape ``(n_fft // 2 + 1, 1 + len // hop)``."""
+def log_spectrogram(x: np.ndarray | torch.Tensor, n_fft: int, hop: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``log(|STFT| + 1e-7)`` of a 1-D signal: shape ``(n_fft // 2 + 1, 1 + len // hop)``; with
+    ``out`` (float32, that shape) written there in place, the same bits without a fresh tensor."""
     x = torch.as_tensor(np.asarray(x, dtype=np.float32))
     spec = torch.stft(
         x,
@@ -97,7 +98,9 @@ def log_spectrogram(x: np.ndarray | torch.Tensor, n_fft: int, hop: int) -> torch
         pad_mode="constant",
         return_complex=True,
     )
-    return torch.log(spec.abs() + LOG_EPS)
+    if out is None:
+        return torch.log(spec.abs() + LOG_EPS)
+    return torch.abs(spec, out=out).add_(LOG_EPS).log_()
 
 
 def _mel(f):
@@ -198,11 +201,15 @@ def is_deterministic(opts: dict) -> bool:
     return opts.get("start", "first") != "random"
 
 
-def features(x: np.ndarray, opts: dict, fbank_opts: dict | None) -> torch.Tensor:
-    """Spectrogram item ``(1, F, T)`` of a prepared waveform at ``opts["sample_rate"]``."""
+def features(x: np.ndarray, opts: dict, fbank_opts: dict | None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Spectrogram item ``(1, F, T)`` of a prepared waveform at ``opts["sample_rate"]``; with
+    ``out`` (a ``(1, F, T)`` float32 slot of a batch) the item is written there and returned."""
+    if out is not None and opts.get("features", "stft") != "fbank":
+        log_spectrogram(x, int(opts["n_fft"]), int(opts["hop"]), out=out[0])
+        return out
     if opts.get("features", "stft") == "fbank":
         f = fbank_opts or {}
-        out = kaldi_fbank(
+        feats = kaldi_fbank(
             x,
             int(opts["sample_rate"]),
             int(f.get("mel_bins", 128)),
@@ -210,8 +217,9 @@ def features(x: np.ndarray, opts: dict, fbank_opts: dict | None) -> torch.Tensor
             bool(f.get("normalize", True)),
         )
     else:
-        out = log_spectrogram(x, int(opts["n_fft"]), int(opts["hop"]))
-    return out.unsqueeze(0).float()
+        feats = log_spectrogram(x, int(opts["n_fft"]), int(opts["hop"]))
+    feats = feats.unsqueeze(0).float()
+    return feats if out is None else out.copy_(feats)
 
 
 def load_audio(
@@ -220,10 +228,12 @@ def load_audio(
     fbank_opts: dict | None = None,
     train: bool = False,
     start_rng: np.random.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Read a wav and apply a preset's ``audio`` options; returns ``(1, F, T)`` float32."""
+    """Read a wav and apply a preset's ``audio`` options; returns ``(1, F, T)`` float32 (written
+    into ``out`` when given: see ``features``)."""
     x, sr = read_wav(path)
-    return features(waveform(x, sr, opts, train, start_rng), opts, fbank_opts)
+    return features(waveform(x, sr, opts, train, start_rng), opts, fbank_opts, out)
 
 
 def item_shape(opts: dict, fbank_opts: dict | None = None) -> tuple[int, int, int]:

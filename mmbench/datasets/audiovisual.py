@@ -27,6 +27,7 @@ from mmbench.backbones.resnet18 import AudioResNet18, FrameResNet18
 from mmbench.datasets import audio as audio_ops
 from mmbench.datasets import frames as frame_ops
 from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
+from mmbench.datasets.batch_memory import batch_tensor, label_tensors
 from mmbench.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -467,28 +468,60 @@ class AVDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def audio(self, r: Row) -> torch.Tensor:
+    def audio(self, r: Row, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The ``(1, F, T)`` spectrogram item of row ``r`` (written into ``out`` when given)."""
         a = self.opts["audio"]
         if self.opts.get("audio_source", "wav") == "precomputed":
-            return audio_ops.load_precomputed(r.audio)
+            item = audio_ops.load_precomputed(r.audio)
+            return item if out is None else out.copy_(item)
         rng = None
         if not audio_ops.is_deterministic(a):
             if self.train:
                 rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
             else:  # seeded per sample from (run seed, index): repeated evaluations agree
                 rng = np.random.default_rng([self.run_seed % 2**63, r.index])
-        return audio_ops.load_audio(r.audio, a, self.opts.get("fbank"), self.train, rng)
+        return audio_ops.load_audio(r.audio, a, self.opts.get("fbank"), self.train, rng, out)
 
-    def video(self, r: Row) -> torch.Tensor:
+    def video(self, r: Row, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The ``(3, T, S, S)`` clip of row ``r`` (written into ``out`` when given)."""
         files = frame_ops.list_frames(r.frames)
         if not files:
             raise DataError(f"{r.frames}: no frames ({r.where}); run `mmbench data check`")
         return frame_ops.load_clip(files, int(self.opts["frames"]), int(self.opts["image_size"]),
-                                   self.opts.get("frame_sampling", "segment"), self.train)
+                                   self.opts.get("frame_sampling", "segment"), self.train, out)
 
     def __getitem__(self, i: int) -> dict:
         r = self.rows[i]
         return {"audio": self.audio(r), "video": self.video(r), "label": r.label, "index": r.index}
+
+    def get_batch(self, indices) -> dict:
+        """``default_collate([self[i] for i in indices])``, bit for bit: the same items in the same
+        order (so the same random draws), each decoded straight into its slot of the batch tensors
+        instead of into per-item tensors that are then stacked; inside a DataLoader worker the
+        batch is allocated in shared memory, as ``default_collate`` does (``batch_memory``)."""
+        rows = [self.rows[int(i)] for i in indices]
+        t, size = int(self.opts["frames"]), int(self.opts["image_size"])
+        video = batch_tensor((len(rows), 3, t, size, size), torch.float32)
+        audio = None
+        for b, r in enumerate(rows):
+            if audio is None:
+                item = self.audio(r)  # the first item gives the shape (precomputed files carry theirs)
+                audio = batch_tensor((len(rows),) + tuple(item.shape), torch.float32)
+                audio[0].copy_(item)
+            else:
+                self.audio(r, out=audio[b])
+            self.video(r, out=video[b])
+        return {"audio": audio, "video": video, **label_tensors(rows)}
+
+    def subset(self, positions) -> AVDataset:
+        """The items at ``positions`` (the trainer's held-out carve), still with ``get_batch``;
+        ``indices`` are the positions, as ``torch.utils.data.Subset`` records them."""
+        sub = type(self).__new__(type(self))
+        sub.__dict__.update(self.__dict__)
+        sub.rows = [self.rows[i] for i in positions]
+        sub.labels = [r.label for r in sub.rows]
+        sub.indices = [int(i) for i in positions]
+        return sub
 
 
 def av_presets(paper_audio: dict, frames: int, image_size: int, extra: dict[str, dict] | None = None,

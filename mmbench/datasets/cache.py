@@ -21,7 +21,8 @@ a message to rebuild; ``mode = "off"`` ignores it and ``"require"`` insists on i
 
 Batches: ``CachedAVDataset.get_batch(indices)`` builds a whole batch (the harness's ``EpochLoader``
 asks for it) equal to ``default_collate`` of the items, without stacking 64 spectrograms of 1.28 MB
-item by item; its memory is recycled between batches in the main process (``_Recycled``).
+item by item; its memory is recycled between batches in the main process
+(``batch_memory.Recycled``).
 
 ``data.cache.augment = "device"`` hands ``get_batch``'s frames over as stored (uint8, sampled but
 not cropped) and the spectrograms as float16; the loader moves them to the device, where
@@ -39,23 +40,22 @@ import hashlib
 import json
 import os
 import shutil
-import sys
-import threading
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
 from mmbench.datasets import audio as audio_ops
 from mmbench.datasets import frames as frame_ops
 from mmbench.datasets.base import Problem
+from mmbench.datasets.batch_memory import batch_tensor, label_tensors
 from mmbench.datasets.device_augment import BatchAugment
 from mmbench.errors import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: frames resized by the tensor decode path (frames.resize_uint8), not PIL
 META = "meta.json"
 AUGMENT_CHOICES = ("loader", "device")
 
@@ -233,6 +233,8 @@ def check_cache(spec, root: Path, cfg, index) -> list[Problem]:
 class CachedAVDataset(Dataset):
     """Items read from the decoded cache; same keys, shapes and sampling as ``AVDataset``."""
 
+    main_process_on_cpu = True  # trainer.loader_workers: 0 workers on CPU (memory-map reads are cheap)
+
     def __init__(self, cache: DecodedCache, rows, opts: dict, train: bool):
         self.cache = cache
         self.rows = rows
@@ -265,6 +267,7 @@ class CachedAVDataset(Dataset):
         sub.rows = [self.rows[i] for i in positions]
         sub.labels = [r.label for r in sub.rows]
         sub.pos = [self.pos[i] for i in positions]
+        sub.indices = [int(i) for i in positions]  # as torch.utils.data.Subset: the record's split digest
         return sub
 
     def get_batch(self, indices) -> dict:
@@ -281,8 +284,8 @@ class CachedAVDataset(Dataset):
         indices = [int(i) for i in indices]
         pos = [self.pos[i] for i in indices]
         n, size = len(indices), frames.shape[-1]
-        a = _batch_tensor((n,) + tuple(audio.shape[1:]), torch.float32)
-        video = _batch_tensor((n, 3, self.frames, size, size), torch.float32)
+        a = batch_tensor((n,) + tuple(audio.shape[1:]), torch.float32)
+        video = batch_tensor((n, 3, self.frames, size, size), torch.float32)
         with warnings.catch_warnings():  # the memory map is read-only; it is only read from
             warnings.simplefilter("ignore", UserWarning)
             for b, p in enumerate(pos):
@@ -297,7 +300,7 @@ class CachedAVDataset(Dataset):
             else:
                 video[b].copy_(clip.permute(1, 0, 2, 3))
         frame_ops.normalize_(video, dim=1)
-        return {"audio": a, "video": video, **self._labels(indices)}
+        return {"audio": a, "video": video, **label_tensors([self.rows[i] for i in indices])}
 
 
     def raw_batch(self, indices) -> dict:
@@ -307,8 +310,8 @@ class CachedAVDataset(Dataset):
         indices = [int(i) for i in indices]
         pos = [self.pos[i] for i in indices]
         n, size = len(indices), frames.shape[-1]
-        a = _batch_tensor((n,) + tuple(audio.shape[1:]), torch.float16)
-        video = _batch_tensor((n, self.frames, 3, size, size), torch.uint8)
+        a = batch_tensor((n,) + tuple(audio.shape[1:]), torch.float16)
+        video = batch_tensor((n, self.frames, 3, size, size), torch.uint8)
         with warnings.catch_warnings():  # the memory map is read-only; it is only read from
             warnings.simplefilter("ignore", UserWarning)
             for b, p in enumerate(pos):
@@ -317,63 +320,8 @@ class CachedAVDataset(Dataset):
                 idx = frame_ops.sample_indices(stop - start, self.frames, self.sampling, self.train)
                 for t, j in enumerate(idx):
                     video[b, t].copy_(torch.from_numpy(frames[start + j]))
-        return {"audio": a, "video": video, **self._labels(indices)}
+        return {"audio": a, "video": video, **label_tensors([self.rows[i] for i in indices])}
 
-    def _labels(self, indices) -> dict:
-        """``label`` and ``index`` tensors of a batch's rows."""
-        rows = [self.rows[i] for i in indices]
-        return {
-            "label": torch.tensor([r.label for r in rows], dtype=torch.int64),
-            "index": torch.tensor([r.index for r in rows], dtype=torch.int64),
-        }
-
-
-def _batch_tensor(shape: tuple, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised batch tensor: in shared memory inside a DataLoader worker (as
-    ``default_collate`` allocates it), else recycled memory (``_RECYCLED``)."""
-    if get_worker_info() is None:
-        return _RECYCLED.tensor(shape, dtype)
-    numel = int(np.prod(shape))
-    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
-    return torch.empty(0, dtype=dtype).new(storage).resize_(shape)
-
-
-class _Recycled:
-    """Batch memory reused once nothing refers to it any more. Fresh memory for a 120 MB batch
-    costs the kernel about as much as building the batch (page faults: ~30 ms for the 82 MB audio
-    of a ``paper`` CREMA-D batch on the 2-core CPU box). A batch tensor is ``torch.from_numpy`` of
-    an array kept here; the tensor, its views and ``.numpy()`` all hold that array, so when its
-    reference count is back to the pool's own, no batch uses it and it is overwritten (every
-    element: ``get_batch`` writes all of them). At most ``per_shape`` arrays a shape and
-    ``max_bytes`` in all (a ``paper`` train batch of 64 pools; eval batches of 512 do not);
-    beyond that batches get fresh memory."""
-
-    def __init__(self, per_shape: int = 2, max_bytes: int = 512 * 2**20):
-        self.per_shape, self.max_bytes = per_shape, max_bytes
-        self.pools: dict = {}
-        self.bytes = 0
-        self.lock = threading.Lock()
-        self.idle = max(self._counts([np.empty(0)]))  # the count of an array only the pool holds
-
-    @staticmethod
-    def _counts(pool: list) -> list[int]:
-        return [sys.getrefcount(arr) for arr in pool]  # the list's reference, ``arr``'s, the argument's
-
-    def tensor(self, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
-        key = (tuple(int(n) for n in shape), dtype)
-        with self.lock:
-            pool = self.pools.setdefault(key, [])
-            for arr, count in zip(pool, self._counts(pool)):
-                if count <= self.idle:
-                    return torch.from_numpy(arr)
-            arr = np.empty(key[0], dtype=torch.empty(0, dtype=dtype).numpy().dtype)
-            if len(pool) < self.per_shape and self.bytes + arr.nbytes <= self.max_bytes:
-                pool.append(arr)
-                self.bytes += arr.nbytes
-            return torch.from_numpy(arr)
-
-
-_RECYCLED = _Recycled()
 
 
 class _Decode(Dataset):

@@ -7,12 +7,20 @@
   ``os.listdir(dir)[i]`` for i < T.
 - ``frame_transform``: the per-frame torchvision transforms of OGM-GE ``dataset/CramedDataset.py``
   and AUG ``dataset/CREMA.py``: train ``RandomResizedCrop(S)``, ``RandomHorizontalFlip()``; test
-  ``Resize((S, S))``; both ``ToTensor()`` and ImageNet ``Normalize``.
+  ``Resize((S, S))``; both ``ToTensor()`` and ImageNet ``Normalize``. They act on PIL images and
+  are the reference the decode path is tested against.
+- The decode path (``load_clip``, ``frame_into``) does the same on tensors: ``read_frame``
+  decodes only the sampled files with libjpeg-turbo (``torchvision.io.decode_jpeg``: the same
+  pixels as PIL's decoder, which is libjpeg-turbo too), the crop box and the flip are drawn with
+  the same torch RNG calls as those transforms (``RandomResizedCrop.get_params``, then
+  ``torch.rand(1) < 0.5``), and the crop is resampled by torchvision's uint8 antialiased bilinear
+  kernel, within one grey level of PIL's; ``ToTensor`` + ``Normalize`` are ``normalize_``.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -106,20 +114,55 @@ def open_rgb(path: str | Path) -> Image.Image:
         raise MediaError.of(path, exc) from None
 
 
-def load_clip(files: list[Path], t: int, size: int, mode: str, train: bool) -> torch.Tensor:
-    """Sample t of the sorted ``files``, transform each independently; ``(3, t, S, S)`` float32."""
-    tf = frame_transform(size, train)
+# torchvision 0.29 (pinned) warns on every decode that TorchCodec will take these decoders over
+_DEPRECATED = "The image decoding and encoding capabilities of TorchVision are deprecated"
+
+
+def read_frame(path: str | Path) -> torch.Tensor:
+    """The image as RGB uint8 ``(3, H, W)``: jpgs by ``decode_jpeg`` (libjpeg-turbo), other
+    formats by ``decode_image``; a file that cannot be decoded raises ``MediaError`` naming it."""
+    from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+
+    warnings.filterwarnings("ignore", message=_DEPRECATED, category=DeprecationWarning)
+    try:
+        data = read_file(str(path))
+        if str(path).lower().endswith((".jpg", ".jpeg")):
+            return decode_jpeg(data, mode=ImageReadMode.RGB)
+        return decode_image(data, mode=ImageReadMode.RGB)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise MediaError.of(path, exc) from None
+
+
+def resize_uint8(img: torch.Tensor, size: int, train: bool) -> torch.Tensor:
+    """The geometric part of ``frame_transform`` on a uint8 ``(3, H, W)`` frame: train
+    ``RandomResizedCrop(S)`` (box from ``get_params``, the same torch RNG draws) then the flip
+    (``torch.rand(1) < 0.5``, as ``RandomHorizontalFlip``); test ``Resize((S, S))``."""
+    from torchvision.transforms import RandomResizedCrop
+    from torchvision.transforms.v2 import functional as F2
+
+    if not train:
+        return F2.resize(img, [size, size], antialias=True)
+    i, j, h, w = RandomResizedCrop.get_params(img, [0.08, 1.0], [3.0 / 4.0, 4.0 / 3.0])
+    out = F2.resized_crop(img, i, j, h, w, [size, size], antialias=True)
+    return out.flip(-1) if torch.rand(1) < 0.5 else out
+
+
+def load_clip(files: list[Path], t: int, size: int, mode: str, train: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample t of the sorted ``files``, decode and transform each independently into ``out``
+    (``(3, t, S, S)`` float32, allocated when None), normalised at once (elementwise: the same bits
+    as frame by frame)."""
     idx = sample_indices(len(files), t, mode, train)
-    return torch.stack([tf(open_rgb(files[i])) for i in idx]).permute(1, 0, 2, 3).contiguous()
+    if out is None:
+        out = torch.empty(3, t, size, size)
+    for k, i in enumerate(idx):
+        out[:, k].copy_(resize_uint8(read_frame(files[i]), size, train))
+    return normalize_(out)
 
 
 def resized_uint8(path: str | Path, size: int) -> torch.Tensor:
-    """A frame resized to ``(S, S)`` as the test transform does, kept as uint8 ``(3, S, S)``: the
-    decoded cache stores this."""
-    from torchvision import transforms
-
-    im = transforms.Resize((size, size))(open_rgb(path))
-    return transforms.functional.pil_to_tensor(im)
+    """A frame resized to ``(S, S)`` as the decode path's test transform does, kept as uint8
+    ``(3, S, S)``: the decoded cache stores this (so cached test frames equal decoded ones)."""
+    return resize_uint8(read_frame(path), size, train=False)
 
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -127,22 +170,19 @@ _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 class Uint8FrameTransform:
-    """The frame transform applied to a cached uint8 ``(3, S, S)`` frame. Test: exactly the PIL
-    path (the cache holds the ``Resize((S, S))`` output, and the scaling and normalisation match
-    ``ToTensor`` + ``Normalize`` bit for bit). Train: ``RandomResizedCrop(S)`` and the flip act on
+    """The frame transform applied to a cached uint8 ``(3, S, S)`` frame. Test: exactly the decode
+    path (the cache holds its ``Resize((S, S))`` output, and the scaling and normalisation are the
+    same ``normalize_``). Train: ``RandomResizedCrop(S)`` and the flip act on
     the already resized frame (the crop box is drawn on the S x S image, not on the original one).
     A class, not a closure, so datasets holding it pickle into DataLoader workers."""
 
     def __init__(self, size: int, train: bool):
-        from torchvision.transforms import v2  # its uint8 resize kernels are several times faster
-
-        self.train = train
-        self.crop = v2.RandomResizedCrop(size, antialias=True) if train else None
-        self.flip = v2.RandomHorizontalFlip() if train else None
+        self.size, self.train = size, train
 
     def geometric(self, x: torch.Tensor) -> torch.Tensor:
-        """The random crop and flip (train) of a uint8 frame; the identity at test."""
-        return self.flip(self.crop(x)) if self.train else x
+        """The random crop and flip (train: ``resize_uint8``, the decode path's) of a uint8 frame;
+        the identity at test."""
+        return resize_uint8(x, self.size, train=True) if self.train else x
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return normalize_(self.geometric(x).float())
