@@ -141,7 +141,7 @@ def test_bench_data_only_reports_every_path_and_appends(cremad_cached, tmp_path)
     for path in ("decode", "cached", "cached-device"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {path} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[1:5] == ["0", "cpu", "4", "2"] and float(cells[5].strip("*").replace(",", "")) > 0
+        assert cells[1:6] == ["0", "1", "cpu", "4", "2"] and float(cells[6].strip("*").replace(",", "")) > 0
     plain = write_fixture("cremad", tmp_path / "nocache", "ogm")
     res = CliRunner().invoke(cli, [*args[:4], "--root", str(plain), *args[6:-2]])
     assert res.exit_code == 0 and "no decoded cache" in res.output and "mmbench data cache" in res.output

@@ -131,7 +131,7 @@ def machine_description(device: str = "auto") -> str:
     dev = resolve_device(device)
     if dev.type == "cuda":
         return f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}"
-    return f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()} threads={torch.get_num_threads()}, torch {torch.__version__}"
+    return f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()} (torch default threads={torch.get_num_threads()}), torch {torch.__version__}"
 
 
 def markdown_table(results: list[BenchResult], dataset: str, machine: str, note: str = "") -> str:

@@ -46,6 +46,7 @@ class DataBenchResult:
     batches: int  # timed batches per round
     samples_per_s: list[float]  # one per round
     skipped: str = ""  # why the path was not measured
+    threads: int = 0  # torch threads of the main process (train.threads, as in a run)
 
     @property
     def median(self) -> float:
@@ -128,7 +129,7 @@ def data_benchmark(
                 timed, samples, seconds = time_epoch(loader, dev, r, max_batches)
                 speeds.append(samples / seconds)
                 echo(f"  {path}: round {r + 1}/{rounds}: {samples / seconds:,.0f} samples/s")
-        out.append(DataBenchResult(path, workers, str(dev), batch, timed, speeds))
+        out.append(DataBenchResult(path, workers, str(dev), batch, timed, speeds, threads=threads))
     return out
 
 
@@ -136,15 +137,15 @@ def data_markdown_table(results: list[DataBenchResult], dataset: str, machine: s
     lines = [
         f"### `{dataset}` data path, storage to model-ready batch — {machine}" + (f" — {note}" if note else ""),
         "",
-        "| path | workers | device | batch | batches / round | samples/s (median) | min | max |",
-        "|---|---|---|---|---|---|---|---|",
+        "| path | workers | main-process threads | device | batch | batches / round | samples/s (median) | min | max |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r.skipped:
-            lines.append(f"| {r.path} | | | | | skipped: {r.skipped} | | |")
+            lines.append(f"| {r.path} | | | | | | skipped: {r.skipped} | | |")
             continue
         lines.append(
-            f"| {r.path} | {r.workers} | {r.device} | {r.batch_size} | {r.batches} | **{r.median:,.0f}** | "
+            f"| {r.path} | {r.workers} | {r.threads} | {r.device} | {r.batch_size} | {r.batches} | **{r.median:,.0f}** | "
             f"{min(r.samples_per_s):,.0f} | {max(r.samples_per_s):,.0f} |"
         )
     return "\n".join(lines) + "\n"
