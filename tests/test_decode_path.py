@@ -71,11 +71,15 @@ def test_the_tensor_frame_path_is_the_pil_transform_within_one_grey_level(photos
             assert (ours - ref).abs().max() <= GREY_LEVEL + 1e-6, (seed, path)
 
 
-def test_log_spectrogram_into_a_batch_slot_is_bitwise_the_allocating_one():
-    x = np.random.default_rng(0).normal(0, 0.3, 22050).astype(np.float32)
-    ref = A.log_spectrogram(x, 512, 353)
+@pytest.mark.parametrize("n_fft,hop,n", [(512, 353, 22050), (64, 32, 4000), (512, 160, 16001)])
+def test_log_spectrogram_is_the_literal_formula_bit_for_bit_also_into_a_batch_slot(n_fft, hop, n):
+    x = np.random.default_rng(n).normal(0, 0.3, n).astype(np.float32)
+    spec = torch.stft(torch.from_numpy(x), n_fft, hop_length=hop, win_length=n_fft, window=torch.hann_window(n_fft),
+                      center=True, pad_mode="constant", return_complex=True)
+    ref = torch.log(spec.abs() + A.LOG_EPS)  # librosa.stft defaults, log(|S| + 1e-7)
+    assert torch.equal(A.log_spectrogram(x, n_fft, hop), ref)
     out = torch.full((2, 1) + tuple(ref.shape), float("nan"))
-    A.log_spectrogram(x, 512, 353, out=out[1, 0])
+    A.log_spectrogram(x, n_fft, hop, out=out[1, 0])
     assert torch.equal(out[1, 0], ref) and torch.isnan(out[0]).all()
 
 
