@@ -77,7 +77,9 @@ def render(cfg, only: set[str] | None = None) -> str:
     lines = [
         f"# mmbench config: {cfg.method} on {cfg.dataset}, protocol {cfg.protocol}, seed {cfg.seed}",
         f"# run: {cfg.dataset}/{cfg.run_name}/seed-{cfg.seed}",
-        f"# identity hash: {identity_hash(cfg)}",
+        f"# identity hash: {identity_hash(cfg)}"
+        + ("  (before data.cache.mode=auto is decided from the data root at run time)"
+           if (cfg.data.options.get("cache") or {}).get("mode") == "auto" else ""),
         f"# reported rule: {cfg.reported_rule}"
         + (" (the papers' protocol: the best test epoch)" if cfg.reported_rule == "test-best" else " (best val epoch)"),
     ]

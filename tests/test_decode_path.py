@@ -133,3 +133,31 @@ def test_resample_equals_resample_poly_with_its_default_filter(sr_from, sr_to, d
     for _ in range(2):  # the second call uses the cached filter
         got = A.resample(x, sr_from, sr_to)
         assert got.dtype == np.float32 and np.array_equal(got, want)
+
+
+def test_the_identity_names_the_data_path_and_a_cache_appearing_later_is_refused_not_mixed(tmp_path):
+    """``data.cache.mode=auto`` is decided per run from what is on disk (``require`` with a usable
+    cache, ``off`` without): a seed trained on the decode path is not resumed or skipped on the
+    cached path once a cache is built; it is refused with the differing key, nothing written."""
+    from click.testing import CliRunner
+
+    from mmbench.benchmark import store
+    from mmbench.benchmark.launch import job_config
+    from mmbench.benchmark.suites import Job, freeze
+    from mmbench.cli import cli
+
+    root = write_fixture("cremad", tmp_path / "cremad", "ogm")
+    sets = ["--set", "data.preset=smoke", "--set", "epochs=1"]
+    job = Job("cremad", "joint", 0, overrides=freeze({"data.preset": "smoke", "epochs": 1}), root=str(root))
+    cfg, seed = job_config(job, tmp_path / "r")
+    assert cfg.data.options["cache"]["mode"] == "off"
+    run = ["run", "-m", "joint", "-d", "cremad", "--root", str(root), "--results", str(tmp_path / "r"), "--jobs", "1"]
+    first = CliRunner().invoke(cli, run + sets)
+    assert first.exit_code == 0, first.output
+    before = (seed / store.RESULT).read_bytes()
+    built = CliRunner().invoke(cli, ["data", "cache", "cremad", "--root", str(root), "--preset", "smoke"])
+    assert built.exit_code == 0, built.output
+    assert job_config(job, tmp_path / "r")[0].data.options["cache"]["mode"] == "require"
+    again = CliRunner().invoke(cli, run + sets)
+    assert again.exit_code == 2 and "data.options.cache.mode" in again.output, again.output
+    assert "--rerun" in again.output and (seed / store.RESULT).read_bytes() == before

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from mmbench.benchmark import store
 from mmbench.benchmark.config import RunConfig, resolve_config
+from mmbench.benchmark.registry import get_dataset
 from mmbench.benchmark.runstate import SeedBusy, SeedDone, seed_status
 from mmbench.errors import ConfigError, MediaError, MMBenchError, NonFiniteLossError
 
@@ -53,7 +54,16 @@ class JobOutcome:
 
 
 def job_config(job, results_root, device: str = "auto") -> tuple[RunConfig, Path]:
+    """The run's resolved config, with the dataset's on-disk choices made (``concrete_options``:
+    identity is computed from it), and its seed folder."""
     cfg = resolve_config(job.dataset, job.method, job.overrides_dict, seed=job.seed, tag=job.tag, device=device)
+    spec = get_dataset(job.dataset)
+    try:
+        root = spec.resolve_root(job.root)
+    except MMBenchError:
+        root = None  # no data root: the run's data check says so
+    if root is not None and Path(root).is_dir():
+        cfg.data.options = spec.concrete_options(root, cfg.data)
     return cfg, store.run_dir(results_root, job.dataset, cfg.run_name, job.seed)
 
 

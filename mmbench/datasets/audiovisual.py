@@ -123,6 +123,9 @@ class AVSpec(DatasetSpec):
     modalities = ("audio", "video")
     min_frames = 1
     fixed_classes: bool = True  # False: classes.txt or derived (§1.3)
+    # part of every run's identity (identity.component_info): 2 = frames decoded by decode_jpeg and
+    # cropped on tensors (frames.resize_uint8, within one grey level of version 1's PIL path)
+    version = "2"
 
     def __init__(self):
         self._memo: dict = {}
@@ -152,6 +155,16 @@ class AVSpec(DatasetSpec):
         opts = getattr(cfg, "options", None) or {}
         if not opts:
             opts = copy.deepcopy(self.presets()[getattr(cfg, "preset", "paper") or "paper"])
+        return opts
+
+    def concrete_options(self, root, cfg) -> dict:
+        """The options a run at ``root`` trains with: ``data.cache.mode=auto`` decided
+        (``cache.concrete_mode``), so the run's identity names its data path."""
+        from mmbench.datasets import cache as cache_mod
+
+        opts = copy.deepcopy(self.options(cfg))
+        if "cache" in opts:
+            opts["cache"]["mode"] = cache_mod.concrete_mode(self, Path(root), cfg)
         return opts
 
     def drop_missing(self, cfg) -> bool:

@@ -53,6 +53,12 @@ class DatasetSpec:
         """Named preprocessing bundles (``data.preset``): preset name -> nested options dict."""
         return {"paper": {}}
 
+    def concrete_options(self, root: Path, cfg) -> dict:
+        """The resolved options (``cfg.options``) with every choice that depends on what is on disk
+        at ``root`` made (e.g. the audio-visual ``data.cache.mode=auto``), so that a run's identity
+        says what it trains on. Default: the options as resolved."""
+        return cfg.options
+
     def resolve_root(self, root: str | os.PathLike | None) -> Path | None:
         """``--root``, else ``$MMBENCH_DATA/<name>``; ``None`` for embedded datasets."""
         if self.embedded and root is None:

@@ -17,7 +17,8 @@ of long clips at high resolution. It lives in ``<root>/.mmbench-cache/<dataset>-
 options that change the decoded arrays (audio options, fbank options, audio source, image size,
 ``max_frames``). The loader uses it automatically (``data.cache.mode = "auto"``) when its index
 digest matches the index files and it holds every requested clip; a stale cache is refused with
-a message to rebuild; ``mode = "off"`` ignores it and ``"require"`` insists on it.
+a message to rebuild; ``mode = "off"`` ignores it and ``"require"`` insists on it. A run decides
+``auto`` when it starts (``concrete_mode``), so its identity records ``require`` or ``off``.
 
 Batches: ``CachedAVDataset.get_batch(indices)`` builds a whole batch (the harness's ``EpochLoader``
 asks for it) equal to ``default_collate`` of the items, without stacking 64 spectrograms of 1.28 MB
@@ -173,6 +174,31 @@ def _open(path: Path) -> DecodedCache | None:
         return DecodedCache(path)
     except (OSError, ValueError, KeyError):
         return None
+
+
+def concrete_mode(spec, root: Path, cfg) -> str:
+    """``data.cache.mode`` as a run at ``root`` will use it, for the run's identity: ``auto``
+    becomes ``require`` when a cache holding every clip of the run's splits is there and
+    ``off`` when there is none (or the preset cannot be cached), since the two paths give
+    different numbers (train crops drawn on the resized frame; float16 spectrograms). A stale
+    cache, or data that cannot be read, keeps ``auto``: building the dataset then raises the
+    one-line error that says what to do."""
+    opts = spec.options(cfg)
+    mode = (opts.get("cache") or {}).get("mode", "auto")
+    try:
+        if mode != "auto" or augment_on_device(opts):
+            return mode
+        if unsupported(opts):
+            return "off"
+        cache = _open(cache_path(spec, root, opts))
+        if cache is None:
+            return "off"
+        index = spec.load_index(Path(root), cfg)
+        wanted = {i for ids in spec.splits(root, cfg).values() for i in ids}
+        rows = [r for r in index.rows if r.index in wanted]
+        return "auto" if cache.stale_reason(spec, opts, index, rows) else "require"
+    except (DataError, OSError, ValueError, KeyError):
+        return "auto"
 
 
 def lookup(spec, root: Path, cfg, index, rows) -> DecodedCache | None:
