@@ -95,9 +95,14 @@ def test_nan_loss_fails_that_seed_only_and_exits_non_zero(results):
 
 
 def test_joint_leaves_the_weak_fourier_branch_far_below_unimodal_fourier(tmp_path):
-    """The imbalance mmbench exists for, on real data (one seed; the closing note has 5)."""
-    joint = train_run(resolve_config("mfeat", "joint"), tmp_path, progress=False)
-    uni = train_run(resolve_config("mfeat", "unimodal", {"method.modality": "fourier"}), tmp_path, progress=False)
+    """The imbalance mmbench exists for, on real data (one seed; the closing note has 5).
+
+    All of mfeat's train rows, 6 of the preset's 20 epochs (before its LR drop): the imbalance is
+    there from the first epochs. Seeds 0-4 at 6 epochs gave joint fusion 0.967-0.980, unimodal
+    fourier 0.810-0.823 and a gap of 0.147-0.230 between unimodal fourier and joint's fourier head."""
+    joint = train_run(resolve_config("mfeat", "joint", {"epochs": 6}), tmp_path, progress=False)
+    uni = train_run(resolve_config("mfeat", "unimodal", {"epochs": 6, "method.modality": "fourier"}), tmp_path,
+                    progress=False)
     j = joint["selection"]["val"]["test"]
     u = uni["selection"]["val"]["test"]
     assert j["fusion"]["acc"] > 0.95
