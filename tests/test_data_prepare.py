@@ -33,10 +33,20 @@ def raw_trees(tmp_path_factory):
     return {d: write_raw(d, base / d, n_per_class=1) for d in DATASETS}
 
 
+@pytest.fixture(scope="module")
+def prepared_nvgesture(raw_trees, tmp_path_factory):
+    """NVGesture prepared once (optical flow for every clip) for the two tests that read it."""
+    out = tmp_path_factory.mktemp("nv_prepared") / "root"
+    return out, prepare("nvgesture", raw_trees["nvgesture"], out, "--jobs", "1")
+
+
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_raw_download_prepares_checks_and_trains(dataset, raw_trees, tmp_path):
-    out = tmp_path / "root"
-    res = prepare(dataset, raw_trees[dataset], out, "--jobs", "2" if dataset == "cremad" else "1")
+def test_raw_download_prepares_checks_and_trains(dataset, raw_trees, tmp_path, request):
+    if dataset == "nvgesture":
+        out, res = request.getfixturevalue("prepared_nvgesture")
+    else:
+        out = tmp_path / "root"
+        res = prepare(dataset, raw_trees[dataset], out, "--jobs", "2" if dataset == "cremad" else "1")
     assert res.exit_code == 0, res.output
     assert "0 skipped" in res.output
     record = json.loads((out / "mmbench-prepare.json").read_text())
@@ -127,9 +137,9 @@ def test_nothing_usable_exits_non_zero_with_one_line(tmp_path):
     assert res.exit_code == 2 and "nothing usable" in res.output
 
 
-def test_nvgesture_flow_is_recorded_and_shaped_for_the_loader(raw_trees, tmp_path):
-    out = tmp_path / "nv"
-    assert prepare("nvgesture", raw_trees["nvgesture"], out).exit_code == 0
+def test_nvgesture_flow_is_recorded_and_shaped_for_the_loader(prepared_nvgesture):
+    out, res = prepared_nvgesture
+    assert res.exit_code == 0, res.output
     record = json.loads((out / "mmbench-prepare.json").read_text())
     assert record["flow"]["algorithm"] == "farneback" and record["flow"]["bound"] == 20.0
     flow = np.load(out / "Video_data" / "flow_data" / "train" / "0.npy")

@@ -201,9 +201,11 @@ def _table_rows(markdown: str) -> set[str]:
 
 
 def test_example_plugin_passes_its_own_conformance_tests(plugin_site):
-    """The plugin author's test file (unit tests + check_method) against the installed package."""
+    """The plugin author's test file (unit tests + check_method) against the installed package.
+    ``-n 0``: the file's three tests run in that one pytest process (this repository's addopts
+    would otherwise start an xdist worker per core, each importing torch, for three tests)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
         env=_env(plugin_site),
         capture_output=True,
         text=True,

@@ -13,10 +13,13 @@ SETS = [x for s in TINY for x in ("--set", s)]
 
 @pytest.fixture(scope="module")
 def probed(tmp_path_factory):
-    """joint and mla trained (2 seeds of joint) and probed through the CLI."""
+    """joint and mla trained (2 seeds of joint) and probed through the CLI. ``--jobs 1``: the two
+    tiny seeds train in this process (the default would start a pool of spawned workers, each
+    importing torch, for about a second of training)."""
     root = tmp_path_factory.mktemp("results")
     for method, seeds in (("joint", "2"), ("mla", "1")):
-        r = invoke("run", "-m", method, "-d", "mfeat", "--seeds", seeds, "--results", str(root), *SETS, "--no-progress")
+        r = invoke("run", "-m", method, "-d", "mfeat", "--seeds", seeds, "--jobs", "1", "--results", str(root), *SETS,
+                   "--no-progress")
         assert r.exit_code == 0, r.output
     r = invoke("probe", "--results", str(root))
     assert r.exit_code == 0, r.output

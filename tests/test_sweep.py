@@ -59,8 +59,9 @@ def test_smoke_suite_with_two_workers_completes_and_a_rerun_does_nothing(tmp_pat
     from mmbench.benchmark.registry import method_names
 
     results = tmp_path / "results"
-    tiny = ["--set", "epochs=1", "--set", "data.limit_train_per_class=5"]
-    n = 2 * (len(method_names()) - 1) + 2 * 2  # every method x 2 seeds; unimodal once per modality
+    # one seed of the suite's two (--seeds 1): every method still runs, in the 2-worker pool
+    tiny = ["--seeds", "1", "--set", "epochs=1", "--set", "data.limit_train_per_class=5"]
+    n = (len(method_names()) - 1) + 2  # every method x 1 seed; unimodal once per modality
     out = invoke("sweep", "smoke", "--jobs", "2", "--results", str(results), *tiny)
     assert out.exit_code == 0, out.output
     assert f"running {n} runs in 2 worker(s)" in out.output and f"sweep: {n} done, 0 skipped, 0 failed" in out.output
@@ -73,10 +74,10 @@ def test_smoke_suite_with_two_workers_completes_and_a_rerun_does_nothing(tmp_pat
 
 
 def test_sweep_killed_midway_finishes_only_the_rest(tmp_path):
-    suite = _suite_file(tmp_path, '["joint"]', seeds=6)
+    suite = _suite_file(tmp_path, '["joint"]', seeds=4)
     results = tmp_path / "results"
     args = [sys.executable, "-m", "mmbench.cli", "sweep", str(suite), "--results", str(results),
-            "--set", "epochs=3", "--set", "data.limit_train_per_class=10"]
+            "--set", "epochs=2", "--set", "data.limit_train_per_class=10"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 180
     while time.time() < deadline and len(store.load_results(results)) < 2:
@@ -84,13 +85,13 @@ def test_sweep_killed_midway_finishes_only_the_rest(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = len(store.load_results(results))
-    if done == 6:
+    if done == 4:
         pytest.skip("the sweep finished before it could be killed")
-    out = invoke("sweep", str(suite), "--results", str(results), "--set", "epochs=3",
+    out = invoke("sweep", str(suite), "--results", str(results), "--set", "epochs=2",
                  "--set", "data.limit_train_per_class=10")
     assert out.exit_code == 0, out.output
-    assert f"sweep: {6 - done} done, {done} skipped, 0 failed" in out.output
-    assert len(store.load_results(results)) == 6
+    assert f"sweep: {4 - done} done, {done} skipped, 0 failed" in out.output
+    assert len(store.load_results(results)) == 4
 
 
 def test_slurm_launcher_runs_a_real_run_through_submitits_local_executor(tmp_path):
