@@ -31,7 +31,8 @@ def _private_user_cache(tmp_path_factory, monkeypatch):
 
 # ---------------------------------------------------------------------------- test tiers
 # The `slow` tier (pyproject.toml markers): end-to-end runs, CLI sessions and subprocesses, 8 s or
-# more each in `pytest --durations=60` of the whole suite at load ~8 (BENCHMARKS.md, "Test tiers").
+# more each in `pytest --durations=60` of the whole suite at load ~8 (BENCHMARKS.md, "Test tiers"),
+# and those of 2026-12-02's quiet --durations=25 (subprocess kills, SIGTERM, two-job pools).
 # `pytest -q -m "not slow"` is the quick loop; `pytest -q` runs everything. One place, so test files stay as their authors
 # wrote them: a file name maps to None (every test in it) or to the names of its slow tests.
 SLOW_TESTS: dict[str, set[str] | None] = {
@@ -96,6 +97,17 @@ SLOW_TESTS: dict[str, set[str] | None] = {
     "test_device_augment.py": {
         "test_device_augmented_run_is_seeded_and_resumes_exactly",
         "test_bench_data_only_reports_every_path_and_appends",
+    },
+    "test_sigterm.py": None,
+    "test_sweep_pool.py": {
+        "test_fixture_sweep_with_two_jobs_and_loader_workers_finishes_and_a_killed_one_trains_only_the_rest",
+        "test_run_with_two_jobs_gives_the_metrics_of_a_sequential_run",
+    },
+    "test_probe.py": {"test_probe_on_random_encoders_scores_lower_than_on_trained_ones"},
+    "test_data_prepare.py": {"test_raw_download_prepares_checks_and_trains"},
+    "test_decode_path.py": {
+        "test_the_identity_names_the_data_path_and_a_cache_appearing_later_is_refused_not_mixed",
+        "test_epoch_loader_with_workers_gives_a_plain_dataloaders_batches",
     },
 }
 
