@@ -100,7 +100,8 @@ def log_spectrogram(x: np.ndarray | torch.Tensor, n_fft: int, hop: int, out: tor
         return_complex=True,
     )
     # |S| in the STFT's own memory order (time-major: spec is a transposed view), log in place,
-    # then one transposing copy into ``out``: the bits of torch.log(spec.abs() + 1e-7), 25 % faster
+    # then one transposing copy into ``out``: the bits of torch.log(spec.abs() + 1e-7), measured
+    # 5-25 % faster a clip (BENCHMARKS.md, 2026-12-02)
     if out is None:
         return torch.abs(spec.T).add_(LOG_EPS).log_().T
     mag = torch.abs(spec.T, out=_scratch(tuple(spec.T.shape))).add_(LOG_EPS).log_()
