@@ -161,3 +161,21 @@ def test_the_identity_names_the_data_path_and_a_cache_appearing_later_is_refused
     again = CliRunner().invoke(cli, run + sets)
     assert again.exit_code == 2 and "data.options.cache.mode" in again.output, again.output
     assert "--rerun" in again.output and (seed / store.RESULT).read_bytes() == before
+
+
+@pytest.mark.parametrize("name,layout,preset", [
+    ("vggsound", "ogm", "ogm"),  # a random audio start per item (torch's RNG), 3 frames
+    ("kinetics_sounds", "ogm", "fbank"),  # Kaldi fbank features, written through a copy
+    ("kinetics_sounds", "njustkmg", "smoke"),
+])
+def test_get_batch_is_default_collate_for_every_audio_visual_recipe(tmp_path, name, layout, preset):
+    root = write_fixture(name, tmp_path / name, layout)
+    cfg = resolve_config(name, "joint", {"data.preset": preset, "data.cache.mode": "off"}).data
+    for train in (True, False):
+        ds = get_dataset(name).build("train" if train else "test", root, train, cfg)
+        idx = list(range(min(5, len(ds))))[::-1]
+        torch.manual_seed(1)
+        batch = ds.get_batch(idx)
+        torch.manual_seed(1)
+        ref = default_collate([ds[i] for i in idx])
+        assert all(torch.equal(batch[k], ref[k]) for k in ref), (name, preset, train)
