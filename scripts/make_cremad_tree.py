@@ -22,9 +22,11 @@ from mmbench.datasets.fixtures import CREMAD_LEVELS, CREMAD_SENTENCES, _write_li
 WIDTH, HEIGHT = 480, 360
 
 
+_YY, _XX = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+
+
 def write_frame(path: Path, rng: np.random.Generator, c: int) -> None:
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
-    base = np.stack([(xx / WIDTH) * 200 + 20 * c, (yy / HEIGHT) * 180 + 10 * c, 120 + 0 * xx], axis=-1)
+    base = np.stack([(_XX / WIDTH) * 200 + 20 * c, (_YY / HEIGHT) * 180 + 10 * c, np.full_like(_XX, 120)], axis=-1)
     img = np.clip(base + rng.normal(0, 6, size=base.shape), 0, 255).astype(np.uint8)
     Image.fromarray(img).save(path, quality=90)
 
@@ -49,7 +51,7 @@ def main() -> None:
         for i in range(a.frames):
             write_frame(folder / f"{30 * i:05d}.jpg", rng, c)
     _write_lines(a.dir / "train.csv", rows["train"], bom=True, crlf=True)
-    _write_lines(a.dir / "test.csv", ["name,label"] + [r.split(",")[0] + "," + r.split(",")[1] for r in rows["test"]])
+    _write_lines(a.dir / "test.csv", ["name,label"] + rows["test"])
     print(f"{a.clips} clips ({len(rows['train'])} train, {len(rows['test'])} test) in {a.dir}")
 
 

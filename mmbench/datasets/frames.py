@@ -9,7 +9,7 @@
   and AUG ``dataset/CREMA.py``: train ``RandomResizedCrop(S)``, ``RandomHorizontalFlip()``; test
   ``Resize((S, S))``; both ``ToTensor()`` and ImageNet ``Normalize``. They act on PIL images and
   are the reference the decode path is tested against.
-- The decode path (``load_clip``, ``frame_into``) does the same on tensors: ``read_frame``
+- The decode path (``load_clip``, ``resize_uint8``) does the same on tensors: ``read_frame``
   decodes only the sampled files with libjpeg-turbo (``torchvision.io.decode_jpeg``: the same
   pixels as PIL's decoder, which is libjpeg-turbo too), the crop box and the flip are drawn with
   the same torch RNG calls as those transforms (``RandomResizedCrop.get_params``, then
@@ -114,8 +114,12 @@ def open_rgb(path: str | Path) -> Image.Image:
         raise MediaError.of(path, exc) from None
 
 
-# torchvision 0.29 (pinned) warns on every decode that TorchCodec will take these decoders over
-_DEPRECATED = "The image decoding and encoding capabilities of TorchVision are deprecated"
+# torchvision 0.29 (pinned) warns on every decode that TorchCodec will take these decoders over;
+# filtered once here, not on every frame
+warnings.filterwarnings(
+    "ignore", message="The image decoding and encoding capabilities of TorchVision are deprecated",
+    category=DeprecationWarning,
+)
 
 
 def read_frame(path: str | Path) -> torch.Tensor:
@@ -123,7 +127,6 @@ def read_frame(path: str | Path) -> torch.Tensor:
     formats by ``decode_image``; a file that cannot be decoded raises ``MediaError`` naming it."""
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 
-    warnings.filterwarnings("ignore", message=_DEPRECATED, category=DeprecationWarning)
     try:
         data = read_file(str(path))
         if str(path).lower().endswith((".jpg", ".jpeg")):
