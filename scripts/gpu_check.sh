@@ -24,7 +24,7 @@ fi
 if [[ "$device" == cuda ]]; then
   nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
   echo "== CUDA tests"
-  timeout 240 python -m pytest -q tests/test_cuda.py 2>&1 | tee "$out/pytest.log" | tail -5
+  timeout 240 python -m pytest -q tests/benchmark/test_cuda.py 2>&1 | tee "$out/pytest.log" | tail -5
 fi
 
 echo "== CREMA-D-format tree at real sizes (2-3 s wavs, 480x360 jpgs; the paper preset decodes it to 1x257x1250 and 224px)"

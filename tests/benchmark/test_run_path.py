@@ -188,7 +188,7 @@ def test_a_seed_locked_by_another_process_is_trained_once(tmp_path):
     """A second process holds the seed (as a running ``train_run`` does): this run skips it,
     writes nothing; once that process ends, the seed trains."""
     d = _seed_dir(tmp_path, "joint-epochs2_limit_train_per_class20")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(d)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=env)
     try:

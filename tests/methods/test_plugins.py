@@ -21,7 +21,7 @@ import pytest
 from mmbench.benchmark import registry
 from mmbench.errors import MMBenchError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "plugin_method"
 TINY = ["--set", "epochs=2", "--set", "data.limit_train_per_class=10"]
 
