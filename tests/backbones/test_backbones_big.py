@@ -19,6 +19,7 @@ def test_same_padding_matches_tensorflow_rule(size, kernel, stride, pad):
     assert i3d._same_pad(size, kernel, stride) == pad
 
 
+@pytest.mark.slow
 def test_i3d_has_the_published_layer_shapes_and_gives_1024_features():
     torch.manual_seed(0)
     model = i3d.InceptionI3d(3)
@@ -107,6 +108,7 @@ def test_bert_and_tokenizer_load_from_a_local_folder(tmp_path):
     assert ids.shape == (1, 8) and enc(ids).shape == (1, 256)
 
 
+@pytest.mark.slow
 def test_resnet50_projects_2048_to_256_and_loads_a_local_file(tmp_path):
     torch.manual_seed(0)
     enc = ResNet50Encoder("none")

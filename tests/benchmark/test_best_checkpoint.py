@@ -25,6 +25,7 @@ def _run(tmp_path, cfg):
     return result, store.run_dir(tmp_path, "mfeat", cfg.run_name, cfg.seed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["joint", "sustained_boost"])
 def test_restored_model_reproduces_the_selected_epochs_metrics(tmp_path, method):
     """The weights in best.ckpt give exactly the val and test metrics the record reports for the
@@ -43,6 +44,7 @@ def test_restored_model_reproduces_the_selected_epochs_metrics(tmp_path, method)
         assert metrics == sel["test"]
 
 
+@pytest.mark.slow
 def test_best_checkpoint_survives_a_resume(tmp_path):
     cfg = _cfg(["step_size=2"])
     full, _ = _run(tmp_path / "full", cfg)

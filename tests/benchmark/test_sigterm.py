@@ -9,6 +9,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end-to-end sessions: every test of this file is in the slow tier
+
 
 def test_sigterm_stops_a_run_like_ctrl_c_and_it_resumes(tmp_path):
     results = tmp_path / "results"

@@ -55,6 +55,7 @@ def _suite_file(tmp_path, methods='["joint", "unimodal"]', seeds=2):
     return path
 
 
+@pytest.mark.slow
 def test_smoke_suite_with_two_workers_completes_and_a_rerun_does_nothing(tmp_path):
     from mmbench.benchmark.registry import method_names
 
@@ -73,6 +74,7 @@ def test_smoke_suite_with_two_workers_completes_and_a_rerun_does_nothing(tmp_pat
     assert f"sweep: 0 done, {n} skipped, 0 failed" in again.output
 
 
+@pytest.mark.slow
 def test_sweep_killed_midway_finishes_only_the_rest(tmp_path):
     suite = _suite_file(tmp_path, '["joint"]', seeds=4)
     results = tmp_path / "results"
@@ -94,6 +96,7 @@ def test_sweep_killed_midway_finishes_only_the_rest(tmp_path):
     assert len(store.load_results(results)) == 4
 
 
+@pytest.mark.slow
 def test_slurm_launcher_runs_a_real_run_through_submitits_local_executor(tmp_path):
     pytest.importorskip("submitit")
     suite = _suite_file(tmp_path, '["joint"]', seeds=1)

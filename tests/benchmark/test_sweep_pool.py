@@ -33,6 +33,7 @@ def _fixture_suite(tmp_path):
     return suite, root_args
 
 
+@pytest.mark.slow
 def test_fixture_sweep_with_two_jobs_and_loader_workers_finishes_and_a_killed_one_trains_only_the_rest(tmp_path):
     suite, root_args = _fixture_suite(tmp_path)
     results = tmp_path / "results"
@@ -58,6 +59,7 @@ def test_fixture_sweep_with_two_jobs_and_loader_workers_finishes_and_a_killed_on
         assert cfg["data"]["num_workers"] == 2
 
 
+@pytest.mark.slow
 def test_run_with_two_jobs_gives_the_metrics_of_a_sequential_run(tmp_path):
     args = ["run", "-m", "joint", "-d", "mfeat", "--seeds", "2", *MFEAT_SETS]
     seq = invoke(*args, "--jobs", "1", "--results", str(tmp_path / "seq"))

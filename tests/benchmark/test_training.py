@@ -20,6 +20,7 @@ def _cfg(extra=(), seed=0, method="joint", dataset="mfeat"):
     return resolve_config(dataset, method, parse_overrides([*TINY, *extra]), seed=seed)
 
 
+@pytest.mark.slow
 def test_same_seed_twice_gives_identical_metrics(tmp_path):
     a = train_run(_cfg(), tmp_path / "a", progress=False)
     b = train_run(_cfg(), tmp_path / "b", progress=False)
@@ -28,6 +29,7 @@ def test_same_seed_twice_gives_identical_metrics(tmp_path):
     assert c["selection"] != a["selection"]
 
 
+@pytest.mark.slow
 def test_stopped_run_resumes_from_its_last_epoch_and_ends_like_an_uninterrupted_one(tmp_path):
     extra = ["epochs=4", "step_size=2"]  # the LR drop falls after the stop
     full = train_run(_cfg(extra), tmp_path / "full", progress=False)
@@ -44,6 +46,7 @@ def test_stopped_run_resumes_from_its_last_epoch_and_ends_like_an_uninterrupted_
     assert [h["train"] for h in hist_res] == [h["train"] for h in hist_full]
 
 
+@pytest.mark.slow
 def test_killed_process_resumes_and_matches_the_uninterrupted_run(tmp_path):
     """A real SIGKILL mid-run: the atomic checkpoint survives and the rerun finishes the rest."""
     args = ["--method", "joint", "--dataset", "mfeat", "--no-progress", "--set", "epochs=6",
@@ -94,6 +97,7 @@ def test_nan_loss_fails_that_seed_only_and_exits_non_zero(results):
     assert "seeds 0, 1 have failed records" in again.output
 
 
+@pytest.mark.slow
 def test_joint_leaves_the_weak_fourier_branch_far_below_unimodal_fourier(tmp_path):
     """The imbalance mmbench exists for, on real data (one seed; the closing note has 5).
 

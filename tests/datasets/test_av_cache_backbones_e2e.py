@@ -18,6 +18,7 @@ from mmbench.errors import DataError
 TORCHVISION_RESNET18_WITHOUT_FC = 11_689_512 - (512 * 1000 + 1000)
 
 
+@pytest.mark.slow
 def test_resnet18_encoders_give_512_features_at_real_size():
     torch.manual_seed(0)
     audio, frames = AudioResNet18(), FrameResNet18()
@@ -100,6 +101,7 @@ def test_cache_refuses_random_start_preset(tmp_path):
     assert res.exit_code != 0 and "deterministic" in res.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["cremad", "kinetics_sounds", "vggsound"])
 def test_cli_fixture_check_run_smoke_end_to_end(tmp_path, dataset):
     root = tmp_path / dataset
@@ -123,6 +125,7 @@ def test_run_stops_with_the_check_error_first(tmp_path):
     assert res.exit_code != 0 and "missing audio files" in res.output
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(cremad_root, tmp_path):
     cfg = resolve_config("cremad", "joint", {"data.preset": "smoke", "epochs": 2, "batch_size": 8})
     full = train_run(cfg, tmp_path / "a", root=cremad_root, progress=False, echo=lambda *_: None)

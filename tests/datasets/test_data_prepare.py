@@ -40,6 +40,7 @@ def prepared_nvgesture(raw_trees, tmp_path_factory):
     return out, prepare("nvgesture", raw_trees["nvgesture"], out, "--jobs", "1")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_raw_download_prepares_checks_and_trains(dataset, raw_trees, tmp_path, request):
     if dataset == "nvgesture":

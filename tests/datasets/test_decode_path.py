@@ -107,6 +107,7 @@ def test_get_batch_is_default_collate_of_the_items(cremad, train):
     assert torch.equal(one["audio"], ds.get_batch([3])["audio"])
 
 
+@pytest.mark.slow
 def test_epoch_loader_with_workers_gives_a_plain_dataloaders_batches(cremad):
     """The batched route (``get_batch`` in 2 workers, shared memory) against ``DataLoader`` with
     per-item collation and the same generator and worker seeds: the same batches, bit for bit."""
@@ -135,6 +136,7 @@ def test_resample_equals_resample_poly_with_its_default_filter(sr_from, sr_to, d
         assert got.dtype == np.float32 and np.array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_the_identity_names_the_data_path_and_a_cache_appearing_later_is_refused_not_mixed(tmp_path):
     """``data.cache.mode=auto`` is decided per run from what is on disk (``require`` with a usable
     cache, ``off`` without): a seed trained on the decode path is not resumed or skipped on the

@@ -111,6 +111,7 @@ def test_device_loader_yields_model_ready_batches_equal_at_test(cremad_cached):
     assert all(torch.equal(a, b) for a, b in zip(*epochs))
 
 
+@pytest.mark.slow
 def test_device_augmented_run_is_seeded_and_resumes_exactly(cremad_cached, tmp_path):
     cfg = _cfg()
     quiet = {"progress": False, "echo": lambda *_: None}
@@ -130,6 +131,7 @@ def test_device_augment_refuses_a_bad_value_and_a_missing_cache(tmp_path):
     assert any("choose loader or device" in p.message for p in spec.check(root, bad))
 
 
+@pytest.mark.slow
 def test_bench_data_only_reports_every_path_and_appends(cremad_cached, tmp_path):
     out = tmp_path / "BENCH.md"
     args = ["bench", "--data-only", "-d", "cremad", "--root", str(cremad_cached), "--set", "data.preset=smoke",

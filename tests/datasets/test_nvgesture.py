@@ -29,6 +29,7 @@ def test_lst_line_parses_the_official_syntax(tmp_path):
         nv.parse_lst_line(LINE.replace("label:1", "label:26"), tmp_path)
 
 
+@pytest.mark.slow
 def test_fixture_checks_clean_under_both_lst_names_and_cli_run_completes(tmp_path, small):
     s = spec("nvgesture")
     assert (small / nv.LST["official"][0]).is_file() and (small / nv.LST["njustkmg"][1]).is_file()
@@ -94,6 +95,7 @@ def test_short_span_is_zero_filled_to_80_frames(tmp_path, small):
     assert window.shape == (16, 8, 8, 1) and np.array_equal(window, buf[5:21])
 
 
+@pytest.mark.slow
 def test_paper_preset_shapes_on_full_size_media(tmp_path):
     s = spec("nvgesture")
     root = s.write_fixture(tmp_path / "full", "official", 1, 0, n_classes=1, frame_size=(320, 240), flow_size=256)

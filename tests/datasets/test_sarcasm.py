@@ -17,6 +17,7 @@ def hfm(tmp_path_factory):
     return spec("sarcasm").write_fixture(tmp_path_factory.mktemp("sc") / "hfm", "hfm", 2, 0)
 
 
+@pytest.mark.slow
 def test_hfm_fixture_checks_clean_and_cli_run_completes(tmp_path, hfm):
     assert errors(spec("sarcasm").check(hfm, smoke_cfg("sarcasm").data)) == []
     res, record = cli_smoke_run("sarcasm", hfm, tmp_path / "results")

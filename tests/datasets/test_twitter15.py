@@ -19,6 +19,7 @@ def tombert(tmp_path_factory):
     return spec("twitter15").write_fixture(tmp_path_factory.mktemp("tw") / "tombert", "tombert", 2, 0)
 
 
+@pytest.mark.slow
 def test_fixture_checks_clean_and_cli_run_completes_for_both_layouts(tmp_path, tombert):
     s = spec("twitter15")
     nj = s.write_fixture(tmp_path / "nj", "njustkmg", 2, 1)
@@ -124,6 +125,7 @@ def test_check_reports_missing_layout_and_weights(tmp_path):
     assert "data.image.weights" in found and "nope.pth" in found and "data.text.model" in found
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path, tombert):
     cfg = smoke_cfg("twitter15", epochs=2)
     full = train_run(cfg, tmp_path / "a", root=tombert, progress=False, echo=lambda *_: None)

@@ -225,6 +225,7 @@ def test_agm_runs_end_to_end_on_mfeat3_through_the_cli(tmp_path):
     assert set(history[-1]["test"]) == {"fusion", "image", "fourier", "morph"}
 
 
+@pytest.mark.slow
 def test_agm_resume_equals_uninterrupted_run(tmp_path):
     cfg = resolve_config(
         "mfeat", "agm", {"epochs": 3, "data.limit_train_per_class": 10, "method.window_end": 2}

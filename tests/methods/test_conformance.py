@@ -18,6 +18,7 @@ from mmbench.methods.unimodal import Unimodal
 from mmbench.testing import ConformanceError, check_method
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", builtin_method_names())
 def test_builtin_method_passes_conformance_kit(name):
     cls = get_method(name)
@@ -32,6 +33,7 @@ def test_builtin_method_passes_conformance_kit(name):
         assert set(report.passed) == {"mfeat", "mfeat3"}
 
 
+@pytest.mark.slow
 def test_kit_leaves_the_registry_as_it_found_it_and_keeps_runs_only_when_asked(tmp_path):
     before = method_names()
     report = check_method(_Relabelled, datasets=("mfeat",), results_root=tmp_path / "kit")
@@ -179,6 +181,7 @@ class _HyperWithoutDefault(Joint):
     Hyper = _NoDefaultHyper
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "cls, check, words",
     [

@@ -195,6 +195,7 @@ def test_heldout_slice_comes_from_train_and_copies_leave_the_model_alone(tmp_pat
     assert splits["train"] == 180 and splits["heldout"] == 20
 
 
+@pytest.mark.slow
 def test_online_mode_reestimates_every_super_epoch_and_logs_weights(tmp_path):
     cfg = _tiny()
     train_run(cfg, tmp_path, progress=False)
@@ -228,10 +229,12 @@ def test_runs_on_three_modalities(tmp_path):
     assert abs(sum(w) - 1) < ATOL
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tmp_path):
     assert_resume_matches(tmp_path, _tiny(), stop=1)
 
 
+@pytest.mark.slow
 def test_cli_runs_gblend_end_to_end_and_tables_it(tmp_path):
     runner = CliRunner()
     args = [

@@ -177,10 +177,12 @@ def test_runs_on_three_modalities_with_three_learning_rates(tmp_path):
     assert set(_history(tmp_path, cfg)[-1]["lr"]) == {"main/0", "main/1", "main/2"}
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tmp_path):
     assert_resume_matches(tmp_path, _tiny(), stop=2)
 
 
+@pytest.mark.slow
 def test_cli_runs_mslr_end_to_end_and_tables_it(tmp_path):
     runner = CliRunner()
     args = [

@@ -21,6 +21,8 @@ import pytest
 from mmbench.benchmark import registry
 from mmbench.errors import MMBenchError
 
+pytestmark = pytest.mark.slow  # end-to-end sessions: every test of this file is in the slow tier
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "plugin_method"
 TINY = ["--set", "epochs=2", "--set", "data.limit_train_per_class=10"]

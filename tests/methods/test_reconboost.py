@@ -162,6 +162,7 @@ def test_phase_one_leaves_other_encoders_and_beta_untouched():
     assert "loss_ga" in out and 0 < ctx.collect_diagnostics()["q_true"] < 1
 
 
+@pytest.mark.slow
 def test_resume_in_the_middle_of_both_phases_equals_an_uninterrupted_run(tmp_path):
     overrides = {"epochs": 6, "data.preset": "smoke", "method.epochs_per_stage": 2, "method.correct_epochs": 1,
                  "method.min_stage_for_selection": 0}
@@ -173,6 +174,7 @@ def test_resume_in_the_middle_of_both_phases_equals_an_uninterrupted_run(tmp_pat
     assert hist[-1]["diagnostics"]["beta"] != 1.0
 
 
+@pytest.mark.slow
 def test_resume_in_the_middle_of_a_correction_phase(tmp_path):
     overrides = {"epochs": 4, "data.preset": "smoke", "method.epochs_per_stage": 1, "method.correct_epochs": 3}
     assert_resume_equal(tmp_path, "mfeat", "reconboost", overrides, [2])  # stop inside phase 2

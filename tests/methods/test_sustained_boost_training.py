@@ -26,6 +26,7 @@ def _run_dir(root, cfg):
     return root / cfg.dataset / cfg.run_name / f"seed-{cfg.seed}"
 
 
+@pytest.mark.slow
 def test_classifiers_are_added_to_the_weak_fourier_modality_on_mfeat(tmp_path):
     cfg = resolve_config("mfeat", "sustained_boost", SMALL, device="cpu")
     train_run(cfg, tmp_path, progress=False)
@@ -50,6 +51,7 @@ def test_classifiers_are_added_to_the_weak_fourier_modality_on_mfeat(tmp_path):
     assert hist[-1]["test"]["fusion"]["acc"] > 0.2  # twice chance after 4 epochs on 200 samples
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run_with_classifiers_added_before_the_stop(tmp_path):
     cfg = resolve_config("mfeat", "sustained_boost", SMALL, device="cpu")
     full = train_run(cfg, tmp_path / "full", progress=False)
@@ -86,6 +88,7 @@ def test_resumed_run_equals_uninterrupted_run_with_classifiers_added_before_the_
         assert torch.equal(end_full["model"][k], end_res["model"][k]), k
 
 
+@pytest.mark.slow
 def test_untrained_added_layers_keep_their_initialisation_but_pass_gradients(tmp_path):
     cfg = resolve_config(
         "mfeat", "sustained_boost", {**SMALL, "epochs": 3, "method.train_added_layers": False}, device="cpu"
@@ -105,6 +108,7 @@ def test_untrained_added_layers_keep_their_initialisation_but_pass_gradients(tmp
     assert len(ckpt_t["optimizers"]["optimizers"]["main"]["param_groups"][0]["params"]) > n_params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sets, check",
     [
@@ -195,6 +199,7 @@ def test_every_paper_setting_cites_its_source():
     assert cfg.sources["method.smoothing"].startswith("[guess]")
 
 
+@pytest.mark.slow
 def test_three_modalities_train_with_the_nvgesture_rules_on_mfeat3(tmp_path):
     # rho_min 0.5 instead of the NVGesture 0.4: on 100 rows the three ratios sit near 0.5
     sets = {"epochs": 2, "data.limit_train_per_class": 10, "method.rho_min": 0.5}

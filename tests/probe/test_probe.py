@@ -79,6 +79,7 @@ def test_probe_numbers_are_deterministic_for_a_seed_and_a_checkpoint(runs):
     assert other_seed["probes"] != a["probes"]  # the seed is used (batch order)
 
 
+@pytest.mark.slow
 def test_probe_on_random_encoders_scores_lower_than_on_trained_ones(tmp_path):
     """Same architecture, weights re-initialised: the mean test accuracy of the image, fourier
     and concat probes drops (real joint run, 8 epochs on 60 train rows per class; mfeat's inputs

@@ -13,6 +13,8 @@ from mmbench.benchmark.trainer import train_run
 from mmbench.cli import cli
 from mmbench.reporting.aggregate import build_tables
 
+pytestmark = pytest.mark.slow  # end-to-end sessions: every test of this file is in the slow tier
+
 SMOKE = {"epochs": 2, "data.limit_train_per_class": 20}
 
 
