@@ -40,7 +40,7 @@ timeout 300 mmbench bench -d cremad --root "$fix" $methods --device "$device" --
   | tee "$out/bench.md"
 
 echo "== decoded cache of the fixture (paper preset)"
-timeout 300 mmbench data cache cremad --root "$fix" --workers "$cache_workers" | tail -1
+timeout 300 mmbench data cache cremad --root "$fix" --jobs "$cache_workers" | tail -1
 
 echo "== data wait as a share of a joint step (the 'data wait %' column), batch $batch, paper preset"
 : > "$out/data_wait.md"

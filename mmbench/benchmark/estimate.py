@@ -70,3 +70,39 @@ def lookup_step(figures: list[BenchFigure], dataset: str, method: str, batch_siz
 
 def run_hours(step_s: float, n_train: int, batch_size: int, epochs: int) -> float:
     return step_s * math.ceil(n_train / batch_size) * epochs / 3600.0
+
+
+def estimate_text(todo, results_root, bench_path) -> str:
+    """The GPU-hours line of ``mmbench reproduce --dry-run`` for the pending jobs ``todo``: the
+    sum over the runs whose step time and training-set size are known, and one line per reason
+    for the others."""
+    from mmbench.benchmark.launch import job_config
+    from mmbench.benchmark.registry import get_dataset
+
+    if not todo:
+        return "nothing to train"
+    if bench_path is None or not Path(bench_path).is_file():
+        return (f"estimated GPU-hours: unknown (no `mmbench bench` figures at {bench_path}; write them with "
+                "`mmbench bench --dataset D --method M --device cuda --append FILE` and pass --bench FILE)")
+    figures = read_bench_figures(bench_path)
+    total, unknown, sizes = 0.0, {}, {}
+    for job in todo:
+        cfg, _ = job_config(job, results_root)
+        step, why = lookup_step(figures, job.dataset, job.method, cfg.train.batch_size)
+        if step is not None and job.dataset not in sizes:
+            try:
+                spec = get_dataset(job.dataset)
+                sizes[job.dataset] = len(spec.splits(spec.resolve_root(job.root), cfg.data)["train"])
+            except Exception as exc:  # noqa: BLE001 - missing data: the size is unknown, not guessed
+                sizes[job.dataset] = f"training-set size unknown ({type(exc).__name__}: {str(exc)[:80]})"
+        n = sizes.get(job.dataset)
+        if step is None or not isinstance(n, int):
+            unknown.setdefault(why if step is None else n, []).append(job)
+            continue
+        total += run_hours(step, n, cfg.train.batch_size, cfg.train.epochs)
+    known = len(todo) - sum(len(v) for v in unknown.values())
+    lines = [f"estimated GPU-hours (training steps only, from {bench_path}): "
+             + (f"{total:.2f} for {known} of {len(todo)} pending runs" if known else "unknown")]
+    for why, jobs in unknown.items():
+        lines.append(f"  unknown for {len(jobs)} run(s): {why}")
+    return "\n".join(lines)

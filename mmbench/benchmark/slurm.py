@@ -72,3 +72,31 @@ def submit(jobs, results_root, folder, options: SlurmOptions, device: str = "aut
     with executor.batch():
         submitted = [executor.submit(task) for task in tasks]
     return submitted
+
+
+def sweep_slurm(jobs, results_root, options: SlurmOptions, device: str = "auto", rerun: bool = False,
+                log_dir=None, wait: bool = False, echo=print):
+    """``mmbench sweep --launcher slurm``: submit the runs still to train as one array (their
+    earlier records cleared here once with ``rerun``, so that a requeued task resumes rather than
+    starts over). With ``wait``, the outcomes of every run (done before, or trained by the array);
+    else ``None`` once submitted."""
+    from mmbench.benchmark.launch import JobOutcome, job_config, plan
+    from mmbench.benchmark.trainer import clear_seed
+
+    results_root = Path(results_root)
+    todo, outcomes = plan(jobs, results_root, rerun)
+    if rerun:
+        for job in todo:
+            clear_seed(job_config(job, results_root)[1])
+    submitted = submit(todo, results_root, log_dir or results_root / "_slurm", options, device)
+    echo(f"submitted {len(submitted)} tasks ({len(outcomes)} already done)"
+         + (f": job {submitted[0].job_id.split('_')[0]}" if submitted else ""))
+    if not wait:
+        return None
+    for job, sj in zip(todo, submitted):
+        try:
+            r = sj.result()
+            outcomes.append(JobOutcome(job, r["status"], r["reason"], r["seconds"], r["path"]))
+        except Exception as exc:  # noqa: BLE001 - a task that crashed outright
+            outcomes.append(JobOutcome(job, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+    return outcomes

@@ -1,6 +1,6 @@
 """``mmbench probe``: uniform linear probes and imbalance scores of finished runs (``probe.json``).
 
-Added to the ``mmbench`` group in ``mmbench/cli.py``; the work is in ``mmbench/probe/run.py``.
+The work is in ``mmbench.probe.run``.
 """
 
 from __future__ import annotations
@@ -9,16 +9,24 @@ import sys
 
 import click
 
-from mmbench.cli_common import EXIT_FAILED_RUNS, friendly_errors, parse_roots, results_option, results_root
+from mmbench.cli.options import (
+    EXIT_FAILED_RUNS,
+    device_option,
+    filter_options,
+    friendly_errors,
+    parse_roots,
+    results_option,
+    results_root,
+    roots_option,
+)
 from mmbench.errors import MMBenchError
 
 
 @click.command()
 @results_option
-@click.option("--dataset", "-d", "datasets", multiple=True, help="Only these datasets (repeatable).")
-@click.option("--method", "-m", "methods", multiple=True, help="Only these methods or runs (repeatable).")
-@click.option("--root", "roots", multiple=True, metavar="DATASET=DIR", help="Data root of a dataset, repeatable.")
-@click.option("--device", default="cpu", show_default=True, help="Where the encoders extract features (cpu, cuda).")
+@filter_options
+@roots_option()
+@device_option("Where the encoders extract features: auto, cpu or cuda[:N].")
 @click.option("--rerun", is_flag=True, help="Probe runs whose probe.json is current again.")
 @friendly_errors
 def probe(results, datasets, methods, roots, device, rerun):
@@ -29,10 +37,11 @@ def probe(results, datasets, methods, roots, device, rerun):
     from mmbench.probe.run import probe_results
 
     root = results_root(results)
-    if not store.load_results(root, datasets or None, methods or None):
+    records = store.load_results(root, datasets or None, methods or None)
+    if not records:
         raise MMBenchError(f"no run records under {root}: train with `mmbench run` first, or pass --results DIR")
     counts = probe_results(root, datasets or None, methods or None, rerun=rerun, device=device,
-                           roots=parse_roots(roots), echo=click.echo)
+                           roots=parse_roots(roots, sorted({r["dataset"] for r in records})), echo=click.echo)
     click.echo(f"probes: {counts['probed']} written, {counts['skipped']} current, {counts['failed']} failed")
     if counts["failed"]:
         sys.exit(EXIT_FAILED_RUNS)

@@ -1,4 +1,4 @@
-"""``mmbench data fixture|check|cache``: dataset tools (specs/datasets.md §9, §10).
+"""``mmbench data prepare|fixture|check|cache``: dataset tools (``mmbench.datasets``).
 
 ``check`` works for any registered dataset through ``spec.check(root, cfg)``: it prints every
 problem (``error:`` / ``warn:`` with its path) and exits 1 on errors. It decodes every file
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from mmbench.cli_common import friendly_errors
+from mmbench.cli.options import dataset_root, friendly_errors, jobs_option, root_option, sets_option
 from mmbench.errors import MMBenchError
 
 EXIT_PROBLEMS = 1
@@ -37,18 +37,15 @@ def _data_config(dataset: str, preset: str | None, sets) -> object:
     return resolve_config(dataset, "joint", overrides).data
 
 
-def _root(spec, root: Path | None) -> Path | None:
-    resolved = spec.resolve_root(root)
+def _root(spec, dataset: str, root: str | None) -> Path | None:
+    resolved = spec.resolve_root(dataset_root(root, dataset))
     if resolved is not None and not resolved.exists():
         raise MMBenchError(f"data root {resolved} does not exist: pass --root DIR (or set MMBENCH_DATA)")
     return resolved
 
 
-_set_option = click.option("--set", "sets", multiple=True, metavar="data.KEY=VALUE", help="Data option override.")
+_set_option = sets_option("Data option override.", metavar="data.KEY=VALUE")
 _preset_option = click.option("--preset", default=None, help="Data preset (default: the dataset's paper preset).")
-_root_option = click.option(
-    "--root", type=click.Path(path_type=Path), default=None, help="Data root (default $MMBENCH_DATA/<dataset>)."
-)
 
 
 @click.group()
@@ -87,7 +84,7 @@ def fixture(dataset, out, layout, n_per_class, seed):
               help="The downloaded release (e.g. CREMA-D's folder with VideoFlash/ and AudioWAV/).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Data root to write (the tree the loader reads).")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Decoding processes.")
+@jobs_option("Decoding processes.")
 @click.option("--split", "split_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="cremad: split lists to use (e.g. OGM-GE's train.csv and test.csv), repeatable.")
 @click.option("--split-seed", type=int, default=0, show_default=True,
@@ -120,7 +117,7 @@ def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, fl
 
 @data.command()
 @click.argument("dataset")
-@_root_option
+@root_option
 @_preset_option
 @_set_option
 @click.option("--strict", is_flag=True, help="Count and fingerprint mismatches are errors, each listed.")
@@ -138,7 +135,7 @@ def check(dataset, root, preset, sets, strict, quick, deep, skip_missing):
     from mmbench.datasets.raw_fixtures import fixture_preset
 
     spec = get_dataset(dataset)
-    resolved = _root(spec, root)
+    resolved = _root(spec, dataset, root)
     if preset is None and resolved is not None:
         preset = fixture_preset(resolved, dataset)
         if preset:
@@ -165,13 +162,15 @@ def check(dataset, root, preset, sets, strict, quick, deep, skip_missing):
 
 @data.command()
 @click.argument("dataset")
-@_root_option
+@root_option
 @_preset_option
 @_set_option
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Decoding processes.")
+@jobs_option("Decoding processes (0: in this process).", default=0, min_jobs=0)
+@click.option("--workers", type=click.IntRange(min=0), default=None, hidden=True,
+              help="Deprecated name of --jobs (kept for old scripts).")
 @click.option("--rebuild", is_flag=True, help="Rebuild even when the cache is up to date.")
 @friendly_errors
-def cache(dataset, root, preset, sets, workers, rebuild):
+def cache(dataset, root, preset, sets, jobs, workers, rebuild):
     """Decode DATASET once into the packed cache that the loader then uses automatically."""
     from mmbench.benchmark.registry import get_dataset
     from mmbench.benchmark.trainer import check_data
@@ -182,7 +181,7 @@ def cache(dataset, root, preset, sets, workers, rebuild):
         raise MMBenchError(f"{dataset} has no decoded cache (only the audio-visual datasets do)")
     cfg = _data_config(dataset, preset, sets)
     cfg = replace(cfg, options={**cfg.options, "cache": {**cfg.options.get("cache", {}), "mode": "off"}})
-    resolved, warnings = check_data(spec, root, cfg)
+    resolved, warnings = check_data(spec, dataset_root(root, dataset), cfg)
     for w in warnings:
         click.echo(f"warn: {w}")
-    build_cache(spec, resolved, cfg, workers=workers, echo=click.echo, force=rebuild)
+    build_cache(spec, resolved, cfg, workers=jobs if workers is None else workers, echo=click.echo, force=rebuild)

@@ -1,11 +1,11 @@
-"""``mmbench config``: the resolved config of one run as TOML, every value with its source.
+"""The resolved config of one run as TOML, every value with its source (``mmbench config``).
 
 Sources are those of ``config.value_sources``: ``[code] repo path`` (an official script),
 ``[paper] table/section``, ``[shared]`` (the shared protocol's files and harness defaults),
 ``[guess]``, ``[set]`` (a ``--set`` override), ``[default]`` (a method default with no tag). The
 header gives the run directory, the identity hash the harness will store in its record and the
-selection rule a table reports. ``--diff`` prints only the values that differ from the same run
-under ``protocol = "shared"`` without overrides.
+selection rule a table reports. ``differing`` gives the keys whose values differ from the same run
+under ``protocol = "shared"`` without overrides (``mmbench config --diff``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-
-import click
-
-from mmbench.cli_common import friendly_errors
 
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -103,25 +99,6 @@ def render(cfg, only: set[str] | None = None) -> str:
 
 
 def differing(cfg, shared) -> set[str]:
+    """The dotted keys whose values differ between two resolved configs."""
     a, b = flat_values(cfg), flat_values(shared)
     return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
-
-
-@click.command(name="config")
-@click.option("--method", "-m", required=True, help="Method name.")
-@click.option("--dataset", "-d", required=True, help="Dataset name.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override, repeatable (as `mmbench run`).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed (names the run directory).")
-@click.option("--tag", default=None, help="Run tag, as `mmbench run --tag`.")
-@click.option("--diff", is_flag=True, help="Only the values that differ from the shared protocol (no overrides).")
-@friendly_errors
-def config_cmd(method, dataset, sets, seed, tag, diff):
-    """Print the resolved config of a run as TOML: every value with its source, and the run's
-    identity hash."""
-    from mmbench.benchmark.config import parse_overrides, resolve_config
-
-    cfg = resolve_config(dataset, method, parse_overrides(sets), seed=seed, tag=tag)
-    only = None
-    if diff:
-        only = differing(cfg, resolve_config(dataset, method, {}, seed=seed))
-    click.echo(render(cfg, only), nl=False)

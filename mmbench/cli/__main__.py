@@ -1,0 +1,5 @@
+"""``python -m mmbench.cli ...``: the ``mmbench`` command."""
+
+from mmbench.cli import main
+
+main()

@@ -1,0 +1,129 @@
+"""``mmbench table``, ``mmbench report`` and ``mmbench figure``: what run records show
+(``mmbench.reporting``; the paper's tables and figures: ``mmbench.paper``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from mmbench.cli.options import (
+    echo_problems,
+    filter_options,
+    friendly_errors,
+    jobs_option,
+    load_records,
+    parse_roots,
+    results_option,
+    results_root,
+    roots_option,
+    scan_records,
+    select_option,
+    split_option,
+    table_options,
+)
+
+_METRICS = click.Choice(["acc", "map", "f1"])
+
+
+@click.command()
+@table_options
+@click.option("--metric", "metrics", multiple=True, type=_METRICS,
+              help="Metrics (default: all for table1/long, acc and f1 for table2).")
+@click.option(
+    "--layout",
+    type=click.Choice(["table1", "table2", "long", "probe", "cost"]),
+    default="table1",
+    show_default=True,
+    help="table1: fusion and every modality per dataset; table2: fusion metrics per dataset; long: one row per "
+    "value; probe: linear-probe metrics beside the native ones, and imbalance scores (mmbench probe); cost: "
+    "params, FLOPs, s/epoch, peak memory relative to joint.",
+)
+@click.option("--format", "fmt", type=click.Choice(["md", "latex", "html", "csv"]), default="md", show_default=True,
+              help="csv exports the per-seed values.")
+@click.option("--standalone", is_flag=True, help="LaTeX: a complete document that pdflatex compiles.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
+@click.option("--paper", is_flag=True,
+              help="The paper's tables and metrics: its reported value and ours − reported beside each cell "
+                   "(no records needed).")
+@click.option("--paper-table", "paper_tables", multiple=True, type=click.Choice([f"table{i}" for i in range(1, 7)]),
+              help="With --paper: which of the paper's tables (default: table1 layout -> Tables 1 and 3, table2 -> 2).")
+@friendly_errors
+def table(results, datasets, methods, select, split, expected, alpha, metrics, layout, fmt, standalone, out, paper,
+          paper_tables):
+    """Mean ± std over seeds for fusion and every modality; best bold, top three shaded,
+    Welch's t-test against each column's best."""
+    if paper or paper_tables:
+        from mmbench.benchmark.store import load_results
+        from mmbench.paper.artefacts import paper_table_text
+
+        records = load_results(results_root(results), datasets or None, methods or None)
+        text = paper_table_text(records, datasets, select, split, layout, fmt, standalone, paper_tables)
+    else:
+        from mmbench.reporting.aggregate import render_table
+
+        scan = scan_records(results, datasets, methods)
+        text = render_table(scan.records, fmt, metrics or None, select, layout=layout, split=split,
+                            expected=expected, alpha=alpha, standalone=standalone, problems=scan.problems)
+        if fmt == "csv":  # the csv has no notes: every problem goes to stderr
+            for problem in scan.problems:
+                click.echo(f"note: {problem.line()}", err=True)
+        else:
+            echo_problems(scan.problems, "the table's notes")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text)
+
+
+@click.command()
+@table_options
+@click.option("--metric", "metrics", multiple=True, type=_METRICS, help="Metrics of the Table 1 section (default all).")
+@click.option("--title", default="mmbench report", show_default=True)
+@jobs_option("Processes drawing the figures (one dataset each); 0: one per dataset up to the CPUs.", default=0,
+             min_jobs=0, short=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
+              show_default=True, help="The HTML file to write.")
+@click.option("--figures", "figures_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Also embed the PNG figures of DIR (written by `mmbench figure` or `mmbench reproduce`).")
+@friendly_errors
+def report(results, datasets, methods, select, split, expected, alpha, metrics, title, jobs, out, figures_dir):
+    """One standalone HTML file: the tables and, per dataset, accuracy curves per head, the
+    imbalance ratio, classifier counts (sustained_boost) and unimodal-versus-fusion bars."""
+    from mmbench.reporting.report import build_report, default_jobs
+
+    t0 = time.time()
+    scan = scan_records(results, datasets, methods)
+    records = scan.records
+    jobs = jobs or default_jobs(len({r["dataset"] for r in records}))
+    html = build_report(records, select, split, metrics or None, expected, alpha, title=title, jobs=jobs,
+                        problems=scan.problems, figures_dir=figures_dir)
+    echo_problems(scan.problems, f"the report's notes ({out})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    click.echo(f"wrote {out} ({len(records)} run records, {time.time() - t0:.1f} s)")
+
+
+@click.command()
+@click.argument("name", type=click.Choice(["sensitivity", "classifiers", "tsne"]))
+@results_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("figures"), show_default=True)
+@filter_options
+@select_option
+@split_option
+@click.option("--seed", type=int, default=0, show_default=True, help="tsne: the run seed drawn and the t-SNE seed.")
+@roots_option("tsne: ")
+@click.option("--points", type=click.IntRange(min=0), default=2000, show_default=True,
+              help="tsne: at most this many items of the split (stratified, seeded); 0 = all.")
+@friendly_errors
+def figure(name, results, out, datasets, methods, select, split, seed, roots, points):
+    """The paper's figures from run records, as PDF and PNG: sensitivity (Fig. 3), classifiers
+    (Fig. 4), tsne (Fig. 5)."""
+    from mmbench.paper.figures import write_figures
+
+    records = load_records(results, datasets, methods)
+    roots = parse_roots(roots, sorted({r["dataset"] for r in records}))
+    write_figures(name, records, out, select, split, seed, roots, echo=click.echo, points=points)
