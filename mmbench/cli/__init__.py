@@ -9,6 +9,10 @@
     config.py    config, list
     bench.py     bench
 
+A new command group (``tune``, ...) is one more module here: its click code importing the shared
+options from ``mmbench.cli.options`` (never from the ``mmbench.cli_common`` shim, which imports
+this package), a body of about 30 lines calling its own package, and one ``add_command`` line below.
+
 Every ``MMBenchError`` ends as one line on stderr (``error: ...``) and a non-zero exit; no
 tracebacks for bad input. Importing this package loads no torch: a typo answers at once.
 """
@@ -29,8 +33,7 @@ def cli():
 
 
 # ---------------------------------------------------------------------------- the commands
-# One line per command, in `mmbench --help` order (click sorts them by name). A new command group
-# is a module of this package (its click code, a thin body over its own package) and one line here.
+# The one place where commands join the group: one line each (`mmbench --help` lists them by name).
 cli.add_command(run.run)
 cli.add_command(sweep.sweep)
 cli.add_command(sweep.reproduce)
