@@ -28,8 +28,8 @@ from mmbench.cli_config import config_cmd
 from mmbench.cli_data import data
 from mmbench.cli_paper import figure, reproduce
 from mmbench.cli_probe import probe
-from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
+from mmbench.results.errors import MMBenchError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

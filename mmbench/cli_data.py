@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from mmbench.cli_common import friendly_errors
-from mmbench.errors import MMBenchError
+from mmbench.results.errors import MMBenchError
 
 EXIT_PROBLEMS = 1
 

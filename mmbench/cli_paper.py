@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from mmbench.cli_common import EXIT_FAILED_RUNS, friendly_errors, results_option, results_root
-from mmbench.errors import ConfigError, MMBenchError
 from mmbench.paper.suites import build_tables, suite_data, suite_paper
+from mmbench.results.errors import ConfigError, MMBenchError
 
 FORMATS = {"md": "md", "latex": "tex", "html": "html"}
 
@@ -35,8 +35,8 @@ def _root_map(roots, datasets) -> dict:
 # ---------------------------------------------------------------------------- table --paper
 def paper_table_text(results, datasets, methods, select, split, layout, fmt, standalone, paper_tables) -> str:
     """``mmbench table --paper``: every format; an empty results root still shows the reported values."""
-    from mmbench.benchmark.store import load_results
     from mmbench.reporting.paper_table import render_paper_tables, tables_for
+    from mmbench.results.store import load_results
 
     records = load_results(results_root(results), datasets or None, methods or None)
     tables = build_tables(records, tables_for(layout, paper_tables), select, split, datasets or None)
@@ -228,8 +228,8 @@ def reproduce(suite, roots, results, out, n_jobs, sets, seeds, device, select, d
     html) and, for figure suites, its figures (PDF, PNG)."""
     from mmbench.benchmark.config import parse_overrides
     from mmbench.benchmark.launch import job_config, summarise_outcomes, sweep_local
-    from mmbench.benchmark.store import load_results
     from mmbench.benchmark.suites import load_suite
+    from mmbench.results.store import load_results
 
     paper = suite_paper(suite)
     if not paper:

@@ -39,11 +39,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mmbench.benchmark import registry, store
+from mmbench.benchmark import registry
 from mmbench.benchmark.config import method_preset, resolve_config
 from mmbench.benchmark.seeding import seed_everything
 from mmbench.benchmark.trainer import Interrupted, RunState, build_run, evaluate, resolve_device, train_run
-from mmbench.errors import ConfigError, MMBenchError, NonFiniteLossError
+from mmbench.results import store
+from mmbench.results.errors import ConfigError, MMBenchError, NonFiniteLossError
 
 DATASETS = ("mfeat", "mfeat3")
 DEFAULT_OVERRIDES = {"epochs": 2, "batch_size": 32, "data.limit_train_per_class": 10}
@@ -157,7 +158,7 @@ def _refusal(method_cls, dataset: str, kit: dict, seed: int, device: str) -> str
         return str(exc)
     except Exception as exc:
         raise _fail(
-            dataset, "refusal", f"{type(exc).__name__}: {exc}; refuse with mmbench.errors.ConfigError"
+            dataset, "refusal", f"{type(exc).__name__}: {exc}; refuse with mmbench.results.errors.ConfigError"
         ) from exc
     raise _fail(
         dataset,

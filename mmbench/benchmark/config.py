@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbench.benchmark.config_checks import check_settings
-from mmbench.errors import ConfigError
+from mmbench.results.errors import ConfigError
 
 
 @dataclass

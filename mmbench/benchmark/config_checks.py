@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from mmbench.errors import ConfigError
+from mmbench.results.errors import ConfigError
 
 CHOICES = {
     "train.optimizer": ("sgd", "adam", "adamw", "adagrad"),

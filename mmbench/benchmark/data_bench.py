@@ -28,7 +28,7 @@ from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.registry import get_dataset
 from mmbench.benchmark.seeding import seed_everything, torch_threads
 from mmbench.benchmark.trainer import check_data, loader_workers, resolve_device
-from mmbench.errors import DataError
+from mmbench.results.errors import DataError
 
 PATHS = {
     "decode": {"data.cache.mode": "off", "data.cache.augment": "loader"},

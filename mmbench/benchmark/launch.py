@@ -32,11 +32,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmbench.benchmark import store
 from mmbench.benchmark.config import RunConfig, resolve_config
 from mmbench.benchmark.registry import get_dataset
 from mmbench.benchmark.runstate import SeedBusy, SeedDone, seed_status
-from mmbench.errors import ConfigError, MediaError, MMBenchError, NonFiniteLossError
+from mmbench.results import store
+from mmbench.results.errors import ConfigError, MediaError, MMBenchError, NonFiniteLossError
 
 # busy: another process holds the seed's lock (it is being trained right now)
 OUTCOMES = ("finished", "skipped", "busy", "failed", "interrupted")

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from mmbench.benchmark import runstate, store, unimodal_init
+from mmbench.benchmark import runstate, unimodal_init
 from mmbench.benchmark.config import SPEED_KEYS, RunConfig, speed_keys
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.cost import measure_cost, reset_peak_memory
@@ -42,7 +42,8 @@ from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state, torch_threads
 from mmbench.benchmark.selection import select_all, select_epoch
 from mmbench.datasets.base import stratified_carve
-from mmbench.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
+from mmbench.results import store
+from mmbench.results.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
 
 BEST_RULES = ("val", "test-best")  # the rules whose weights best.ckpt keeps
 

@@ -26,7 +26,7 @@ import numpy as np
 import soundfile
 import torch
 
-from mmbench.errors import MediaError
+from mmbench.results.errors import MediaError
 
 LOG_EPS = 1e-7  # log(|S| + 1e-7), AUG/OGM-GE loaders
 FBANK_MEAN, FBANK_STD = -4.503877, 5.141276  # OGM-GE process_audio.py normalisation

@@ -28,7 +28,7 @@ from mmbench.datasets import audio as audio_ops
 from mmbench.datasets import frames as frame_ops
 from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
 from mmbench.datasets.batch_memory import batch_tensor, label_tensors
-from mmbench.errors import DataError
+from mmbench.results.errors import DataError
 
 SPLITS = ("train", "val", "test")
 MAX_LISTED = 10

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from mmbench.errors import DataError
+from mmbench.results.errors import DataError
 
 
 @dataclass(frozen=True)

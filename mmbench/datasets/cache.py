@@ -54,7 +54,7 @@ from mmbench.datasets import frames as frame_ops
 from mmbench.datasets.base import Problem
 from mmbench.datasets.batch_memory import batch_tensor, label_tensors
 from mmbench.datasets.device_augment import BatchAugment
-from mmbench.errors import DataError
+from mmbench.results.errors import DataError
 
 CACHE_VERSION = 2  # 2: frames resized by the tensor decode path (frames.resize_uint8), not PIL
 META = "meta.json"

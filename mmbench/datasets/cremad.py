@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets.audiovisual import (
     AVSpec,
     av_presets,
@@ -27,6 +26,7 @@ from mmbench.datasets.audiovisual import (
     strip_media_suffixes,
 )
 from mmbench.datasets.base import Problem
+from mmbench.datasets.registry import register_dataset
 
 CODES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
 NAMES = ("neutral", "happy", "sad", "fear", "disgust", "anger")

@@ -25,11 +25,11 @@ YT_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 
 def write_fixture(name: str, root, layout: str | None = None, n_per_class: int = 2, seed: int = 0) -> Path:
     """Write a tiny tree of dataset ``name`` under ``root`` and return the root."""
-    from mmbench.benchmark.registry import get_dataset
+    from mmbench.datasets.registry import DATASETS
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    return get_dataset(name).write_fixture(root, layout, n_per_class, seed)
+    return DATASETS.get(name).write_fixture(root, layout, n_per_class, seed)
 
 
 # --------------------------------------------------------------------------- media

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from mmbench.errors import MediaError
+from mmbench.results.errors import MediaError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from mmbench.backbones import resnet50 as rn50
 from mmbench.backbones import text as textbb
 from mmbench.datasets.base import Problem
-from mmbench.errors import ConfigError, DataError
+from mmbench.results.errors import ConfigError, DataError
 
 TINY = textbb.TINY
 _TINY_WORDS = ["the", "a", "an", "and", "or", "of", "to", "in", "on", "at", "for", "with", "is", "are", "was", "be", "it", "this", "that", "i", "you", "he", "she", "we", "they", "my", "your", "not", "no", "yes", "so", "but", "just", "like", "love", "good", "great", "bad", "sad", "happy", "day", "time", "people", "new", "today", "get", "got", "user", "num", "url", "emoji", "sarcasm", "t"]
@@ -102,7 +102,7 @@ def image_transform(opts: dict):
 def load_image(path: Path, transform) -> torch.Tensor:
     from PIL import Image
 
-    from mmbench.errors import MediaError
+    from mmbench.results.errors import MediaError
 
     try:
         with Image.open(path) as im:

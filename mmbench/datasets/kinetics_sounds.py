@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets.audiovisual import (
     AVSpec,
     av_presets,
@@ -33,6 +32,7 @@ from mmbench.datasets.audiovisual import (
     strip_media_suffixes,
 )
 from mmbench.datasets.base import Problem
+from mmbench.datasets.registry import register_dataset
 
 MEDIA_SUFFIXES = (".mp4", ".wav", ".avi", ".mkv", ".webm")
 

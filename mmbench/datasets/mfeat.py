@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from mmbench.backbones.small import MLP, SmallCNN
-from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets.base import DatasetSpec, Problem, TensorDictDataset
+from mmbench.datasets.registry import register_dataset
 
 VIEWS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
 SHA256 = {

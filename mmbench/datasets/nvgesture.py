@@ -25,12 +25,12 @@ import torch
 from torch.utils.data import Dataset
 
 from mmbench.backbones.i3d import FEATURE_DIM, build_i3d
-from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets import _checks as chk
 from mmbench.datasets import media_check
 from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
 from mmbench.datasets.frames import IMAGENET_MEAN, IMAGENET_STD, open_rgb
-from mmbench.errors import ConfigError, DataError, MediaError
+from mmbench.datasets.registry import register_dataset
+from mmbench.results.errors import ConfigError, DataError, MediaError
 
 CLASSES = tuple(f"class_{k:02d}" for k in range(1, 26))
 LST = {

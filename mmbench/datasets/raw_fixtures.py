@@ -200,10 +200,10 @@ def raw_nvgesture(root: Path, n_per_class: int, seed: int, n_classes: int = 3) -
 def raw_twitter15(root: Path, n_per_class: int, seed: int) -> None:
     """The TomBERT release's shape: ``absa_data/twitter2015/{train,dev,test}.tsv`` and the images
     in ``IJCAI2019_data/twitter2015_images/``."""
-    from mmbench.benchmark.registry import get_dataset
+    from mmbench.datasets.registry import DATASETS
 
     tmp = root / "_tombert"
-    get_dataset("twitter15").write_fixture(tmp, "tombert", n_per_class, seed)
+    DATASETS.get("twitter15").write_fixture(tmp, "tombert", n_per_class, seed)
     (root / "absa_data" / "twitter2015").mkdir(parents=True, exist_ok=True)
     for name in ("train.tsv", "dev.tsv", "test.tsv"):
         shutil.move(str(tmp / name), root / "absa_data" / "twitter2015" / name)
@@ -214,10 +214,10 @@ def raw_twitter15(root: Path, n_per_class: int, seed: int) -> None:
 
 def raw_sarcasm(root: Path, n_per_class: int, seed: int) -> None:
     """The HFM release's shape: ``text/{train,valid2,test2}.txt`` and ``dataset_image/<id>.jpg``."""
-    from mmbench.benchmark.registry import get_dataset
+    from mmbench.datasets.registry import DATASETS
 
     tmp = root / "_hfm"
-    get_dataset("sarcasm").write_fixture(tmp, "hfm", n_per_class, seed)
+    DATASETS.get("sarcasm").write_fixture(tmp, "hfm", n_per_class, seed)
     shutil.move(str(tmp / "text"), root / "text")
     images = tmp / "images" if (tmp / "images").is_dir() else tmp / "dataset_image"
     shutil.move(str(images), root / "dataset_image")

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets import _checks as chk
 from mmbench.datasets import image_text as it
 from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
-from mmbench.errors import DataError
+from mmbench.datasets.registry import register_dataset
+from mmbench.results.errors import DataError
 
 CLASSES = ("not_sarcastic", "sarcastic")
 HFM_FILES = {"train": "train.txt", "val": "valid2.txt", "test": "test2.txt"}

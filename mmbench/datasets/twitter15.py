@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets import _checks as chk
 from mmbench.datasets import image_text as it
 from mmbench.datasets.base import DatasetSpec, Problem
-from mmbench.errors import DataError
+from mmbench.datasets.registry import register_dataset
+from mmbench.results.errors import DataError
 
 CLASSES = ("negative", "neutral", "positive")
 SPLIT_FILES = {"train": "train.tsv", "val": "dev.tsv", "test": "test.tsv"}

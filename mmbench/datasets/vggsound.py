@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets.audiovisual import AVSpec, av_presets, read_lines, split_fields
 from mmbench.datasets.base import Problem
+from mmbench.datasets.registry import register_dataset
 
 
 class VGGSoundSpec(AVSpec):

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, check_choices
 from mmbench.methods.heads import ConcatHead
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {
     "scale_after_window": ("persist", "reset"),

@@ -28,8 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmbench.errors import ConfigError
 from mmbench.methods.heads import ConcatHead
+from mmbench.results.errors import ConfigError
 
 
 @dataclass

@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbench.benchmark.loaders import to_device
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, build_optimizer, modality_accuracies
 from mmbench.methods.heads import ConcatHead, xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 MM = "mm"  # the multimodal branch's name in weights and diagnostics (spec §3)
 _FLOOR = 1e-12  # [guess] floor of dO^2 so that a branch with dO = 0 does not give inf/inf = NaN

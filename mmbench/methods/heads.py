@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mmbench.errors import ConfigError
+from mmbench.results.errors import ConfigError
 
 
 def xavier_linear(in_dim: int, out_dim: int, init: str = "xavier") -> nn.Linear:

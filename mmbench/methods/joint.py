@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmbench.benchmark.registry import register_method
 from mmbench.methods.base import Method
 from mmbench.methods.heads import ConcatHead
+from mmbench.methods.registry import register_method
 
 
 @dataclass

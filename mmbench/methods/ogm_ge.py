@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mmbench.benchmark.registry import register_method
 from mmbench.methods.base import TwoModalityMethod, modality_accuracies, true_class_prob_sum
+from mmbench.methods.registry import register_method
 
 _CHOICES = {
     "modulation": ("OGM_GE", "OGM"),

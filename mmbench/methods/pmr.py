@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from mmbench.benchmark.loaders import to_device
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import TwoModalityMethod, true_class_prob_sum
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {"coef_rule": ("binary",), "proto_timing": ("after_epoch", "epoch_start")}
 # shuffling stream of the prototype passes, distinct from the training passes of the same epoch

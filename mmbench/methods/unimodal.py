@@ -12,10 +12,10 @@ from typing import ClassVar
 
 import torch.nn as nn
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method
 from mmbench.methods.heads import xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 
 @dataclass

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from mmbench.benchmark import store
 from mmbench.benchmark.metrics import classification_metrics
-from mmbench.errors import MMBenchError
 from mmbench.probe.linear import fit_probe
 from mmbench.probe.recipe import DEFAULT_RECIPE, ProbeRecipe
 from mmbench.probe.record import RULE, is_current, read_probe
 from mmbench.probe.shapley import coalition_metrics, shapley_block
+from mmbench.results import store
+from mmbench.results.errors import MMBenchError
 
 PROBE_SCHEMA = 1
 SPLITS = ("train", "val", "test")

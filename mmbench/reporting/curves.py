@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmbench.benchmark import store
+from mmbench.results import store
 
 CURVE_COLUMNS = ["dataset", "run", "method", "seed", "epoch", "head", "value"]
 CLASSIFIER_COLUMNS = ["dataset", "run", "seed", "epoch", "modality", "n"]

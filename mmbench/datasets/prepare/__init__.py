@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from mmbench.errors import DataError
+from mmbench.results.errors import DataError
 
 PREPARERS = {
     "cremad": ("audiovisual", "prepare_cremad"),
