@@ -303,11 +303,12 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
 @friendly_errors
 def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, note, data_only):
     """Steady-state training-step time: data wait vs compute, samples/s, ratio to joint."""
-    from mmbench.benchmark.bench import benchmark, machine_description, markdown_table
     from mmbench.benchmark.config import parse_overrides
+    from mmbench.speed.steps import machine_description, markdown_table
+    from mmbench.speed.steps import measure_steps as benchmark
 
     if data_only:
-        from mmbench.benchmark.data_bench import data_benchmark, data_markdown_table
+        from mmbench.speed.data import data_benchmark, data_markdown_table
 
         results = data_benchmark(dataset, parse_overrides(sets), root, device, rounds=rounds, max_batches=steps,
                                  warmup_batches=min(warmup, 1), echo=click.echo)

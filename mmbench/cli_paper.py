@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from mmbench.cli_common import EXIT_FAILED_RUNS, friendly_errors, results_option, results_root
-from mmbench.paper.suites import build_tables, suite_data, suite_paper
+from mmbench.paper.suites import build_paper_tables as build_tables
+from mmbench.paper.suites import suite_data, suite_paper
 from mmbench.results.errors import ConfigError, MMBenchError
 
 FORMATS = {"md": "md", "latex": "tex", "html": "html"}
@@ -35,7 +36,7 @@ def _root_map(roots, datasets) -> dict:
 # ---------------------------------------------------------------------------- table --paper
 def paper_table_text(results, datasets, methods, select, split, layout, fmt, standalone, paper_tables) -> str:
     """``mmbench table --paper``: every format; an empty results root still shows the reported values."""
-    from mmbench.reporting.paper_table import render_paper_tables, tables_for
+    from mmbench.paper.table import render_paper_tables, tables_for
     from mmbench.results.store import load_results
 
     records = load_results(results_root(results), datasets or None, methods or None)
@@ -98,7 +99,7 @@ def _row_labels(method_of: dict[str, str]) -> dict[str, str]:
 
 
 def _save(fig, caption: str, out_dir, stem: str, echo) -> list[Path]:
-    from mmbench.reporting import figures
+    from mmbench.paper import figures
 
     paths = figures.save(fig, out_dir, stem)
     (Path(out_dir) / f"{stem}.txt").write_text(caption + "\n", encoding="utf-8")
@@ -109,7 +110,7 @@ def _save(fig, caption: str, out_dir, stem: str, echo) -> list[Path]:
 def write_figures(name, records, out_dir, select="val", split="test", seed=0, roots=None, echo=click.echo,
                   points: int = 2000) -> list[Path]:
     """Draw figure ``name`` for every dataset of ``records``; returns the files written."""
-    from mmbench.reporting import figures
+    from mmbench.paper import figures
 
     if name not in figures.FIGURES:
         raise ConfigError(f"unknown figure {name!r}; choose {', '.join(figures.FIGURES)}")
@@ -175,8 +176,8 @@ def _dry_run(jobs, root_dir, bench_path, echo) -> None:
 
 def _estimate_text(todo, root_dir, bench_path, job_config) -> str:
     """The GPU-hours line of ``--dry-run`` (see ``mmbench.benchmark.estimate``)."""
-    from mmbench.benchmark import estimate
     from mmbench.benchmark.registry import get_dataset
+    from mmbench.speed import estimate
 
     if not todo:
         return "nothing to train"
@@ -257,7 +258,7 @@ def reproduce(suite, roots, results, out, n_jobs, sets, seeds, device, select, d
 
 
 def _write_artefacts(paper: dict, records, out: Path, select: str, extra: dict, roots: dict) -> None:
-    from mmbench.reporting.paper_table import render_paper_tables
+    from mmbench.paper.table import render_paper_tables
 
     out.mkdir(parents=True, exist_ok=True)
     if paper.get("tables"):

@@ -42,7 +42,7 @@ from torch import nn
 from mmbench.benchmark import registry
 from mmbench.benchmark.config import method_preset, resolve_config
 from mmbench.benchmark.seeding import seed_everything
-from mmbench.benchmark.trainer import Interrupted, RunState, build_run, evaluate, resolve_device, train_run
+from mmbench.benchmark.trainer import BuiltRun, Interrupted, build_run, evaluate, resolve_device, train_run
 from mmbench.results import store
 from mmbench.results.errors import ConfigError, MMBenchError, NonFiniteLossError
 
@@ -257,7 +257,7 @@ def _check_losses(history: list[dict], dataset: str) -> None:
             raise _fail(dataset, "losses", f"non-finite {bad} at epoch {rec['epoch']}")
 
 
-def _build(cfg, ckpt: dict | None = None) -> RunState:
+def _build(cfg, ckpt: dict | None = None) -> BuiltRun:
     """The run ``train_run`` trains (``build_run``: same seeding, data, encoders, hook order),
     restored from ``ckpt`` when given."""
     spec = registry.get_dataset(cfg.dataset)

@@ -1,72 +1,8 @@
-"""Estimated device-hours of a suite from ``mmbench bench`` figures (``mmbench reproduce --dry-run``).
+"""Moved to :mod:`mmbench.speed.estimate` (speed measurement left the harness); this alias stays
+for one release."""
 
-The figures are the markdown tables ``mmbench bench --append FILE`` writes: a heading
-``### `<dataset>` step time — <machine> ...`` followed by one row per method with the batch size
-and the median step time in ms. For one pending run the estimate is
+import sys
 
-    median step time x ceil(train items / batch size) x epochs
+from mmbench.speed import estimate as _moved
 
-i.e. training steps only (evaluation, data checks and start-up are not counted). It is given only
-where all three are known: a bench row for the run's dataset and method measured on a GPU (the
-machine text does not start with "CPU") at the run's batch size, and the training-set size, which
-is counted from the data root (or known for embedded data). Anything else is "unknown", with why.
-"""
-
-from __future__ import annotations
-
-import math
-import re
-from dataclasses import dataclass
-from pathlib import Path
-
-_HEADING = re.compile(r"^#+\s*`(?P<dataset>[^`]+)` step time — (?P<machine>.*)$")
-
-
-@dataclass(frozen=True)
-class BenchFigure:
-    dataset: str
-    method: str
-    batch_size: int
-    step_ms: float
-    machine: str
-
-    @property
-    def on_gpu(self) -> bool:
-        return not self.machine.strip().upper().startswith("CPU")
-
-
-def read_bench_figures(path) -> list[BenchFigure]:
-    """Every method row of every ``mmbench bench`` table in ``path`` (later tables after earlier)."""
-    out, dataset, machine = [], None, ""
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        text = line.strip()
-        head = _HEADING.match(text)
-        if head:
-            dataset, machine = head["dataset"], head["machine"]
-        elif text.startswith("#"):
-            dataset = None  # another section: its tables are not bench tables
-        elif text.startswith("|") and dataset is not None:
-            cells = [c.strip() for c in text.strip("|").split("|")]
-            try:
-                out.append(BenchFigure(dataset, cells[0], int(cells[1]), float(cells[2]), machine))
-            except (ValueError, IndexError):  # the header and separator rows
-                continue
-    return out
-
-
-def lookup_step(figures: list[BenchFigure], dataset: str, method: str, batch_size: int) -> tuple[float | None, str]:
-    """(seconds per step, where it came from) or (None, why unknown); the last matching row wins."""
-    rows = [f for f in figures if f.dataset == dataset and f.method == method]
-    if not rows:
-        return None, f"no bench figure for {dataset}/{method}"
-    gpu = [f for f in rows if f.on_gpu]
-    if not gpu:
-        return None, f"bench figures for {dataset}/{method} are from a CPU ({rows[-1].machine})"
-    same = [f for f in gpu if f.batch_size == batch_size]
-    if not same:
-        return None, f"bench figures for {dataset}/{method} use batch {gpu[-1].batch_size}, the run uses {batch_size}"
-    return same[-1].step_ms / 1000.0, same[-1].machine
-
-
-def run_hours(step_s: float, n_train: int, batch_size: int, epochs: int) -> float:
-    return step_s * math.ceil(n_train / batch_size) * epochs / 3600.0
+sys.modules[__name__] = _moved

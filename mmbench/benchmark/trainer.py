@@ -187,7 +187,7 @@ class Session:
     cfg: RunConfig
     spec: object
     out_dir: Path
-    run: RunState
+    run: BuiltRun
     history: list
     start_epoch: int
     best: dict | None
@@ -416,7 +416,7 @@ def finish_session(session: Session) -> dict:
 
 
 @dataclass
-class RunState:
+class BuiltRun:
     """Everything one run trains with: the method, the model, the loaders and the context."""
 
     method: object
@@ -428,7 +428,7 @@ class RunState:
     split_sizes: dict
 
 
-def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device, ckpt: dict | None = None) -> RunState:
+def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device, ckpt: dict | None = None) -> BuiltRun:
     """Seed, build data, identical backbones, the method's heads and optimisers (restored from
     ``ckpt`` when resuming, in the hook order of ``Method``), loaders and the ``Context``."""
     seed_everything(cfg.seed)
@@ -502,7 +502,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         amp_dtype=amp_dtype(tr, device),
     )
 
-    return RunState(
+    return BuiltRun(
         method, model, ctx, train_loader, val_loader, test_loader,
         _split_sizes(train_set, val_set, test_set, heldout_set),
     )

@@ -30,7 +30,8 @@ from mmbench.cli_common import echo_problems, friendly_errors, scan_records, tab
 def report(results, datasets, methods, select, split, expected, alpha, metrics, title, jobs, out, figures_dir):
     """One standalone HTML file: the tables and, per dataset, accuracy curves per head, the
     imbalance ratio, classifier counts (sustained_boost) and unimodal-versus-fusion bars."""
-    from mmbench.reporting.report import build_report, default_jobs
+    from mmbench.reporting.report import build_report
+    from mmbench.reporting.report import figure_jobs as default_jobs
 
     t0 = time.time()
     scan = scan_records(results, datasets, methods)

@@ -13,6 +13,7 @@ import numpy as np
 
 from mmbench.reporting.aggregate import run_facts, run_sort_key
 from mmbench.reporting.simple_table import html_page, render_plain
+from mmbench.results.registry import BASELINE_METHOD
 
 # (column, unit label, how to read it from a cost block)
 COLUMNS = (
@@ -23,7 +24,7 @@ COLUMNS = (
     ("eval s/epoch", "", lambda c: c["seconds_per_epoch"]["eval"]),
     ("peak memory", "MiB", lambda c: c["peak_memory"]["bytes"] / 2**20),
 )
-REFERENCE = "joint"
+REFERENCE = BASELINE_METHOD
 
 
 def cost_values(records: list[dict]) -> tuple[dict, list[str]]:

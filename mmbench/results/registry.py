@@ -273,6 +273,9 @@ class Registry(Generic[T]):
         self.load()
         return sorted(set(self._items) | set(self._lazy))
 
+    def __iter__(self):
+        return iter(self.names())
+
     def builtin_names(self) -> list[str]:
         """The names shipped in mmbench (not plugins)."""
         self.load()

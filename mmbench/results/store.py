@@ -168,7 +168,7 @@ def run_status(directory) -> str:
 
 # --------------------------------------------------------------------------- safe readers
 @dataclass(frozen=True)
-class Problem:
+class RecordProblem:
     """A run directory a reader could not use as it is: ``kind`` is ``unreadable`` (a file that
     does not parse or lacks the record's fields) or ``partial`` (a checkpoint and no result)."""
 
@@ -187,9 +187,9 @@ def _fix_hint(path: Path) -> str:
     return f"restore it, or delete {path.parent} and train that seed again"
 
 
-def read_record(directory) -> tuple[dict | None, Problem | None]:
+def read_record(directory) -> tuple[dict | None, RecordProblem | None]:
     """``(record, None)``, ``(None, None)`` when the seed has no ``result.json`` yet, or
-    ``(None, Problem)`` when the file exists but is not a readable record (bad JSON, wrong
+    ``(None, RecordProblem)`` when the file exists but is not a readable record (bad JSON, wrong
     encoding, missing fields): never an exception."""
     path = Path(directory) / RESULT
     if not path.is_file():
@@ -197,34 +197,34 @@ def read_record(directory) -> tuple[dict | None, Problem | None]:
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, Problem(str(path), "unreadable", f"not valid JSON ({_short(exc)}); {_fix_hint(path)}")
+        return None, RecordProblem(str(path), "unreadable", f"not valid JSON ({_short(exc)}); {_fix_hint(path)}")
     if not isinstance(rec, dict):
-        return None, Problem(str(path), "unreadable", f"not a JSON object; {_fix_hint(path)}")
+        return None, RecordProblem(str(path), "unreadable", f"not a JSON object; {_fix_hint(path)}")
     bad = [k for k, t in _REQUIRED.items() if not isinstance(rec.get(k), t)]
     if rec.get("status") == "finished" and not isinstance(rec.get("selection"), dict):
         bad.append("selection")
     if bad:
-        return None, Problem(str(path), "unreadable", f"missing or malformed {', '.join(bad)}; {_fix_hint(path)}")
+        return None, RecordProblem(str(path), "unreadable", f"missing or malformed {', '.join(bad)}; {_fix_hint(path)}")
     return rec, None
 
 
-def read_json_checked(path) -> tuple[dict | None, Problem | None]:
+def read_json_checked(path) -> tuple[dict | None, RecordProblem | None]:
     """A JSON object file (e.g. ``config.json``): ``(obj, None)``, ``(None, None)`` when absent,
-    ``(None, Problem)`` when unreadable."""
+    ``(None, RecordProblem)`` when unreadable."""
     path = Path(path)
     if not path.is_file():
         return None, None
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, Problem(str(path), "unreadable", f"not valid JSON ({_short(exc)}); {_fix_hint(path)}")
+        return None, RecordProblem(str(path), "unreadable", f"not valid JSON ({_short(exc)}); {_fix_hint(path)}")
     if not isinstance(obj, dict):
-        return None, Problem(str(path), "unreadable", f"not a JSON object; {_fix_hint(path)}")
+        return None, RecordProblem(str(path), "unreadable", f"not a JSON object; {_fix_hint(path)}")
     return obj, None
 
 
-def read_history_checked(path) -> tuple[list[dict], Problem | None]:
-    """The epochs of a ``history.jsonl``; on a damaged line, the epochs before it and a Problem
+def read_history_checked(path) -> tuple[list[dict], RecordProblem | None]:
+    """The epochs of a ``history.jsonl``; on a damaged line, the epochs before it and a RecordProblem
     naming the file and the line."""
     path = Path(path)
     if not path.is_file():
@@ -233,7 +233,7 @@ def read_history_checked(path) -> tuple[list[dict], Problem | None]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        return [], Problem(str(path), "unreadable", f"{_short(exc)}; {_fix_hint(path)}")
+        return [], RecordProblem(str(path), "unreadable", f"{_short(exc)}; {_fix_hint(path)}")
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -244,7 +244,7 @@ def read_history_checked(path) -> tuple[list[dict], Problem | None]:
         else:
             err = None if isinstance(item, dict) else "not a JSON object"
         if err:
-            return out, Problem(str(path), "unreadable", f"line {i}: {err}; {_fix_hint(path)}")
+            return out, RecordProblem(str(path), "unreadable", f"line {i}: {err}; {_fix_hint(path)}")
         out.append(item)
     return out, None
 
@@ -258,7 +258,7 @@ class RecordScan:
     """What ``scan_results`` found: readable records and the seed directories it could not use."""
 
     records: list[dict] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[RecordProblem] = field(default_factory=list)
 
 
 def _wanted(dataset: str, method: str | None, run: str, datasets, methods) -> bool:
@@ -270,7 +270,7 @@ def _wanted(dataset: str, method: str | None, run: str, datasets, methods) -> bo
 def scan_results(results_root, datasets=None, methods=None) -> RecordScan:
     """Every seed directory below ``results_root`` (optionally filtered by dataset and by method
     or run name): each readable ``result.json`` as a record (with its ``run`` name
-    ``<method>[-<tag>]`` and ``path``), and a ``Problem`` for each unreadable record and each
+    ``<method>[-<tag>]`` and ``path``), and a ``RecordProblem`` for each unreadable record and each
     partial seed (checkpoint, no result). Nothing is dropped silently."""
     root = Path(results_root)
     scan = RecordScan()
@@ -285,7 +285,7 @@ def scan_results(results_root, datasets=None, methods=None) -> RecordScan:
             continue
         if rec is None:
             if (seed_dir / CHECKPOINT).is_file() and _wanted(dataset, run.split("-")[0], run, datasets, methods):
-                scan.problems.append(Problem(str(seed_dir), "partial", "checkpoint but no result yet: "
+                scan.problems.append(RecordProblem(str(seed_dir), "partial", "checkpoint but no result yet: "
                                              "rerun the command that trained it to finish it"))
             continue
         if not _wanted(rec["dataset"], rec["method"], run, datasets, methods):
