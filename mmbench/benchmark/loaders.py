@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from mmbench.benchmark.seeding import augment_generator, epoch_generator, worker_init_fn
+from mmbench.methods.base import to_device  # noqa: F401 - the harness moves batches as methods do
 
 
 class EpochLoader:
@@ -119,7 +120,3 @@ class _Batches(Dataset):
         return self.dataset.get_batch(indices)
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    if device.type == "cpu":
-        return batch
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -20,10 +20,27 @@ from mmbench.methods.registry import (
 from mmbench.results.registry import PluginError
 
 __all__ = [
-    "BUILTIN_DATASETS", "BUILTIN_METHODS", "DATASETS", "DATASET_ENTRY_POINT", "METHODS", "METHOD_ENTRY_POINT",
-    "PluginError", "builtin_method_names", "dataset_names", "dataset_origin", "get_dataset", "get_method",
-    "method_class_problems", "method_names", "method_origin", "plugin_errors", "plugin_failures",
-    "register_dataset", "register_method", "registered_method", "require_names",
+    "BUILTIN_DATASETS",
+    "BUILTIN_METHODS",
+    "DATASETS",
+    "DATASET_ENTRY_POINT",
+    "METHODS",
+    "METHOD_ENTRY_POINT",
+    "PluginError",
+    "builtin_method_names",
+    "dataset_names",
+    "dataset_origin",
+    "get_dataset",
+    "get_method",
+    "method_class_problems",
+    "method_names",
+    "method_origin",
+    "plugin_errors",
+    "plugin_failures",
+    "register_dataset",
+    "register_method",
+    "registered_method",
+    "require_names",
 ]
 
 

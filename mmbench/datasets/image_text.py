@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import functools
-import string
 import tempfile
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from mmbench.datasets.base import Problem
 from mmbench.results.errors import ConfigError, DataError
 
 TINY = textbb.TINY
-_TINY_WORDS = ["the", "a", "an", "and", "or", "of", "to", "in", "on", "at", "for", "with", "is", "are", "was", "be", "it", "this", "that", "i", "you", "he", "she", "we", "they", "my", "your", "not", "no", "yes", "so", "but", "just", "like", "love", "good", "great", "bad", "sad", "happy", "day", "time", "people", "new", "today", "get", "got", "user", "num", "url", "emoji", "sarcasm", "t"]
+tiny_vocab = textbb.tiny_vocab  # the tiny tokenizer spells with the tiny BERT's vocabulary
 
 
 def text_options(max_len: int = 128, tokenizer: str = "bert-base-uncased", model: str = "bert-base-uncased") -> dict:
@@ -39,14 +38,6 @@ def image_options(size: int, mean, std, weights: str = "IMAGENET1K_V2", layers=(
 
 
 # --------------------------------------------------------------------------- tokenizer
-@functools.cache
-def tiny_vocab() -> tuple[str, ...]:
-    """A WordPiece vocabulary able to spell any lowercase ASCII text: specials (``[PAD]`` = 0),
-    characters, ``##`` continuations and a few common words."""
-    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
-    return tuple(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars] + _TINY_WORDS)
-
-
 @functools.cache
 def load_tokenizer(name: str):
     """The lowercase BERT WordPiece tokenizer of a hub name or local folder, or the tiny one."""

@@ -122,6 +122,15 @@ def check_choices(params: dict, choices: dict[str, tuple]) -> None:
             )
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """``batch`` with its tensors on ``device`` (non-blocking; unchanged on CPU): how the harness
+    moves every batch, and how a method moves the batches it draws itself (G-Blend's held-out
+    loader, PMR's prototype pass)."""
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def true_class_prob_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """sum_i softmax(logits_i)[y_i] over the batch (OGM-GE ``score_a``/``score_v``, PMR
     ``score_a_p``), batched; computed in the dtype of ``logits``."""

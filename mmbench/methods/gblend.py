@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.benchmark.loaders import to_device
-from mmbench.methods.base import Method, build_optimizer, modality_accuracies
+from mmbench.methods.base import Method, build_optimizer, modality_accuracies, to_device
 from mmbench.methods.heads import ConcatHead, xavier_linear
 from mmbench.methods.registry import register_method
 from mmbench.results.errors import ConfigError

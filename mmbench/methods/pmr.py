@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mmbench.benchmark.loaders import to_device
-from mmbench.methods.base import TwoModalityMethod, true_class_prob_sum
+from mmbench.methods.base import TwoModalityMethod, to_device, true_class_prob_sum
 from mmbench.methods.registry import register_method
 from mmbench.results.errors import ConfigError
 

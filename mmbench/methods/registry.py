@@ -20,10 +20,22 @@ METHOD_ENTRY_POINT = "mmbench.methods"
 
 # Built-in names and the module that registers each (a test checks this table against what the
 # modules register).
-BUILTIN_METHODS = {name: f"mmbench.methods.{name}" for name in (
-    "agm", "gblend", "joint", "mla", "mmpareto", "mslr", "ogm_ge", "pmr", "reconboost", "sustained_boost",
-    "unimodal",
-)}
+BUILTIN_METHODS = {
+    name: f"mmbench.methods.{name}"
+    for name in (
+        "agm",
+        "gblend",
+        "joint",
+        "mla",
+        "mmpareto",
+        "mslr",
+        "ogm_ge",
+        "pmr",
+        "reconboost",
+        "sustained_boost",
+        "unimodal",
+    )
+}
 
 
 def method_class_problems(cls) -> list[str]:

@@ -219,8 +219,11 @@ class Registry(Generic[T]):
                 continue
             name = self._name_of(stored)
             if self.strict_plugin_names and name != ep.name:
-                self._broken(ep, package, f"entry-point name {ep.name!r} differs from {ep.value}.name {name!r}; "
-                                          "make them equal")
+                self._broken(
+                    ep,
+                    package,
+                    f"entry-point name {ep.name!r} differs from {ep.value}.name {name!r}; make them equal",
+                )
                 continue
             try:
                 check_name(self.kind, name)
@@ -228,8 +231,11 @@ class Registry(Generic[T]):
                 self._broken(ep, package, str(exc))
                 continue
             if name in self._items and not self._same(self._items[name], stored):
-                self._broken(ep, package, f"duplicate {self.kind} name {name!r}: already provided by "
-                                          f"{self._origin[name]}")
+                self._broken(
+                    ep,
+                    package,
+                    f"duplicate {self.kind} name {name!r}: already provided by {self._origin[name]}",
+                )
                 continue
             self._items[name] = stored
             self._origin[name] = package
@@ -344,7 +350,13 @@ class Registry(Generic[T]):
         records failures freely); the state before is restored after. ``plugins=False`` starts
         the copy with the built-ins only (no plugin, no recorded failure)."""
         self.load()
-        saved = (dict(self._items), dict(self._origin), dict(self._lazy), set(self._builtin), list(self._errors))
+        saved = (
+            dict(self._items),
+            dict(self._origin),
+            dict(self._lazy),
+            set(self._builtin),
+            list(self._errors),
+        )
         if not plugins:
             self._items = {n: o for n, o in self._items.items() if n in self._builtin}
             self._origin = {n: o for n, o in self._origin.items() if n in self._builtin}
