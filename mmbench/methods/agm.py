@@ -196,6 +196,7 @@ def coalition_outputs(
 @register_method
 class AGM(Method):
     name = "agm"
+    settings_toml = "agm.toml"
     Hyper = AGMHyper
     modality_logits = "Shapley-style response m_m from zero-masked passes (eval mode)"
     fusion_logits = "concat head on every modality, f(all) (eval mode)"

@@ -204,6 +204,7 @@ class Branch(nn.Module):
 @register_method
 class GBlend(Method):
     name = "gblend"
+    settings_toml = "gblend.toml"
     Hyper = GBlendHyper
     modality_logits = "dedicated unimodal heads head_m(phi^m), trained with the blended loss"
     fusion_logits = "fused head on the concatenation (method.fused_head: linear or mlp)"

@@ -127,6 +127,7 @@ class MLAHeads(nn.Module):
 @register_method
 class MLA(Method):
     name = "mla"
+    settings_toml = "mla.toml"
     Hyper = MLAHyper
     modality_logits = "shared head on that modality, h(phi_m)"
     fusion_logits = "weighted sum of the h(phi_m) (method.gate: fixed weights or entropy gates)"

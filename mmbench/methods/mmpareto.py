@@ -128,6 +128,7 @@ class ParetoHeads(nn.Module):
 @register_method
 class MMPareto(Method):
     name = "mmpareto"
+    settings_toml = "mmpareto.toml"
     Hyper = MMParetoHyper
     modality_logits = "the modality's own head"
     fusion_logits = "fused linear head on the concatenation"

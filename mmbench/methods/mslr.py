@@ -91,6 +91,7 @@ class SumHeads(nn.Module):
 @register_method
 class MSLR(Method):
     name = "mslr"
+    settings_toml = "mslr.toml"
     Hyper = MSLRHyper
     modality_logits = "the additive late-fusion terms head_m(phi^m); fusion = their sum"
     fusion_logits = "sum of the late-fusion terms, sum_m head_m(phi^m)"

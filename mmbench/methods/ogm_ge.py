@@ -106,6 +106,7 @@ def modulate_gradients(
 @register_method
 class OGMGE(TwoModalityMethod):
     name = "ogm_ge"
+    settings_toml = "ogm_ge.toml"
     Hyper = OGMGEHyper
     epoch_windows = (("modulation_starts", "modulation_ends"),)
     choices = _CHOICES

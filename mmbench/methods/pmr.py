@@ -120,6 +120,7 @@ def compute_prototypes(
 @register_method
 class PMR(TwoModalityMethod):
     name = "pmr"
+    settings_toml = "pmr.toml"
     Hyper = PMRHyper
     epoch_windows = (("modulation_starts", "modulation_ends"),)
     choices = _CHOICES

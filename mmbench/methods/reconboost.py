@@ -121,6 +121,7 @@ class ReconHeads(nn.Module):
 @register_method
 class ReconBoost(Method):
     name = "reconboost"
+    settings_toml = "reconboost.toml"
     Hyper = ReconBoostHyper
     modality_logits = "learner f_m"
     fusion_logits = "beta * sum of the ensemble's learners f_m"

@@ -260,6 +260,7 @@ class BoostedClassifiers(nn.Module):
 @register_method
 class SustainedBoost(Method):
     name = "sustained_boost"
+    settings_toml = "sustained_boost.toml"
     Hyper = SustainedBoostHyper
     modality_logits = "the modality's classifier ensemble F^m = z_1 + w^m sum_j z_j"
     fusion_logits = "sum_o a_o F^o of the modality ensembles"
