@@ -1,4 +1,4 @@
-"""``mmbench data fixture|check|cache``: dataset tools (specs/datasets.md §9, §10).
+"""``mmbench data fixture|check|cache``: dataset tools.
 
 ``check`` works for any registered dataset through ``spec.check(root, cfg)``: it prints every
 problem (``error:`` / ``warn:`` with its path) and exits 1 on errors. It decodes every file

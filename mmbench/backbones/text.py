@@ -1,4 +1,4 @@
-"""BERT text encoder for Twitter-15 and Sarcasm (specs/datasets.md §1.7, §6).
+"""BERT text encoder for Twitter-15 and Sarcasm.
 
 ``bert-base-uncased`` (a Hugging Face hub name or a local folder holding ``config.json`` and the
 weights) through ``transformers``; ``pooler_output`` -> ``Linear(hidden, 256)``, as TPAMI-AMSS

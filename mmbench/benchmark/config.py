@@ -516,7 +516,7 @@ def value_sources(cfg: RunConfig) -> dict[str, str]:
     ``method.alpha``, ``data.options.audio.seconds``, ``protocol``): the recorded source
     (``cfg.sources``: ``[code] repo path``, ``[paper] ...``, ``[guess] ...``, ``[set] --set``),
     else the file or default it was read from."""
-    from mmbench.benchmark.registry import get_method
+    from mmbench.benchmark.registry import get_dataset, get_method
 
     method_cls = get_method(cfg.method)
     dpre = dataset_preset(cfg.dataset)
@@ -538,8 +538,9 @@ def value_sources(cfg: RunConfig) -> dict[str, str]:
             if f"{section}.{k}" in SPEED_KEYS:
                 where += "; speed only, not in the identity"
             out[f"{section}.{k}"] = where
+    presets_of = f"{type(get_dataset(cfg.dataset)).__module__}.presets"
     for k in _flatten(cfg.data.options):
-        out[f"data.options.{k}"] = f"[shared] data preset {cfg.data.preset!r} of {cfg.dataset} (specs/datasets.md)"
+        out[f"data.options.{k}"] = f"[shared] data preset {cfg.data.preset!r} of {cfg.dataset} ({presets_of})"
     for k in cfg.method_params:
         if k in official.get("method", {}):
             where = f"[guess] {label} [official.{cfg.dataset}.method], no source given"

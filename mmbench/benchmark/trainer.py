@@ -4,7 +4,7 @@ One call of ``train_run`` trains one run ``(dataset, method, config, seed)``: da
 identical backbones, the method's heads and optimisers, the epoch loop (scheduler stepped at the
 start or end of each epoch, ``train.step_at``), evaluation of val and test with the method's
 ``predict`` after every epoch, history, an atomic checkpoint after every epoch, resume from it,
-and ``result.json`` with every selection rule (specs/methods/evaluation.md).
+and ``result.json`` with every selection rule (``selection.py``).
 
 ``train_run`` is a sequence of named steps: take the seed's lock (``runstate.seed_lock``), refuse
 a seed recorded meanwhile (``refuse_recorded``), compute with ``train.threads`` threads
@@ -548,7 +548,7 @@ def _subset(dataset, positions):
 
 
 def _split_sizes(train, val, test, heldout) -> dict:
-    """Sizes of each split and the sha256 of its sorted item indices (specs/datasets.md §1.3)."""
+    """Sizes of each split and the sha256 of its sorted item indices (``datasets.base.stratified_carve`` makes the carved ones)."""
     out = {}
     for name, ds in (("train", train), ("val", val), ("test", test), ("heldout", heldout)):
         if ds is None:
@@ -594,7 +594,7 @@ def read_best(path: Path, echo=print) -> dict | None:
 
 def update_best(path: Path, best: dict | None, cfg: RunConfig, history, model, method) -> dict:
     """Keep ``best.ckpt`` = the weights at the epoch each rule (``val``, ``test-best``) selects
-    over ``history`` so far (ARCHITECTURE.md, "Runs and results"); written only when the latest
+    over ``history`` so far (docs/records.md); written only when the latest
     epoch becomes a selected one."""
     epoch = history[-1]["epoch"]
     best = best or {"schema": 1, "config": cfg.to_dict(), "rules": {}}

@@ -1,4 +1,4 @@
-"""What CREMA-D, Kinetics-Sounds and VGGSound share (specs/datasets.md §1-4, §9): index rows,
+"""What CREMA-D, Kinetics-Sounds and VGGSound share: index rows,
 class lists, splits, missing samples, items, backbones and ``check()``.
 
 A dataset module subclasses ``AVSpec`` and says only what differs: its layouts and their marker
@@ -89,7 +89,7 @@ def strip_media_suffixes(sid: str, suffixes: tuple[str, ...]) -> str:
 
 
 def fingerprint(ids) -> str:
-    """sha256 of ``"\\n".join(sorted(ids))`` (specs/datasets.md §2, §3)."""
+    """sha256 of ``"\\n".join(sorted(ids))`` (the published-split fingerprints of ``cremad`` and ``kinetics_sounds``)."""
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
@@ -343,7 +343,7 @@ class AVSpec(DatasetSpec):
 
     # ------------------------------------------------------------------ check
     def check(self, root, cfg) -> list[Problem]:
-        """specs/datasets.md §9: layout, index, counts, media, readability, decoded cache."""
+        """``mmbench data check``: layout, index, counts, media, readability, decoded cache."""
         if root is None or not Path(root).exists():
             return [Problem("error", f"data root {root} does not exist: pass --root DIR or set MMBENCH_DATA")]
         root = Path(root)

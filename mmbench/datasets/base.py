@@ -1,4 +1,4 @@
-"""The ``DatasetSpec`` interface (ARCHITECTURE.md, "Datasets") and shared dataset helpers.
+"""The ``DatasetSpec`` interface (docs/adding-a-dataset.md) and shared dataset helpers.
 
 A dataset module registers one ``DatasetSpec``. Items of ``build()`` are dicts
 ``{"<modality>": Tensor, ..., "label": int, "index": int}``; the built ``torch`` dataset also
@@ -91,12 +91,13 @@ class DatasetSpec:
         return ()
 
     def write_fixture(self, root: Path, layout: str | None = None, n_per_class: int = 2, seed: int = 0) -> Path:
-        """Write a tiny tree in the real on-disk format (specs/datasets.md §10); return its root."""
+        """Write a tiny tree in the real on-disk format; return its root."""
         raise NotImplementedError(f"{self.name} has no fixture writer")
 
 
 def stratified_carve(labels, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """The carve of specs/datasets.md §1.3 over positions ``0..len(labels)-1``.
+    """The validation carve of every dataset without a published val split, over positions
+    ``0..len(labels)-1``.
 
     One ``numpy.random.default_rng(seed)``; for each class in ascending order, a permutation of
     its positions (in order); the carved part takes the first ``floor(n_c * fraction + 0.5)``.

@@ -1,4 +1,4 @@
-"""``cremad``: CREMA-D, 7,442 acted clips of 91 actors, 6 emotions (specs/datasets.md §2).
+"""``cremad``: CREMA-D, 7,442 acted clips of 91 actors, 6 emotions.
 
 Layouts (both with ``AudioWAV/<id>.wav`` and ``Image-01-FPS/<id>/*.jpg``):
 ``ogm`` (GeWu-Lab/OGM-GE_CVPR2022: ``<root>/{train,test}.csv``) and ``njustkmg``

@@ -1,10 +1,10 @@
-"""Tiny dataset trees in the real on-disk formats (specs/datasets.md §10), so the real loaders
+"""Tiny dataset trees in the real on-disk formats, so the real loaders
 run end to end in tests: 16-bit mono wavs, small jpg frames, csv/txt/json index files.
 
 ``write_fixture(name, root, layout=None, n_per_class=2, seed=0)`` dispatches to the dataset's
 ``DatasetSpec.write_fixture`` hook; the writers of the audio-visual datasets live here. They
 write ``n_per_class`` test clips per class and ``n_per_class + TRAIN_EXTRA`` train clips, so the
-val carved from train (10 %, specs/datasets.md §1.3) holds at least one clip per class.
+val carved from train (10 %, ``stratified_carve``) holds at least one clip per class.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Frame folders of the audio-visual datasets (specs/datasets.md §1.4).
+"""Frame folders of the audio-visual datasets.
 
 - ``list_frames``: a folder's ``*.jpg`` / ``*.png`` files in natural sort order (digit runs
   compare as integers), so ``frame_2`` < ``frame_10`` and ``00030`` < ``00060``.

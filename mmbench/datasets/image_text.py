@@ -1,4 +1,4 @@
-"""Shared pieces of the image-text datasets Twitter-15 and Sarcasm (specs/datasets.md §6-7).
+"""Shared pieces of the image-text datasets Twitter-15 and Sarcasm.
 
 - Text: the lowercase ``bert-base-uncased`` WordPiece tokenizer (hub name or local folder), as
   TPAMI-AMSS ``AMSS_IT/MyDataset.py``: truncate to ``max_len`` ids and right-pad with 0; no

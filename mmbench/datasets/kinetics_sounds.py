@@ -1,5 +1,5 @@
 """``kinetics_sounds``: Kinetics-Sounds, 31 audible-and-visible Kinetics-400 classes, 10-s YouTube
-clips with frames at 1 fps (specs/datasets.md §3).
+clips with frames at 1 fps.
 
 Layouts: ``ogm`` (GeWu-Lab/OGM-GE_CVPR2022: ``my_{train,test}.txt`` [``my_val.txt``],
 ``visual/<id>/*.jpg``, ``audio/<id>.wav``) and ``njustkmg`` (AUG/BSS:

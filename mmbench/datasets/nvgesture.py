@@ -1,5 +1,5 @@
 """NVGesture (``nvgesture``): 25 hand gestures, streams rgb (``sk_color``), of (precomputed optical
-flow) and depth (``sk_depth``) (specs/datasets.md §5).
+flow) and depth (``sk_depth``).
 
 Layout (official ``.lst`` names, or njustkmg's renamed ``nvgesture_{train,test}_correct_v2.lst``)::
 

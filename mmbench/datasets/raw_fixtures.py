@@ -1,4 +1,4 @@
-"""Tiny trees in the formats people *download* (issue 16), the input of ``mmbench data prepare``:
+"""Tiny trees in the formats people *download*, the input of ``mmbench data prepare``:
 
 - ``cremad``: ``AudioWAV/<id>.wav`` (16 kHz mono) and ``VideoFlash/<id>.flv`` (FLV1 video, 30 fps),
   no split lists;

@@ -1,6 +1,4 @@
-"""Sarcasm (``sarcasm``): multimodal sarcasm detection on tweets, Cai et al. 2019 (HFM release)
-(specs/datasets.md §7; headacheboy/data-of-multimodal-sarcasm-detection, TPAMI-AMSS ``AMSS_IT``,
-IJCAI25-BSS ``Sarcasm/dataset/sarcasm.py``).
+"""Sarcasm (``sarcasm``): multimodal sarcasm detection on tweets, Cai et al. 2019 (HFM release).
 
 Layouts::
 

@@ -1,5 +1,4 @@
-"""Twitter-15 (``twitter15``): multimodal aspect-level sentiment, TomBERT release
-(specs/datasets.md §6; jefferyYu/TomBERT ``absa_data/twitter2015``, TPAMI-AMSS ``AMSS_IT``).
+"""Twitter-15 (``twitter15``): multimodal aspect-level sentiment, TomBERT release.
 
 Layouts::
 

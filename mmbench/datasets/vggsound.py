@@ -1,4 +1,4 @@
-"""``vggsound``: VGGSound, 309 classes of 10-s YouTube clips (specs/datasets.md §4).
+"""``vggsound``: VGGSound, 309 classes of 10-s YouTube clips.
 
 Layouts: ``ogm`` (GeWu-Lab/OGM-GE_CVPR2022: ``vggsound.csv`` rows
 ``youtube_id,start_seconds,label_name,split`` without header; frames in

@@ -1,4 +1,4 @@
-"""``agm``: Adaptive Gradient Modulation (specs/methods/agm.md).
+"""``agm``: Adaptive Gradient Modulation.
 
 Li, Li, Hu, Lei, Li, Zhou, "Boosting Multi-modal Model Performance with Adaptive Gradient
 Modulation", ICCV 2023; official code Lingy12/AGM_ICCV2023 (``model/CREMAD_net.py`` ``GradMod``,

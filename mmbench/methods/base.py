@@ -194,7 +194,7 @@ class Method:
     max_modalities: ClassVar[int | None] = None
     # hyper-parameters shown by value alone in run tags (``unimodal-fourier``)
     tag_keys: ClassVar[tuple[str, ...]] = ()
-    # what the per-modality logits of ``predict`` mean (table footnotes, evaluation.md §4)
+    # what the per-modality logits of ``predict`` mean (the table footnotes)
     modality_logits: ClassVar[str] = "split of the concat head, W_m phi^m + b/M"
     # what the "fusion" logits of ``predict`` mean
     fusion_logits: ClassVar[str] = "concat head, W [phi^1; ...; phi^M] + b"

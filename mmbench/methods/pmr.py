@@ -1,4 +1,4 @@
-"""``pmr``: Prototypical Modal Rebalance (specs/methods/pmr.md).
+"""``pmr``: Prototypical Modal Rebalance.
 
 Fan, Xu, Wang, Wang, Guo, "PMR: Prototypical Modal Rebalance for Multimodal Learning", CVPR
 2023; official code fanyunfeng-bit/Modal-Imbalance-PMR (``main_Prototype_grad.py``, ``bash.sh``).

@@ -1,4 +1,4 @@
-"""Probe finished runs: ``probe.json`` beside each run's record (issue 15, "Deliver" 1 and 2).
+"""Probe finished runs: ``probe.json`` beside each run's record.
 
 For one run directory: restore the weights the ``val`` rule selected (``restore.load_selected``),
 extract the frozen encoders' features of train, val and test once (``restore.extract_features``),

@@ -17,7 +17,7 @@ and Markdown (best in bold; Markdown has neither column groups nor shading, so `
 ``table2`` are one table per dataset there). ``csv`` exports the per-seed values instead.
 
 Every number is the metric of the test split (or ``split``) at the epoch the selection rule
-picked (specs/methods/evaluation.md §5), times 100; mean ± std (ddof = 1; 0 for one seed) over
+picked (``mmbench.benchmark.selection``), times 100; mean ± std (ddof = 1; 0 for one seed) over
 the finished seeds. In every column the best mean is bold and the top three are shaded (ties
 share a rank); each other method is compared with the best by Welch's t-test
 (``significance.py``) and marked where p < alpha. ``unimodal-*`` rows have no fusion: their

@@ -1,4 +1,4 @@
-"""``mmbench table --layout cost``: the cost of each method next to ``joint`` (issue 15, 4).
+"""``mmbench table --layout cost``: the cost of each method next to the ``joint`` baseline.
 
 Reads the ``"cost"`` block of run records only (``benchmark/cost.py`` writes it): per dataset and
 run, the mean over finished seeds of trainable parameters, GFLOPs of one training step, MFLOPs per

@@ -1,5 +1,5 @@
 """``mmbench table --layout probe``: probe metrics per modality beside the method-native ones
-(issue 15, 4), and the imbalance scores.
+and the imbalance scores.
 
 Reads run records and their ``probe.json`` only (``mmbench probe`` writes it). The first table is
 the ranked one of ``aggregate.build_tables`` (mean ± std over seeds, best bold, top three shaded,

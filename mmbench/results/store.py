@@ -1,6 +1,6 @@
 """The one results store: run directories, atomic writes, loading run records.
 
-Layout (ARCHITECTURE.md, "Runs and results")::
+Layout (docs/records.md)::
 
     <results>/<dataset>/<method>[-<tag>]/seed-<n>/
         config.json     resolved config + identity + versions + device (written once)

@@ -1,5 +1,5 @@
 """``mmbench data prepare DATASET --from RAW --out ROOT``: from the files people download to the
-tree the dataset's loader reads (issue 16). One module per dataset family:
+tree the dataset's loader reads. One module per dataset family:
 ``audiovisual`` (cremad, kinetics_sounds, vggsound), ``nvgesture``, ``image_text`` (twitter15,
 sarcasm); ``common`` holds decoding (PyAV), parallel resumable jobs and the record
 ``<out>/mmbench-prepare.json``.
