@@ -41,7 +41,7 @@ from mmbench.benchmark.provenance import environment, reproducibility, runlog_en
 from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state, torch_threads
 from mmbench.benchmark.selection import select_all, select_epoch
-from mmbench.datasets.base import stratified_carve
+from mmbench.datasets.base import as_built, stratified_carve
 from mmbench.results import store
 from mmbench.results.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
 
@@ -433,9 +433,9 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
     ``ckpt`` when resuming, in the hook order of ``Method``), loaders and the ``Context``."""
     seed_everything(cfg.seed)
     # ---- data
-    train_set = spec.build("train", data_root, True, cfg.data)
-    val_set = spec.build("val", data_root, False, cfg.data) if has_val_split(spec, data_root, cfg) else None
-    test_set = spec.build("test", data_root, False, cfg.data)
+    train_set = as_built(spec.build("train", data_root, True, cfg.data))
+    val_set = as_built(spec.build("val", data_root, False, cfg.data)) if has_val_split(spec, data_root, cfg) else None
+    test_set = as_built(spec.build("test", data_root, False, cfg.data))
     hyper = method_cls.make_hyper(cfg.method_params)
 
     # ---- model: encoders first (same initialisation for every method under one seed)
@@ -531,20 +531,17 @@ def loader_workers(requested: int, dataset, device: torch.device) -> int:
     min(8, cores) on CUDA, min(2, cores) on CPU."""
     if requested >= 0:
         return requested
-    if hasattr(dataset, "batch") and hasattr(dataset, "tensors"):
+    dataset = as_built(dataset)
+    if dataset.in_memory:
         return 0
-    if device.type == "cpu" and getattr(dataset, "main_process_on_cpu", False):
+    if device.type == "cpu" and dataset.main_process_on_cpu:
         return 0
     cores = os.cpu_count() or 1
     return min(8 if device.type == "cuda" else 2, cores)
 
 
 def _subset(dataset, positions):
-    if hasattr(dataset, "subset"):
-        return dataset.subset(positions)
-    sub = torch.utils.data.Subset(dataset, positions)
-    sub.labels = [dataset.labels[i] for i in positions]
-    return sub
+    return as_built(dataset).subset(positions)
 
 
 def _split_sizes(train, val, test, heldout) -> dict:
@@ -554,7 +551,7 @@ def _split_sizes(train, val, test, heldout) -> dict:
         if ds is None:
             continue
         out[name] = len(ds)
-        if getattr(ds, "dropped", None):
+        if ds.dropped:
             out[f"{name}_dropped"] = ds.dropped
         idx = _item_indices(ds)
         if idx is not None:
@@ -563,7 +560,7 @@ def _split_sizes(train, val, test, heldout) -> dict:
 
 
 def _item_indices(ds) -> list[int] | None:
-    indices = getattr(ds, "indices", None)
+    indices = ds.indices
     if isinstance(indices, torch.Tensor):
         return indices.tolist()
     if isinstance(indices, (list, tuple)) and all(isinstance(i, int) for i in indices):

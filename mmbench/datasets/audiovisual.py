@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from mmbench.backbones.resnet18 import AudioResNet18, FrameResNet18
 from mmbench.datasets import audio as audio_ops
 from mmbench.datasets import frames as frame_ops
-from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
+from mmbench.datasets.base import BuiltDataset, DatasetSpec, Problem, stratified_carve
 from mmbench.datasets.batch_memory import batch_tensor, label_tensors
 from mmbench.results.errors import DataError
 
@@ -464,10 +463,12 @@ class AVSpec(DatasetSpec):
                 for p, why in sorted(failed.items(), key=lambda kv: str(kv[0]))]
 
 
-class AVDataset(Dataset):
+class AVDataset(BuiltDataset):
     """Items decoded from the files every time: ``{"audio": (1,F,T), "video": (3,T_v,S,S), "label",
     "index"}``. Random choices (frame draws, crops, the ``ogm`` VGGSound audio start) come from
     torch's RNG, which the harness seeds (per worker)."""
+
+    builds_batches = True  # get_batch: the harness asks for whole batches
 
     def __init__(self, rows: list[Row], opts: dict, train: bool):
         self.rows = rows

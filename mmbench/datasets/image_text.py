@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from mmbench.backbones import resnet50 as rn50
 from mmbench.backbones import text as textbb
-from mmbench.datasets.base import Problem
+from mmbench.datasets.base import BuiltDataset, Problem
 from mmbench.results.errors import ConfigError, DataError
 
 TINY = textbb.TINY
@@ -102,7 +101,7 @@ def load_image(path: Path, transform) -> torch.Tensor:
         raise MediaError.of(path, exc) from None
 
 
-class ImageTextDataset(Dataset):
+class ImageTextDataset(BuiltDataset):
     """Items ``{"text": (L,) int64, "image": (3,S,S) float32, "label": int, "index": int}``; token
     ids are precomputed, images decoded per item."""
 

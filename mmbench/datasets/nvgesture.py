@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from mmbench.backbones.i3d import FEATURE_DIM, build_i3d
 from mmbench.datasets import _checks as chk
 from mmbench.datasets import media_check
-from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
+from mmbench.datasets.base import BuiltDataset, DatasetSpec, Problem, stratified_carve
 from mmbench.datasets.frames import IMAGENET_MEAN, IMAGENET_STD, open_rgb
 from mmbench.datasets.registry import register_dataset
 from mmbench.results.errors import ConfigError, DataError, MediaError
@@ -169,7 +168,7 @@ def resize_linear(frames: np.ndarray, size: int) -> np.ndarray:
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-class NVGestureDataset(Dataset):
+class NVGestureDataset(BuiltDataset):
     """Items ``{"rgb": (3,T,C,C), "of": (2,T_of,C,C), "depth": (1,T,C,C), "label", "index"}``."""
 
     def __init__(self, rows: list[dict], root: Path, split: str, train: bool, opts: dict):
@@ -220,6 +219,7 @@ class NVGestureDataset(Dataset):
 # --------------------------------------------------------------------------- the spec
 class NVGestureSpec(DatasetSpec):
     name = "nvgesture"
+    split_index = "per_split"  # each split file numbers its own lines
     modalities = ("rgb", "of", "depth")
     num_classes = 25
     class_names = CLASSES

@@ -59,6 +59,7 @@ def _with_jpg(name: str) -> str:
 
 class SarcasmSpec(DatasetSpec):
     name = "sarcasm"
+    split_index = "per_split"  # each split file numbers its own lines
     modalities = ("text", "image")
     num_classes = 2
     class_names = CLASSES

@@ -91,6 +91,7 @@ def read_index(path: Path, layout: str, root: Path) -> tuple[list[dict], list[st
 
 class Twitter15Spec(DatasetSpec):
     name = "twitter15"
+    split_index = "per_split"  # each split file numbers its own lines
     modalities = ("text", "image")
     num_classes = 3
     class_names = CLASSES
