@@ -68,12 +68,15 @@ class _Plain(MfeatSpec):
         return torch.utils.data.Subset(super().build(split, root, train, cfg), [0, 1])
 
 
-@pytest.mark.parametrize("spec, check, says", [
-    (_Overlapping, "splits", "2 items in both test and train"),
-    (_WrongSize, "backbones", "declared"),
-    (_BadBatch, "batches", "differs from default_collate"),
-    (_Plain, "items", "not a BuiltDataset"),
-])
+@pytest.mark.parametrize(
+    "spec, check, says",
+    [
+        (_Overlapping, "splits", "2 items in both test and train"),
+        (_WrongSize, "backbones", "declared"),
+        (_BadBatch, "batches", "differs from default_collate"),
+        (_Plain, "items", "not a BuiltDataset"),
+    ],
+)
 def test_a_broken_spec_is_refused_by_the_check_it_breaks(spec, check, says):
     name = f"broken_{check}"
     broken = spec(name, {"image": "pix", "fourier": "fou"})
@@ -93,3 +96,20 @@ def _mfeat_cfg():
     from mmbench.benchmark.config import resolve_config
 
     return resolve_config("mfeat", "joint", {}).data
+
+
+def test_the_worked_example_of_adding_a_dataset_is_conformant(tmp_path):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "adding-a-dataset.md").read_text()
+    spec_code, test_code = re.findall(r"```python\n(.*?)```", doc, re.S)[:2]
+    with registry.DATASETS.scoped():
+        namespace = {"__name__": "pairs_example"}
+        exec(compile(spec_code, "adding-a-dataset.md", "exec"), namespace)
+        assert registry.get_dataset("pairs") is namespace["SPEC"]
+        exec(compile(test_code, "adding-a-dataset.md", "exec"), namespace)
+        namespace["test_pairs_is_conformant"](tmp_path)
+        report = check_dataset("pairs", tmp_path / "again")
+        assert report.passed == ["fixture", "check", "splits", "items", "batches", "backbones"]
+    assert "pairs" not in registry.dataset_names()

@@ -469,5 +469,38 @@ class NVGestureSpec(DatasetSpec):
                     (root / files[0 if split == "train" else 1]).write_text(text)
         return root
 
+    def write_raw_fixture(self, root, n_per_class=2, seed=0):
+        raw_nvgesture(Path(root), n_per_class, seed)
+
+    def prepare(self, raw, out, jobs, progress, **options):
+        from mmbench.datasets.prepare.nvgesture import prepare_nvgesture
+
+        return prepare_nvgesture(raw, out, jobs, progress, **options)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+def raw_nvgesture(root: Path, n_per_class: int, seed: int, n_classes: int = 3) -> None:
+    """NVGesture as released: MJPEG ``sk_color.avi`` / ``sk_depth.avi`` of 100 frames per sample,
+    80-frame spans in both official ``.lst`` files; train has 5 samples per class (carved val)."""
+    from mmbench.datasets.raw_fixtures import clip_frames, write_video
+
+    rng = np.random.default_rng(seed)
+    subject = 1
+    for split, n in (("train", max(n_per_class, 5)), ("test", n_per_class)):
+        lines = []
+        for c in range(1, n_classes + 1):
+            for _ in range(n):
+                rel = f"Video_data/class_{c:02d}/subject{subject}_r{subject % 3}"
+                subject += 1
+                start = int(rng.integers(0, 15))
+                frames = clip_frames(start + SPAN + 5, c, rng)
+                write_video(root / rel / "sk_color.avi", frames, 30, "mjpeg")
+                gray = np.repeat(frames.mean(axis=3, keepdims=True).astype(np.uint8), 3, axis=3)
+                write_video(root / rel / "sk_depth.avi", gray, 30, "mjpeg")
+                lines.append(f"path:./{rel} depth:sk_depth:{start}:{start + SPAN} color:sk_color:{start}:"
+                             f"{start + SPAN} duo_left:duo_left:{start}:{start + SPAN} label:{c}")
+        (root / LST["official"][0 if split == "train" else 1]).write_text("\n".join(lines) + "\n")
+
 
 register_dataset(NVGestureSpec())

@@ -25,8 +25,8 @@ BUILTIN_DATASETS = {
 
 
 def _instance(spec):
-    """A spec, or a zero-argument factory returning one, as the spec."""
-    return spec() if callable(spec) and not hasattr(spec, "name") else spec
+    """A spec, or a spec class or zero-argument factory returning one, as the spec."""
+    return spec() if isinstance(spec, type) or (callable(spec) and not hasattr(spec, "name")) else spec
 
 
 DATASETS: Registry = Registry(
