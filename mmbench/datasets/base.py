@@ -100,7 +100,7 @@ class _Adapted(BuiltDataset):
 
     def __init__(self, dataset):
         self.dataset = dataset
-        self.labels = dataset.labels
+        self.labels = getattr(dataset, "labels", None)  # a loader needs none; a carve does
         self.indices = getattr(dataset, "indices", None)
         self.dropped = getattr(dataset, "dropped", None) or {}
         self.in_memory = hasattr(dataset, "batch") and hasattr(dataset, "tensors")
