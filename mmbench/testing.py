@@ -39,11 +39,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mmbench.benchmark import registry, store
+from mmbench.benchmark import registry
 from mmbench.benchmark.config import method_preset, resolve_config
 from mmbench.benchmark.seeding import seed_everything
-from mmbench.benchmark.trainer import Interrupted, RunState, build_run, evaluate, resolve_device, train_run
-from mmbench.errors import ConfigError, MMBenchError, NonFiniteLossError
+from mmbench.benchmark.trainer import BuiltRun, Interrupted, build_run, evaluate, resolve_device, train_run
+from mmbench.results import store
+from mmbench.results.errors import ConfigError, MMBenchError, NonFiniteLossError
+from mmbench.results.registry import BASELINE_METHOD
 
 DATASETS = ("mfeat", "mfeat3")
 DEFAULT_OVERRIDES = {"epochs": 2, "batch_size": 32, "data.limit_train_per_class": 10}
@@ -103,7 +105,7 @@ def check_method(
             if refusal is not None:
                 report.refused[dataset] = refusal
                 continue
-            report.passed[dataset] = _check_dataset(method_cls, dataset, kit, seed, device, Path(root) / dataset)
+            report.passed[dataset] = _check_on_dataset(method_cls, dataset, kit, seed, device, Path(root) / dataset)
     if not report.passed:
         raise ConformanceError(f"{method_cls.name} refused every dataset of the kit: {report.refused}")
     return report
@@ -157,7 +159,7 @@ def _refusal(method_cls, dataset: str, kit: dict, seed: int, device: str) -> str
         return str(exc)
     except Exception as exc:
         raise _fail(
-            dataset, "refusal", f"{type(exc).__name__}: {exc}; refuse with mmbench.errors.ConfigError"
+            dataset, "refusal", f"{type(exc).__name__}: {exc}; refuse with mmbench.results.errors.ConfigError"
         ) from exc
     raise _fail(
         dataset,
@@ -168,7 +170,7 @@ def _refusal(method_cls, dataset: str, kit: dict, seed: int, device: str) -> str
 
 
 # ---------------------------------------------------------------------------- one dataset
-def _check_dataset(method_cls, dataset: str, kit: dict, seed: int, device: str, root: Path) -> list[str]:
+def _check_on_dataset(method_cls, dataset: str, kit: dict, seed: int, device: str, root: Path) -> list[str]:
     def config():  # resolved afresh for every run, as each CLI call (a new process) does
         return resolve_config(dataset, method_cls.name, kit, seed=seed, device=device)
 
@@ -256,7 +258,7 @@ def _check_losses(history: list[dict], dataset: str) -> None:
             raise _fail(dataset, "losses", f"non-finite {bad} at epoch {rec['epoch']}")
 
 
-def _build(cfg, ckpt: dict | None = None) -> RunState:
+def _build(cfg, ckpt: dict | None = None) -> BuiltRun:
     """The run ``train_run`` trains (``build_run``: same seeding, data, encoders, hook order),
     restored from ``ckpt`` when given."""
     spec = registry.get_dataset(cfg.dataset)
@@ -393,3 +395,155 @@ def _diff(a, b, path: str):
 
 def _maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+
+
+# ============================================================================ datasets
+@dataclass
+class DatasetReport:
+    """What ``check_dataset`` checked: the dataset, its fixture root and the checks passed."""
+
+    dataset: str
+    root: Path | None
+    passed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.passed)
+
+    def __str__(self) -> str:
+        return f"{self.dataset}: conformant ({', '.join(self.passed)})"
+
+
+def check_dataset(
+    spec,
+    root=None,
+    *,
+    layout: str | None = None,
+    preset: str = "smoke",
+    overrides: dict | None = None,
+    n_per_class: int = 2,
+    seed: int = 0,
+    batch_size: int = 4,
+) -> DatasetReport:
+    """Check the ``DatasetSpec`` contract on a tiny tree (the idea of torchvision's
+    ``test/datasets_utils.py`` ``DatasetTestCase``); raise ``ConformanceError`` naming the
+    broken rule, return a ``DatasetReport`` otherwise. ``spec``: a spec or a registered name.
+
+    - **fixture**: the spec writes a tiny tree in its real on-disk format (``write_fixture``,
+      into ``root`` or a temporary folder; an embedded dataset needs none);
+    - **check**: ``check(root, cfg)`` finds no error in it;
+    - **splits**: ``splits(root, cfg)`` gives non-empty train and test lists, disjoint where
+      the spec numbers all splits in one index (``split_index = "shared"``);
+    - **items**: every built split is a ``BuiltDataset`` whose items carry every modality, an
+      int ``label`` in ``[0, num_classes)`` and an ``index``; ``labels`` agrees with the items;
+    - **batches**: ``get_batch`` (or the in-memory ``batch``) equals ``default_collate`` of the
+      items under the same torch seed, key by key, dtype and value;
+    - **backbones**: each modality's encoder maps a batch to ``(batch, declared size)``.
+    """
+    from mmbench.datasets.base import BuiltDataset
+
+    spec = registry.get_dataset(spec) if isinstance(spec, str) else spec
+    report = DatasetReport(spec.name, None)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(registry.DATASETS.registered(spec))
+        except MMBenchError as exc:
+            raise ConformanceError(f"registry: {exc}") from exc
+        data_root = _fixture_root(spec, root, layout, n_per_class, seed, stack, report)
+        cfg = resolve_config(spec.name, BASELINE_METHOD, {"data.preset": preset, **(overrides or {})},
+                             device="cpu").data
+        errors = [str(p) for p in spec.check(data_root, cfg) if p.level == "error"]
+        if errors:
+            raise _fail(spec.name, "check", f"the fixture is not clean: {'; '.join(errors)}")
+        report.passed.append("check")
+        _check_splits(spec, data_root, cfg)
+        report.passed.append("splits")
+        built = {split: spec.build(split, data_root, split == "train", cfg) for split in ("train", "test")}
+        for split, ds in built.items():
+            if not isinstance(ds, BuiltDataset):
+                raise _fail(spec.name, "items", f"build({split!r}) gave a {type(ds).__name__}, not a BuiltDataset")
+            _check_items(spec, split, ds)
+        report.passed.append("items")
+        batch = _check_batches(spec, built["train"], batch_size)
+        report.passed.append("batches")
+        _check_backbones(spec, cfg, batch)
+        report.passed.append("backbones")
+    return report
+
+
+def _fixture_root(spec, root, layout, n_per_class, seed, stack, report) -> Path | None:
+    if spec.embedded:
+        return None
+    if "fixture" not in spec.capabilities():
+        raise _fail(spec.name, "fixture", "the spec writes no fixture: implement write_fixture(root, layout, ...)")
+    if root is None:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"mmbench-{spec.name}-"))) / spec.name
+    report.root = Path(spec.write_fixture(Path(root), layout, n_per_class, seed))
+    report.passed.append("fixture")
+    return report.root
+
+
+def _check_splits(spec, root, cfg) -> None:
+    splits = {k: set(v) for k, v in spec.splits(root, cfg).items()}
+    for name in ("train", "test"):
+        if not splits.get(name):
+            raise _fail(spec.name, "splits", f"splits() has no {name!r} items")
+    names = sorted(splits) if spec.split_index == "shared" else []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = splits[a] & splits[b]
+            if both:
+                raise _fail(spec.name, "splits", f"{len(both)} items in both {a} and {b} (e.g. {sorted(both)[:3]})")
+
+
+def _check_items(spec, split: str, ds) -> None:
+    if len(ds) == 0 or len(ds.labels) != len(ds):
+        raise _fail(spec.name, "items", f"{split}: {len(ds)} items, {len(ds.labels)} labels")
+    for i in sorted({0, len(ds) - 1}):
+        item = ds[i]
+        missing = [m for m in (*spec.modalities, "label", "index") if m not in item]
+        if missing:
+            raise _fail(spec.name, "items", f"{split} item {i} lacks {missing}")
+        label = int(item["label"])
+        if not 0 <= label < spec.num_classes or label != int(ds.labels[i]):
+            raise _fail(spec.name, "items", f"{split} item {i}: label {label}, labels[{i}] = {ds.labels[i]}, "
+                                            f"{spec.num_classes} classes")
+
+
+def _check_batches(spec, ds, batch_size: int) -> dict:
+    from torch.utils.data import default_collate
+
+    idx = list(range(min(batch_size, len(ds))))[::-1]
+    torch.manual_seed(0)
+    if ds.in_memory:
+        batch = ds.batch(torch.as_tensor(idx))
+    elif ds.builds_batches:
+        batch = ds.get_batch(idx)
+    else:
+        batch = None
+    torch.manual_seed(0)
+    ref = default_collate([ds[i] for i in idx])
+    if batch is None:
+        return ref
+    if batch.keys() != ref.keys():
+        raise _fail(spec.name, "batches", f"batch keys {sorted(batch)} differ from the items' {sorted(ref)}")
+    for key in ref:
+        a, b = batch[key], ref[key]
+        if a.dtype != b.dtype or a.shape != b.shape or not torch.equal(a, b):
+            raise _fail(spec.name, "batches", f"{key!r}: the whole batch differs from default_collate of its items "
+                                              f"({tuple(a.shape)} {a.dtype} vs {tuple(b.shape)} {b.dtype})")
+    return batch
+
+
+def _check_backbones(spec, cfg, batch: dict) -> None:
+    factories = spec.backbones(cfg)
+    if set(factories) != set(spec.modalities):
+        raise _fail(spec.name, "backbones", f"backbones for {sorted(factories)}, modalities {list(spec.modalities)}")
+    n = len(batch["label"])
+    for m in spec.modalities:
+        factory, dim = factories[m]
+        torch.manual_seed(0)
+        encoder = factory().eval()
+        with torch.no_grad():
+            out = encoder(batch[m])
+        if tuple(out.shape) != (n, dim):
+            raise _fail(spec.name, "backbones", f"{m}: encoder output {tuple(out.shape)}, declared ({n}, {dim})")

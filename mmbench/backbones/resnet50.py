@@ -1,4 +1,4 @@
-"""ResNet50 image encoder for Twitter-15 and Sarcasm (specs/datasets.md §1.7).
+"""ResNet50 image encoder for Twitter-15 and Sarcasm.
 
 torchvision ``resnet50`` with ``fc`` replaced by ``Linear(2048, 256)``, as TPAMI-AMSS
 ``AMSS_IT/ITModel.py`` projects both image and text features to 256. Weights: ``"IMAGENET1K_V2"``

@@ -1,4 +1,4 @@
-"""Small encoders for the embedded ``mfeat`` data (specs/datasets.md §8).
+"""Small encoders for the embedded ``mfeat`` data.
 
 Both end in 128 features, so shared-head methods (MLA, ReconBoost) work unchanged.
 """

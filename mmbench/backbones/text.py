@@ -1,16 +1,19 @@
-"""BERT text encoder for Twitter-15 and Sarcasm (specs/datasets.md §1.7, §6).
+"""BERT text encoder for Twitter-15 and Sarcasm.
 
 ``bert-base-uncased`` (a Hugging Face hub name or a local folder holding ``config.json`` and the
 weights) through ``transformers``; ``pooler_output`` -> ``Linear(hidden, 256)``, as TPAMI-AMSS
 ``AMSS_IT/ITModel.py``. The official code passes only the token ids, so BERT attends to the
 zero padding; ``attention_mask=True`` derives the mask as ``ids != 0``.
 
-``model="tiny"`` is a random 2-layer BERT (hidden 32) over the built-in tiny vocabulary of
-``mmbench.datasets.image_text`` for CPU smoke runs and tests; nothing is downloaded.
+``model="tiny"`` is a random 2-layer BERT (hidden 32) over the built-in tiny vocabulary
+(``tiny_vocab``, also the tiny tokenizer of ``mmbench.datasets.image_text``) for CPU smoke runs
+and tests; nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import functools
+import string
 from pathlib import Path
 
 import torch
@@ -18,6 +21,16 @@ from torch import nn
 
 FEATURE_DIM = 256
 TINY = "tiny"
+_TINY_WORDS = ["the", "a", "an", "and", "or", "of", "to", "in", "on", "at", "for", "with", "is", "are", "was", "be", "it", "this", "that", "i", "you", "he", "she", "we", "they", "my", "your", "not", "no", "yes", "so", "but", "just", "like", "love", "good", "great", "bad", "sad", "happy", "day", "time", "people", "new", "today", "get", "got", "user", "num", "url", "emoji", "sarcasm", "t"]
+
+
+@functools.cache
+def tiny_vocab() -> tuple[str, ...]:
+    """A WordPiece vocabulary able to spell any lowercase ASCII text: specials (``[PAD]`` = 0),
+    characters, ``##`` continuations and a few common words."""
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    return tuple(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars] + _TINY_WORDS)
+
 
 
 def tiny_bert_config(vocab_size: int):
@@ -50,8 +63,6 @@ class BertTextEncoder(nn.Module):
         if isinstance(model, BertConfig):
             self.bert = BertModel(model)
         elif model == TINY:
-            from mmbench.datasets.image_text import tiny_vocab
-
             self.bert = BertModel(tiny_bert_config(len(tiny_vocab())))
         else:
             path = Path(model).expanduser()

@@ -5,7 +5,8 @@ Resolution order (later wins):
 1. dataclass defaults below and the method's ``Hyper`` defaults;
 2. ``configs/<dataset>.toml`` — the *shared* per-dataset training setup used by every method
    (``[train]``, ``[data]``), each value's provenance in ``[sources]``;
-3. ``configs/methods/<method>.toml`` — per-dataset method settings (``[datasets.<dataset>]``)
+3. the method's settings TOML (``mmbench/methods/<method>.toml``, or the file a plugin's class
+   names in ``settings_toml``) — per-dataset method settings (``[datasets.<dataset>]``)
    and, under ``protocol = "official"``, the method's own published training setup
    (``[official.<dataset>.train]``), provenance in ``[sources.<dataset>]``;
 4. ``--set`` overrides. Keys: ``epochs``, ``batch_size``, ``lr`` ... (shorthand for
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbench.benchmark.config_checks import check_settings
-from mmbench.errors import ConfigError
+from mmbench.results.errors import ConfigError
 
 
 @dataclass
@@ -234,21 +235,41 @@ def dataset_preset(dataset: str) -> dict:
     return load_toml(f"{dataset}.toml")
 
 
-def method_preset(method: str) -> dict:
-    """``configs/methods/<method>.toml``; for a plugin without one, the TOML file its class
-    names in ``settings_toml`` (a path relative to the file that defines the class)."""
-    preset = load_toml(f"methods/{method}.toml")
-    if preset:
-        return preset
+def method_settings_file(method: str):
+    """The settings TOML of ``method``: the file its class (or the class it inherits it from)
+    names in ``settings_toml``, a path relative to the module that declares it (the built-in
+    methods' sit beside their modules, ``mmbench/methods/<name>.toml``), else ``configs/methods/<method>.toml`` when it
+    exists (the folder of earlier releases), else None."""
     from mmbench.benchmark.registry import get_method
 
     cls = get_method(method)
-    name = getattr(cls, "settings_toml", None)
-    if not name:
+    owner = next((k for k in cls.__mro__ if k.__dict__.get("settings_toml")), None)
+    if owner is not None and owner is not cls and owner.__module__.startswith("mmbench.") \
+            and not cls.__module__.startswith("mmbench."):
+        owner = None  # a plugin subclassing a built-in method does not inherit its settings
+    if owner is not None:
+        path = Path(inspect.getfile(owner)).parent / owner.settings_toml
+        if not path.is_file():
+            raise ConfigError(f"{owner.__module__}.{owner.__qualname__}.settings_toml: {path} does not exist")
+        return path
+    ref = resources.files("mmbench.configs").joinpath(f"methods/{method}.toml")
+    return ref if ref.is_file() else None
+
+
+def method_settings_label(method: str) -> str:
+    """How messages name ``method``'s settings TOML (``mmbench/methods/pmr.toml``)."""
+    path = method_settings_file(method)
+    if path is None:
+        return f"the settings of {method}"
+    parts = Path(str(path)).parts
+    return "/".join(parts[len(parts) - 1 - parts[::-1].index("mmbench"):]) if "mmbench" in parts else str(path)
+
+
+def method_preset(method: str) -> dict:
+    """The parsed settings TOML of ``method`` (``method_settings_file``; {} when it has none)."""
+    path = method_settings_file(method)
+    if path is None:
         return {}
-    path = Path(inspect.getfile(cls)).parent / name
-    if not path.is_file():
-        raise ConfigError(f"{cls.__module__}.{cls.__qualname__}.settings_toml: {path} does not exist")
     with path.open("rb") as fh:
         return tomllib.load(fh)
 
@@ -345,7 +366,7 @@ def resolve_config(
     mpre = method_preset(method)
     for k, v in mpre.get("datasets", {}).get(dataset, {}).items():
         if k not in params:
-            raise ConfigError(f"configs/methods/{method}.toml: unknown {method} hyper-parameter {k!r}")
+            raise ConfigError(f"{method_settings_label(method)}: unknown {method} hyper-parameter {k!r}")
         params[k] = v
     for k, v in mpre.get("sources", {}).get(dataset, {}).items():
         sources[f"method.{k}"] = v
@@ -389,12 +410,12 @@ def _apply_official(cfg: RunConfig, params: dict, sources: dict, mpre: dict, met
         section, name = dotted.split(".")
         setattr(getattr(cfg, section), name, value)
         sources[dotted] = source
-    where = f"configs/methods/{method}.toml [official.{dataset}"
+    where = f"{method_settings_label(method)} [official.{dataset}"
     _apply_preset(cfg.train, "train", official.get("train", {}), f"{where}.train]")
     _apply_preset(cfg.data, "data", official.get("data", {}), f"{where}.data]")
     for k, v in official.get("method", {}).items():
         if k not in params:
-            raise ConfigError(f"configs/methods/{method}.toml [official.{dataset}.method]: unknown key {k!r}")
+            raise ConfigError(f"{method_settings_label(method)} [official.{dataset}.method]: unknown key {k!r}")
         params[k] = _coerce(v, params[k], f"method.{k}")
     for k, v in official.get("sources", {}).items():
         sources[k if "." in k else f"train.{k}"] = v
@@ -495,11 +516,12 @@ def value_sources(cfg: RunConfig) -> dict[str, str]:
     ``method.alpha``, ``data.options.audio.seconds``, ``protocol``): the recorded source
     (``cfg.sources``: ``[code] repo path``, ``[paper] ...``, ``[guess] ...``, ``[set] --set``),
     else the file or default it was read from."""
-    from mmbench.benchmark.registry import get_method
+    from mmbench.benchmark.registry import get_dataset, get_method
 
     method_cls = get_method(cfg.method)
     dpre = dataset_preset(cfg.dataset)
     mpre = method_preset(cfg.method)
+    label = method_settings_label(cfg.method)
     official = mpre.get("official", {}).get(cfg.dataset, {}) if cfg.protocol == "official" else {}
     comments = hyper_comments(method_cls)
     out: dict[str, str] = {}
@@ -508,7 +530,7 @@ def value_sources(cfg: RunConfig) -> dict[str, str]:
     for section, keys in (("train", _TRAIN_KEYS), ("data", _DATA_KEYS)):
         for k in keys:
             if k in official.get(section, {}):
-                where = f"[guess] configs/methods/{cfg.method}.toml [official.{cfg.dataset}.{section}], no source given"
+                where = f"[guess] {label} [official.{cfg.dataset}.{section}], no source given"
             elif k in dpre.get(section, {}):
                 where = f"[shared] configs/{cfg.dataset}.toml [{section}]"
             else:
@@ -516,13 +538,14 @@ def value_sources(cfg: RunConfig) -> dict[str, str]:
             if f"{section}.{k}" in SPEED_KEYS:
                 where += "; speed only, not in the identity"
             out[f"{section}.{k}"] = where
+    presets_of = f"{type(get_dataset(cfg.dataset)).__module__}.presets"
     for k in _flatten(cfg.data.options):
-        out[f"data.options.{k}"] = f"[shared] data preset {cfg.data.preset!r} of {cfg.dataset} (specs/datasets.md)"
+        out[f"data.options.{k}"] = f"[shared] data preset {cfg.data.preset!r} of {cfg.dataset} ({presets_of})"
     for k in cfg.method_params:
         if k in official.get("method", {}):
-            where = f"[guess] configs/methods/{cfg.method}.toml [official.{cfg.dataset}.method], no source given"
+            where = f"[guess] {label} [official.{cfg.dataset}.method], no source given"
         elif k in mpre.get("datasets", {}).get(cfg.dataset, {}):
-            where = f"[guess] configs/methods/{cfg.method}.toml [datasets.{cfg.dataset}], no source given"
+            where = f"[guess] {label} [datasets.{cfg.dataset}], no source given"
         else:
             note = comments.get(k, "")
             tag = _TAG.search(note)

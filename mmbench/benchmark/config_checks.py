@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from mmbench.errors import ConfigError
+from mmbench.results.errors import ConfigError
 
 CHOICES = {
     "train.optimizer": ("sgd", "adam", "adamw", "adagrad"),
@@ -64,7 +64,7 @@ def check_train(tr) -> None:
             _refuse(key, value, "one of " + ", ".join(valid))
 
 
-def check_data(data) -> None:
+def check_data_settings(data) -> None:
     """Harness data settings (``data.*``)."""
     _fraction("data.val_fraction", data.val_fraction)
     _at_least("data.split_seed", data.split_seed, 0)
@@ -90,5 +90,5 @@ def check_windows(params: dict, windows, epochs: int) -> None:
 def check_settings(cfg, method_cls) -> None:
     """Every range check of a resolved config (raises one ``ConfigError``)."""
     check_train(cfg.train)
-    check_data(cfg.data)
+    check_data_settings(cfg.data)
     check_windows(cfg.method_params, getattr(method_cls, "epoch_windows", ()), cfg.train.epochs)

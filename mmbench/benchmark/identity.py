@@ -1,6 +1,6 @@
 """Run identity: which resolved settings make two seeds the *same* experiment.
 
-A run is ``(dataset, method, config, seed)`` (ARCHITECTURE.md, "Runs and results"). Its identity
+A run is ``(dataset, method, config, seed)`` (docs/records.md). Its identity
 is everything that can change its numbers except the seed: the resolved ``train``, ``data`` and
 method settings, the protocol and selection tie policy, and the version and origin of the method
 and the dataset code. Speed-only settings (``config.speed_keys``: workers, pinning, compile, ...)

@@ -32,11 +32,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmbench.benchmark import store
 from mmbench.benchmark.config import RunConfig, resolve_config
 from mmbench.benchmark.registry import get_dataset
 from mmbench.benchmark.runstate import SeedBusy, SeedDone, seed_status
-from mmbench.errors import ConfigError, MediaError, MMBenchError, NonFiniteLossError
+from mmbench.results import store
+from mmbench.results.errors import ConfigError, MediaError, MMBenchError, NonFiniteLossError
 
 # busy: another process holds the seed's lock (it is being trained right now)
 OUTCOMES = ("finished", "skipped", "busy", "failed", "interrupted")
@@ -133,7 +133,7 @@ def plan(jobs, results_root, rerun: bool = False, refuse: bool = True) -> tuple[
 
 
 # --------------------------------------------------------------------------- step 2: execute
-def default_jobs(n_runs: int, device: str = "auto") -> int:
+def seed_workers(n_runs: int, device: str = "auto") -> int:
     """One worker per GPU on a CUDA machine, else one per CPU core; never more than the runs."""
     n_gpus = _gpu_count(device)
     return max(1, min(n_runs, n_gpus or _cpu_count()))
@@ -253,14 +253,14 @@ def seed_jobs(dataset: str, method: str, seeds, overrides: dict, tag: str | None
 def run_local(dataset: str, method: str, seeds, overrides: dict, results_root, root=None, device: str = "auto",
               tag: str | None = None, rerun: bool = False, progress: bool = True, echo=print,
               n_jobs: int | None = None) -> list[JobOutcome]:
-    """``mmbench run``: train ``seeds`` (``n_jobs`` at a time; default ``default_jobs``). A
+    """``mmbench run``: train ``seeds`` (``n_jobs`` at a time; default ``seed_workers``). A
     finished (or failed) seed of the same config is skipped unless ``rerun``; a NaN in one seed
     marks that seed failed and the others still run."""
     jobs = seed_jobs(dataset, method, seeds, overrides, tag, root)
     todo, done = plan(jobs, results_root, rerun)
     for o in done:
         echo(f"seed {o.job.seed}: skipped, {o.reason} (use --rerun to train it again)")
-    n_jobs = min(n_jobs or default_jobs(len(todo), device), max(1, len(todo)))
+    n_jobs = min(n_jobs or seed_workers(len(todo), device), max(1, len(todo)))
     if n_jobs > 1:
         _check_data_once(dataset, root, todo[0], echo)  # a data error is one line, not one per worker
         echo(f"training {len(todo)} seeds in {n_jobs} worker processes")

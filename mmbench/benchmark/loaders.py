@@ -26,6 +26,8 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from mmbench.benchmark.seeding import augment_generator, epoch_generator, worker_init_fn
+from mmbench.datasets.base import as_built
+from mmbench.methods.base import to_device  # noqa: F401 - the harness moves batches as methods do
 
 
 class EpochLoader:
@@ -41,19 +43,19 @@ class EpochLoader:
         persistent_workers: bool = False,
         device: torch.device | str | None = None,
     ):
-        self.dataset = dataset
+        self.dataset = dataset = as_built(dataset)
         self.device = torch.device(device) if device is not None else None
-        self.device_transform = getattr(dataset, "device_transform", None)
+        self.device_transform = dataset.device_transform
         self._augment_generator = augment_generator(seed, 0)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
         self.epoch = 0
-        self.in_memory = hasattr(dataset, "batch") and hasattr(dataset, "tensors")
+        self.in_memory = dataset.in_memory
         self._generator = torch.Generator()
         self._loader = None
-        if not self.in_memory and hasattr(dataset, "get_batch"):
+        if not self.in_memory and dataset.builds_batches:
             # what DataLoader(batch_size=..., shuffle=..., generator=...) builds, fetched a batch at a time
             sampler = RandomSampler(dataset, generator=self._generator) if shuffle else SequentialSampler(dataset)
             self._loader = DataLoader(
@@ -119,7 +121,3 @@ class _Batches(Dataset):
         return self.dataset.get_batch(indices)
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    if device.type == "cpu":
-        return batch
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

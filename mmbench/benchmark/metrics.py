@@ -1,4 +1,4 @@
-"""The one metrics module: Acc, MAP and MacroF1 (specs/methods/evaluation.md §3), computed by
+"""The one metrics module: Acc, MAP and MacroF1 (the three metrics of the AUG paper's tables), computed by
 scikit-learn.
 
 * **Acc** — micro accuracy of the argmax of the logits (first index on ties):
@@ -89,5 +89,5 @@ def classification_metrics(logits, y) -> dict[str, float]:
 
 
 def head_metrics(logits_per_head: dict, y) -> dict[str, dict[str, float]]:
-    """METRICS of ARCHITECTURE.md: ``{"fusion": {...}, "<modality>": {...}}``."""
+    """Every metric of every head: ``{"fusion": {...}, "<modality>": {...}}`` (the record's ``metrics``)."""
     return {head: classification_metrics(z, y) for head, z in logits_per_head.items()}

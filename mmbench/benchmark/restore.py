@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from mmbench.benchmark import store
 from mmbench.benchmark.config import RunConfig
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.registry import get_dataset, get_method
-from mmbench.errors import MMBenchError
+from mmbench.results import store
+from mmbench.results.errors import MMBenchError
 
 
 @dataclass

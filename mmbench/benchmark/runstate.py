@@ -21,9 +21,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmbench.benchmark import store
 from mmbench.benchmark.identity import differing_keys, identity_config, identity_hash
-from mmbench.errors import MMBenchError
+from mmbench.results import store
+from mmbench.results.errors import MMBenchError
 
 LOCK = ".lock"
 # status values: new | partial | finished | failed (trainable or skippable) and

@@ -1,4 +1,4 @@
-"""Selection rules (specs/methods/evaluation.md §5): pure functions of the epoch history.
+"""Selection rules: pure functions of the epoch history.
 
 ``val`` (default) picks the epoch with the highest fusion val Acc (ties: earliest, or latest with
 ``tie="last"``, which is AUG's ``>=``); ``last`` the final epoch; ``test-best`` the highest fusion

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmbench.errors import MMBenchError
+from mmbench.results.errors import MMBenchError
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from mmbench.errors import ConfigError
+from mmbench.results.errors import ConfigError
 
 
 @dataclass(frozen=True)

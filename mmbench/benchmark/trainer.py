@@ -4,7 +4,7 @@ One call of ``train_run`` trains one run ``(dataset, method, config, seed)``: da
 identical backbones, the method's heads and optimisers, the epoch loop (scheduler stepped at the
 start or end of each epoch, ``train.step_at``), evaluation of val and test with the method's
 ``predict`` after every epoch, history, an atomic checkpoint after every epoch, resume from it,
-and ``result.json`` with every selection rule (specs/methods/evaluation.md).
+and ``result.json`` with every selection rule (``selection.py``).
 
 ``train_run`` is a sequence of named steps: take the seed's lock (``runstate.seed_lock``), refuse
 a seed recorded meanwhile (``refuse_recorded``), compute with ``train.threads`` threads
@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from mmbench.benchmark import runstate, store, unimodal_init
+from mmbench.benchmark import runstate, unimodal_init
 from mmbench.benchmark.config import SPEED_KEYS, RunConfig, speed_keys
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.cost import measure_cost, reset_peak_memory
@@ -41,8 +41,9 @@ from mmbench.benchmark.provenance import environment, reproducibility, runlog_en
 from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state, torch_threads
 from mmbench.benchmark.selection import select_all, select_epoch
-from mmbench.datasets.base import stratified_carve
-from mmbench.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
+from mmbench.datasets.base import as_built, stratified_carve
+from mmbench.results import store
+from mmbench.results.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
 
 BEST_RULES = ("val", "test-best")  # the rules whose weights best.ckpt keeps
 
@@ -186,7 +187,7 @@ class Session:
     cfg: RunConfig
     spec: object
     out_dir: Path
-    run: RunState
+    run: BuiltRun
     history: list
     start_epoch: int
     best: dict | None
@@ -415,7 +416,7 @@ def finish_session(session: Session) -> dict:
 
 
 @dataclass
-class RunState:
+class BuiltRun:
     """Everything one run trains with: the method, the model, the loaders and the context."""
 
     method: object
@@ -427,14 +428,14 @@ class RunState:
     split_sizes: dict
 
 
-def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device, ckpt: dict | None = None) -> RunState:
+def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device, ckpt: dict | None = None) -> BuiltRun:
     """Seed, build data, identical backbones, the method's heads and optimisers (restored from
     ``ckpt`` when resuming, in the hook order of ``Method``), loaders and the ``Context``."""
     seed_everything(cfg.seed)
     # ---- data
-    train_set = spec.build("train", data_root, True, cfg.data)
-    val_set = spec.build("val", data_root, False, cfg.data) if has_val_split(spec, data_root, cfg) else None
-    test_set = spec.build("test", data_root, False, cfg.data)
+    train_set = as_built(spec.build("train", data_root, True, cfg.data))
+    val_set = as_built(spec.build("val", data_root, False, cfg.data)) if has_val_split(spec, data_root, cfg) else None
+    test_set = as_built(spec.build("test", data_root, False, cfg.data))
     hyper = method_cls.make_hyper(cfg.method_params)
 
     # ---- model: encoders first (same initialisation for every method under one seed)
@@ -501,7 +502,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         amp_dtype=amp_dtype(tr, device),
     )
 
-    return RunState(
+    return BuiltRun(
         method, model, ctx, train_loader, val_loader, test_loader,
         _split_sizes(train_set, val_set, test_set, heldout_set),
     )
@@ -530,30 +531,27 @@ def loader_workers(requested: int, dataset, device: torch.device) -> int:
     min(8, cores) on CUDA, min(2, cores) on CPU."""
     if requested >= 0:
         return requested
-    if hasattr(dataset, "batch") and hasattr(dataset, "tensors"):
+    dataset = as_built(dataset)
+    if dataset.in_memory:
         return 0
-    if device.type == "cpu" and getattr(dataset, "main_process_on_cpu", False):
+    if device.type == "cpu" and dataset.main_process_on_cpu:
         return 0
     cores = os.cpu_count() or 1
     return min(8 if device.type == "cuda" else 2, cores)
 
 
 def _subset(dataset, positions):
-    if hasattr(dataset, "subset"):
-        return dataset.subset(positions)
-    sub = torch.utils.data.Subset(dataset, positions)
-    sub.labels = [dataset.labels[i] for i in positions]
-    return sub
+    return as_built(dataset).subset(positions)
 
 
 def _split_sizes(train, val, test, heldout) -> dict:
-    """Sizes of each split and the sha256 of its sorted item indices (specs/datasets.md §1.3)."""
+    """Sizes of each split and the sha256 of its sorted item indices (``datasets.base.stratified_carve`` makes the carved ones)."""
     out = {}
     for name, ds in (("train", train), ("val", val), ("test", test), ("heldout", heldout)):
         if ds is None:
             continue
         out[name] = len(ds)
-        if getattr(ds, "dropped", None):
+        if ds.dropped:
             out[f"{name}_dropped"] = ds.dropped
         idx = _item_indices(ds)
         if idx is not None:
@@ -562,7 +560,7 @@ def _split_sizes(train, val, test, heldout) -> dict:
 
 
 def _item_indices(ds) -> list[int] | None:
-    indices = getattr(ds, "indices", None)
+    indices = ds.indices
     if isinstance(indices, torch.Tensor):
         return indices.tolist()
     if isinstance(indices, (list, tuple)) and all(isinstance(i, int) for i in indices):
@@ -593,7 +591,7 @@ def read_best(path: Path, echo=print) -> dict | None:
 
 def update_best(path: Path, best: dict | None, cfg: RunConfig, history, model, method) -> dict:
     """Keep ``best.ckpt`` = the weights at the epoch each rule (``val``, ``test-best``) selects
-    over ``history`` so far (ARCHITECTURE.md, "Runs and results"); written only when the latest
+    over ``history`` so far (docs/records.md); written only when the latest
     epoch becomes a selected one."""
     epoch = history[-1]["epoch"]
     best = best or {"schema": 1, "config": cfg.to_dict(), "rules": {}}

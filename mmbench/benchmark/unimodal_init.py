@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmbench.benchmark import store
 from mmbench.benchmark.config import RunConfig
-from mmbench.errors import ConfigError, MMBenchError
+from mmbench.results import store
+from mmbench.results.errors import ConfigError, MMBenchError
 
 
 def wants_unimodal_init(cfg: RunConfig) -> bool:

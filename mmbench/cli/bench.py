@@ -1,5 +1,5 @@
 """``mmbench bench``: steady-state training-step time per method, or the data path alone
-(``mmbench.benchmark.bench``, ``mmbench.benchmark.data_bench``)."""
+(``mmbench.speed.steps``, ``mmbench.speed.data``)."""
 
 from __future__ import annotations
 
@@ -28,12 +28,13 @@ from mmbench.cli.options import dataset_root, device_option, friendly_errors, ro
 @friendly_errors
 def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, note, data_only):
     """Steady-state training-step time: data wait vs compute, samples/s, ratio to joint."""
-    from mmbench.benchmark.bench import benchmark, machine_description, markdown_table
     from mmbench.benchmark.config import parse_overrides
+    from mmbench.speed.steps import machine_description, markdown_table
+    from mmbench.speed.steps import measure_steps as benchmark
 
     root = dataset_root(root, dataset)
     if data_only:
-        from mmbench.benchmark.data_bench import data_benchmark, data_markdown_table
+        from mmbench.speed.data import data_benchmark, data_markdown_table
 
         results = data_benchmark(dataset, parse_overrides(sets), root, device, rounds=rounds, max_batches=steps,
                                  warmup_batches=min(warmup, 1), echo=click.echo)

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from mmbench.cli.options import dataset_root, friendly_errors, jobs_option, root_option, sets_option
-from mmbench.errors import MMBenchError
+from mmbench.results.errors import MMBenchError
 
 EXIT_PROBLEMS = 1
 

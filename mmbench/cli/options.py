@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from mmbench.errors import MMBenchError
+from mmbench.results.errors import MMBenchError
 
 EXIT_ERROR = 2
 EXIT_FAILED_RUNS = 1
@@ -51,7 +51,7 @@ def results_option(fn):
 
 
 def results_root(results: Path | None) -> Path:
-    from mmbench.benchmark.store import default_results_root
+    from mmbench.results.store import default_results_root
 
     return results if results is not None else default_results_root()
 
@@ -170,7 +170,7 @@ def table_options(fn):
 def scan_records(results, datasets, methods):
     """``store.scan_results`` of the results root: the readable records and the problems
     (unreadable, partial); an error only when there is nothing at all to show."""
-    from mmbench.benchmark.store import scan_results
+    from mmbench.results.store import scan_results
 
     root = results_root(results)
     scan = scan_results(root, datasets or None, methods or None)

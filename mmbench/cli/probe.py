@@ -19,7 +19,7 @@ from mmbench.cli.options import (
     results_root,
     roots_option,
 )
-from mmbench.errors import MMBenchError
+from mmbench.results.errors import MMBenchError
 
 
 @click.command()
@@ -33,8 +33,8 @@ def probe(results, datasets, methods, roots, device, rerun):
     """Fit one linear probe per modality (and one on the concatenation) on the frozen encoders of
     every finished run, with one recipe for all methods; write probe.json beside each record with
     the probe-accuracy ratio and the Shapley contributions. Current probes are skipped."""
-    from mmbench.benchmark import store
     from mmbench.probe.run import probe_results
+    from mmbench.results import store
 
     root = results_root(results)
     records = store.load_results(root, datasets or None, methods or None)

@@ -55,8 +55,8 @@ def table(results, datasets, methods, select, split, expected, alpha, metrics, l
     """Mean ± std over seeds for fusion and every modality; best bold, top three shaded,
     Welch's t-test against each column's best."""
     if paper or paper_tables:
-        from mmbench.benchmark.store import load_results
         from mmbench.paper.artefacts import paper_table_text
+        from mmbench.results.store import load_results
 
         records = load_results(results_root(results), datasets or None, methods or None)
         text = paper_table_text(records, datasets, select, split, layout, fmt, standalone, paper_tables)
@@ -93,7 +93,8 @@ def table(results, datasets, methods, select, split, expected, alpha, metrics, l
 def report(results, datasets, methods, select, split, expected, alpha, metrics, title, jobs, out, figures_dir):
     """One standalone HTML file: the tables and, per dataset, accuracy curves per head, the
     imbalance ratio, classifier counts (sustained_boost) and unimodal-versus-fusion bars."""
-    from mmbench.reporting.report import build_report, default_jobs
+    from mmbench.reporting.report import build_report
+    from mmbench.reporting.report import figure_jobs as default_jobs
 
     t0 = time.time()
     scan = scan_records(results, datasets, methods)
@@ -122,7 +123,7 @@ def report(results, datasets, methods, select, split, expected, alpha, metrics, 
 def figure(name, results, out, datasets, methods, select, split, seed, roots, points):
     """The paper's figures from run records, as PDF and PNG: sensitivity (Fig. 3), classifiers
     (Fig. 4), tsne (Fig. 5)."""
-    from mmbench.paper.figures import write_figures
+    from mmbench.paper.figure_files import write_figures
 
     records = load_records(results, datasets, methods)
     roots = parse_roots(roots, sorted({r["dataset"] for r in records}))

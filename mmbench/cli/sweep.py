@@ -1,6 +1,6 @@
 """``mmbench sweep`` (any suite, here or on SLURM) and ``mmbench reproduce`` (a paper suite, then
 its tables and figures). The runs: ``mmbench.benchmark.launch`` and ``.slurm``; the paper's
-artefacts: ``mmbench.paper.artefacts``; the GPU-hours estimate: ``mmbench.benchmark.estimate``."""
+artefacts: ``mmbench.paper.artefacts``; the GPU-hours estimate: ``mmbench.speed.estimate``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from mmbench.cli.options import (
     select_option,
     sets_option,
 )
-from mmbench.errors import ConfigError, MMBenchError
+from mmbench.results.errors import ConfigError, MMBenchError
 
 _SLURM = {  # option -> (SlurmOptions field, click keywords)
     "--partition": ("partition", {"default": None, "help": "SLURM partition."}),
@@ -143,7 +143,7 @@ def reproduce(suite, roots, results, out, jobs, sets, seeds, device, select, dry
     root_dir = results_root(results)
     click.echo(f"suite {name}: {len(runs)} runs -> {root_dir}")
     if dry_run:
-        from mmbench.benchmark.estimate import estimate_text
+        from mmbench.speed.estimate import estimate_text
 
         pending, blocked = echo_plan(runs, root_dir)
         click.echo(estimate_text(pending, root_dir, bench_path or root_dir / "bench.md"))
@@ -151,8 +151,8 @@ def reproduce(suite, roots, results, out, jobs, sets, seeds, device, select, dry
             sys.exit(EXIT_FAILED_RUNS)
         return
     from mmbench.benchmark.launch import job_config, summarise_outcomes, sweep_local
-    from mmbench.benchmark.store import load_results
     from mmbench.paper.artefacts import write_artefacts
+    from mmbench.results.store import load_results
 
     outcomes = sweep_local(runs, root_dir, jobs, device, echo=click.echo)  # --jobs 1: in this process
     click.echo(summarise_outcomes(outcomes))

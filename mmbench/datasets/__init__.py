@@ -2,7 +2,7 @@
 ``register_dataset`` when imported.
 
 Nothing is imported here (so name look-ups and ``mmbench data prepare`` workers need no torch):
-the registry (``mmbench.benchmark.registry.BUILTIN_DATASETS``) imports a dataset's module on
+the registry (``mmbench.datasets.registry.BUILTIN_DATASETS``) imports a dataset's module on
 first use.
 """
 

@@ -1,5 +1,5 @@
 """Small helpers shared by the ``check(root, cfg)`` of the NVGesture, Twitter-15 and Sarcasm loaders
-(specs/datasets.md §9): problems that name paths and counts, a deterministic sample of files to
+(``mmbench data check``): problems that name paths and counts, a deterministic sample of files to
 decode, and the ``deep`` / ``strict`` switches of ``mmbench data check``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Audio primitives of the audio-visual datasets (specs/datasets.md §1.5, §1.6); no librosa, no torchaudio.
+"""Audio primitives of the audio-visual datasets; no librosa, no torchaudio.
 
 - ``read_wav``: ``soundfile.read(dtype="float32", always_2d=True)``, channels averaged (librosa
   ``mono=True``).
@@ -26,7 +26,7 @@ import numpy as np
 import soundfile
 import torch
 
-from mmbench.errors import MediaError
+from mmbench.results.errors import MediaError
 
 LOG_EPS = 1e-7  # log(|S| + 1e-7), AUG/OGM-GE loaders
 FBANK_MEAN, FBANK_STD = -4.503877, 5.141276  # OGM-GE process_audio.py normalisation
@@ -145,7 +145,7 @@ def kaldi_fbank(
     frames: int = 1024,
     normalize: bool = True,
 ) -> torch.Tensor:
-    """Kaldi fbank of OGM-GE ``data/KineticSound/process_audio.py`` (specs/datasets.md §1.6).
+    """Kaldi fbank of OGM-GE ``data/KineticSound/process_audio.py``.
 
     Waveform mean removed; 25 ms frames (400 samples at 16 kHz), 10 ms shift, ``snip_edges``;
     per frame DC removal, pre-emphasis 0.97 (the first sample against itself), symmetric Hann

@@ -1,4 +1,4 @@
-"""What CREMA-D, Kinetics-Sounds and VGGSound share (specs/datasets.md §1-4, §9): index rows,
+"""What CREMA-D, Kinetics-Sounds and VGGSound share: index rows,
 class lists, splits, missing samples, items, backbones and ``check()``.
 
 A dataset module subclasses ``AVSpec`` and says only what differs: its layouts and their marker
@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from mmbench.backbones.resnet18 import AudioResNet18, FrameResNet18
 from mmbench.datasets import audio as audio_ops
 from mmbench.datasets import frames as frame_ops
-from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
+from mmbench.datasets.base import BuiltDataset, DatasetSpec, Problem, stratified_carve
 from mmbench.datasets.batch_memory import batch_tensor, label_tensors
-from mmbench.errors import DataError
+from mmbench.results.errors import DataError
 
 SPLITS = ("train", "val", "test")
 MAX_LISTED = 10
@@ -89,7 +88,7 @@ def strip_media_suffixes(sid: str, suffixes: tuple[str, ...]) -> str:
 
 
 def fingerprint(ids) -> str:
-    """sha256 of ``"\\n".join(sorted(ids))`` (specs/datasets.md §2, §3)."""
+    """sha256 of ``"\\n".join(sorted(ids))`` (the published-split fingerprints of ``cremad`` and ``kinetics_sounds``)."""
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
@@ -343,7 +342,7 @@ class AVSpec(DatasetSpec):
 
     # ------------------------------------------------------------------ check
     def check(self, root, cfg) -> list[Problem]:
-        """specs/datasets.md §9: layout, index, counts, media, readability, decoded cache."""
+        """``mmbench data check``: layout, index, counts, media, readability, decoded cache."""
         if root is None or not Path(root).exists():
             return [Problem("error", f"data root {root} does not exist: pass --root DIR or set MMBENCH_DATA")]
         root = Path(root)
@@ -464,10 +463,12 @@ class AVSpec(DatasetSpec):
                 for p, why in sorted(failed.items(), key=lambda kv: str(kv[0]))]
 
 
-class AVDataset(Dataset):
+class AVDataset(BuiltDataset):
     """Items decoded from the files every time: ``{"audio": (1,F,T), "video": (3,T_v,S,S), "label",
     "index"}``. Random choices (frame draws, crops, the ``ogm`` VGGSound audio start) come from
     torch's RNG, which the harness seeds (per worker)."""
+
+    builds_batches = True  # get_batch: the harness asks for whole batches
 
     def __init__(self, rows: list[Row], opts: dict, train: bool):
         self.rows = rows

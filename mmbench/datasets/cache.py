@@ -51,10 +51,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmbench.datasets import audio as audio_ops
 from mmbench.datasets import frames as frame_ops
-from mmbench.datasets.base import Problem
+from mmbench.datasets.base import BuiltDataset, Problem
 from mmbench.datasets.batch_memory import batch_tensor, label_tensors
 from mmbench.datasets.device_augment import BatchAugment
-from mmbench.errors import DataError
+from mmbench.results.errors import DataError
 
 CACHE_VERSION = 2  # 2: frames resized by the tensor decode path (frames.resize_uint8), not PIL
 META = "meta.json"
@@ -256,10 +256,11 @@ def check_cache(spec, root: Path, cfg, index) -> list[Problem]:
                     "drawn on the resized frames)")]
 
 
-class CachedAVDataset(Dataset):
+class CachedAVDataset(BuiltDataset):
     """Items read from the decoded cache; same keys, shapes and sampling as ``AVDataset``."""
 
     main_process_on_cpu = True  # trainer.loader_workers: 0 workers on CPU (memory-map reads are cheap)
+    builds_batches = True  # get_batch: the harness asks for whole batches
 
     def __init__(self, cache: DecodedCache, rows, opts: dict, train: bool):
         self.cache = cache

@@ -1,4 +1,4 @@
-"""``cremad``: CREMA-D, 7,442 acted clips of 91 actors, 6 emotions (specs/datasets.md §2).
+"""``cremad``: CREMA-D, 7,442 acted clips of 91 actors, 6 emotions.
 
 Layouts (both with ``AudioWAV/<id>.wav`` and ``Image-01-FPS/<id>/*.jpg``):
 ``ogm`` (GeWu-Lab/OGM-GE_CVPR2022: ``<root>/{train,test}.csv``) and ``njustkmg``
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmbench.benchmark.registry import register_dataset
+import numpy as np
+
 from mmbench.datasets.audiovisual import (
     AVSpec,
     av_presets,
@@ -27,6 +28,7 @@ from mmbench.datasets.audiovisual import (
     strip_media_suffixes,
 )
 from mmbench.datasets.base import Problem
+from mmbench.datasets.registry import register_dataset
 
 CODES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
 NAMES = ("neutral", "happy", "sad", "fear", "disgust", "anger")
@@ -105,9 +107,71 @@ class CremadSpec(AVSpec):
         )
 
     def write_fixture(self, root, layout=None, n_per_class=2, seed=0):
-        from mmbench.datasets.fixtures import write_cremad
-
         return write_cremad(Path(root), layout or "ogm", n_per_class, seed)
+
+    def write_raw_fixture(self, root, n_per_class=2, seed=0):
+        raw_cremad(Path(root), n_per_class, seed)
+
+    def prepare(self, raw, out, jobs, progress, **options):
+        from mmbench.datasets.prepare.audiovisual import prepare_cremad
+
+        return prepare_cremad(raw, out, jobs, progress, **options)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+CREMAD_SENTENCES = ("DFA", "IEO", "IOM", "ITH", "ITS", "IWL", "IWW", "MTI", "TAI", "TIE", "TSI", "WSI")
+
+
+CREMAD_LEVELS = ("XX", "LO", "MD", "HI")
+
+
+def write_cremad(root: Path, layout: str = "ogm", n_per_class: int = 2, seed: int = 0) -> Path:
+    """CREMA-D in the ``ogm`` (``train.csv`` with a BOM and CRLF, no header; ``test.csv`` with a
+    header and name labels) or ``njustkmg`` (``annotations/``: header + code labels, and index
+    labels) layout; real-pattern ids for all 6 classes; 0.5-1.5 s wavs; 2-4 frames
+    ``00000.jpg, 00030.jpg, ...`` per clip."""
+    from mmbench.datasets.fixtures import TRAIN_EXTRA, _write_lines, write_frames, write_wav
+
+    if layout not in ("ogm", "njustkmg"):
+        raise ValueError(f"cremad fixture layouts: ogm, njustkmg (got {layout!r})")
+    rng = np.random.default_rng(seed)
+    rows = {"train": [], "test": []}
+    k = 0
+    for split in ("train", "test"):
+        for c, code in enumerate(CODES):
+            for _ in range(n_per_class + (TRAIN_EXTRA if split == "train" else 0)):
+                actor = 1001 + k % 91
+                sid = f"{actor}_{CREMAD_SENTENCES[k % 12]}_{code}_{CREMAD_LEVELS[k % 4]}"
+                k += 1
+                rows[split].append((sid, c))
+                write_wav(root / "AudioWAV" / f"{sid}.wav", rng.uniform(0.5, 1.5), rng, 200 + 90 * c)
+                n_frames = int(rng.integers(2, 5))
+                write_frames(root / "Image-01-FPS" / sid, [f"{30 * i:05d}.jpg" for i in range(n_frames)], rng, c)
+    if layout == "ogm":
+        _write_lines(root / "train.csv", [f"{s},{CODES[c]}" for s, c in rows["train"]], bom=True, crlf=True)
+        _write_lines(root / "test.csv", ["name,label"] + [f"{s},{NAMES[c].title()}" for s, c in rows["test"]])
+    else:
+        _write_lines(root / "annotations" / "train.csv", ["id,label"] + [f"{s},{CODES[c]}" for s, c in rows["train"]])
+        _write_lines(root / "annotations" / "test.csv", [f"{s},{c}" for s, c in rows["test"]], crlf=True)
+        (root / "Image-01-FPS-SE").mkdir(exist_ok=True)  # extra folders of the njustkmg tree are ignored
+    return root
+
+
+def raw_cremad(root: Path, n_per_class: int, seed: int) -> None:
+    """CREMA-D as released: 1-3 s FLV1 clips at 30 fps, 16 kHz mono wavs; ids of all 6 emotions."""
+    from mmbench.datasets.fixtures import TRAIN_EXTRA, write_wav
+    from mmbench.datasets.raw_fixtures import clip_frames, write_video
+
+    rng = np.random.default_rng(seed)
+    k = 0
+    for c, code in enumerate(CODES):
+        for _ in range(max(2 * n_per_class + TRAIN_EXTRA, 6)):  # 10 % test and 10 % val: >= 1 each
+            sid = f"{1001 + k % 91}_{CREMAD_SENTENCES[k % 12]}_{code}_{CREMAD_LEVELS[k % 4]}"
+            k += 1
+            seconds = float(rng.uniform(1.0, 3.0))
+            write_wav(root / "AudioWAV" / f"{sid}.wav", seconds, rng, 200 + 90 * c)
+            write_video(root / "VideoFlash" / f"{sid}.flv", clip_frames(int(seconds * 30), c, rng), 30, "flv")
 
 
 SPEC = register_dataset(CremadSpec())

@@ -1,4 +1,4 @@
-"""Frame folders of the audio-visual datasets (specs/datasets.md §1.4).
+"""Frame folders of the audio-visual datasets.
 
 - ``list_frames``: a folder's ``*.jpg`` / ``*.png`` files in natural sort order (digit runs
   compare as integers), so ``frame_2`` < ``frame_10`` and ``00030`` < ``00060``.
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from mmbench.errors import MediaError
+from mmbench.results.errors import MediaError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

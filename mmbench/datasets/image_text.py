@@ -1,4 +1,4 @@
-"""Shared pieces of the image-text datasets Twitter-15 and Sarcasm (specs/datasets.md §6-7).
+"""Shared pieces of the image-text datasets Twitter-15 and Sarcasm.
 
 - Text: the lowercase ``bert-base-uncased`` WordPiece tokenizer (hub name or local folder), as
   TPAMI-AMSS ``AMSS_IT/MyDataset.py``: truncate to ``max_len`` ids and right-pad with 0; no
@@ -12,21 +12,19 @@
 from __future__ import annotations
 
 import functools
-import string
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from mmbench.backbones import resnet50 as rn50
 from mmbench.backbones import text as textbb
-from mmbench.datasets.base import Problem
-from mmbench.errors import ConfigError, DataError
+from mmbench.datasets.base import BuiltDataset, Problem
+from mmbench.results.errors import ConfigError, DataError
 
 TINY = textbb.TINY
-_TINY_WORDS = ["the", "a", "an", "and", "or", "of", "to", "in", "on", "at", "for", "with", "is", "are", "was", "be", "it", "this", "that", "i", "you", "he", "she", "we", "they", "my", "your", "not", "no", "yes", "so", "but", "just", "like", "love", "good", "great", "bad", "sad", "happy", "day", "time", "people", "new", "today", "get", "got", "user", "num", "url", "emoji", "sarcasm", "t"]
+tiny_vocab = textbb.tiny_vocab  # the tiny tokenizer spells with the tiny BERT's vocabulary
 
 
 def text_options(max_len: int = 128, tokenizer: str = "bert-base-uncased", model: str = "bert-base-uncased") -> dict:
@@ -39,14 +37,6 @@ def image_options(size: int, mean, std, weights: str = "IMAGENET1K_V2", layers=(
 
 
 # --------------------------------------------------------------------------- tokenizer
-@functools.cache
-def tiny_vocab() -> tuple[str, ...]:
-    """A WordPiece vocabulary able to spell any lowercase ASCII text: specials (``[PAD]`` = 0),
-    characters, ``##`` continuations and a few common words."""
-    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
-    return tuple(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars] + _TINY_WORDS)
-
-
 @functools.cache
 def load_tokenizer(name: str):
     """The lowercase BERT WordPiece tokenizer of a hub name or local folder, or the tiny one."""
@@ -102,7 +92,7 @@ def image_transform(opts: dict):
 def load_image(path: Path, transform) -> torch.Tensor:
     from PIL import Image
 
-    from mmbench.errors import MediaError
+    from mmbench.results.errors import MediaError
 
     try:
         with Image.open(path) as im:
@@ -111,7 +101,7 @@ def load_image(path: Path, transform) -> torch.Tensor:
         raise MediaError.of(path, exc) from None
 
 
-class ImageTextDataset(Dataset):
+class ImageTextDataset(BuiltDataset):
     """Items ``{"text": (L,) int64, "image": (3,S,S) float32, "label": int, "index": int}``; token
     ids are precomputed, images decoded per item."""
 

@@ -1,4 +1,4 @@
-"""Full media check, in parallel, remembering files already verified (issue 16).
+"""Full media check, in parallel, remembering files already verified.
 
 ``verify(items, root)`` decodes every ``(path, kind)`` it is given (``kind``: ``"wav"``: header
 and every sample, ``audio.wav_problem``; ``"image"``: PIL ``verify()`` then a full load,

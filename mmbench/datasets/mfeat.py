@@ -1,4 +1,4 @@
-"""``mfeat`` / ``mfeat3``: the embedded real dataset (specs/datasets.md §8).
+"""``mfeat`` / ``mfeat3``: the embedded real dataset.
 
 UCI Machine Learning Repository, "Multiple Features" data set, by Robert P.W. Duin (Delft
 University of Technology), CC BY 4.0. 2,000 handwritten digits (200 per class) in six views; the
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from mmbench.backbones.small import MLP, SmallCNN
-from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets.base import DatasetSpec, Problem, TensorDictDataset
+from mmbench.datasets.registry import register_dataset
 
 VIEWS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
 SHA256 = {
@@ -53,7 +53,7 @@ def read_view(view: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mfeat_splits(split_seed: int = 0) -> dict[str, list[int]]:
-    """specs/datasets.md §1.3 over all 2,000 rows: per class (ascending) a permutation of its
+    """The ``stratified_carve`` rule over all 2,000 rows: per class (ascending) a permutation of its
     rows from one ``default_rng(split_seed)``; ``perm[:140]`` train, ``[140:170]`` val, the rest
     test; each list sorted."""
     labels = np.repeat(np.arange(10), PER_CLASS)

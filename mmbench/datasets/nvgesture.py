@@ -1,5 +1,5 @@
 """NVGesture (``nvgesture``): 25 hand gestures, streams rgb (``sk_color``), of (precomputed optical
-flow) and depth (``sk_depth``) (specs/datasets.md §5).
+flow) and depth (``sk_depth``).
 
 Layout (official ``.lst`` names, or njustkmg's renamed ``nvgesture_{train,test}_correct_v2.lst``)::
 
@@ -22,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from mmbench.backbones.i3d import FEATURE_DIM, build_i3d
-from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets import _checks as chk
 from mmbench.datasets import media_check
-from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
+from mmbench.datasets.base import BuiltDataset, DatasetSpec, Problem, stratified_carve
 from mmbench.datasets.frames import IMAGENET_MEAN, IMAGENET_STD, open_rgb
-from mmbench.errors import ConfigError, DataError, MediaError
+from mmbench.datasets.registry import register_dataset
+from mmbench.results.errors import ConfigError, DataError, MediaError
 
 CLASSES = tuple(f"class_{k:02d}" for k in range(1, 26))
 LST = {
@@ -169,7 +168,7 @@ def resize_linear(frames: np.ndarray, size: int) -> np.ndarray:
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-class NVGestureDataset(Dataset):
+class NVGestureDataset(BuiltDataset):
     """Items ``{"rgb": (3,T,C,C), "of": (2,T_of,C,C), "depth": (1,T,C,C), "label", "index"}``."""
 
     def __init__(self, rows: list[dict], root: Path, split: str, train: bool, opts: dict):
@@ -220,6 +219,7 @@ class NVGestureDataset(Dataset):
 # --------------------------------------------------------------------------- the spec
 class NVGestureSpec(DatasetSpec):
     name = "nvgesture"
+    split_index = "per_split"  # each split file numbers its own lines
     modalities = ("rgb", "of", "depth")
     num_classes = 25
     class_names = CLASSES
@@ -468,6 +468,39 @@ class NVGestureSpec(DatasetSpec):
                 if layout in (None, name):
                     (root / files[0 if split == "train" else 1]).write_text(text)
         return root
+
+    def write_raw_fixture(self, root, n_per_class=2, seed=0):
+        raw_nvgesture(Path(root), n_per_class, seed)
+
+    def prepare(self, raw, out, jobs, progress, **options):
+        from mmbench.datasets.prepare.nvgesture import prepare_nvgesture
+
+        return prepare_nvgesture(raw, out, jobs, progress, **options)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+def raw_nvgesture(root: Path, n_per_class: int, seed: int, n_classes: int = 3) -> None:
+    """NVGesture as released: MJPEG ``sk_color.avi`` / ``sk_depth.avi`` of 100 frames per sample,
+    80-frame spans in both official ``.lst`` files; train has 5 samples per class (carved val)."""
+    from mmbench.datasets.raw_fixtures import clip_frames, write_video
+
+    rng = np.random.default_rng(seed)
+    subject = 1
+    for split, n in (("train", max(n_per_class, 5)), ("test", n_per_class)):
+        lines = []
+        for c in range(1, n_classes + 1):
+            for _ in range(n):
+                rel = f"Video_data/class_{c:02d}/subject{subject}_r{subject % 3}"
+                subject += 1
+                start = int(rng.integers(0, 15))
+                frames = clip_frames(start + SPAN + 5, c, rng)
+                write_video(root / rel / "sk_color.avi", frames, 30, "mjpeg")
+                gray = np.repeat(frames.mean(axis=3, keepdims=True).astype(np.uint8), 3, axis=3)
+                write_video(root / rel / "sk_depth.avi", gray, 30, "mjpeg")
+                lines.append(f"path:./{rel} depth:sk_depth:{start}:{start + SPAN} color:sk_color:{start}:"
+                             f"{start + SPAN} duo_left:duo_left:{start}:{start + SPAN} label:{c}")
+        (root / LST["official"][0 if split == "train" else 1]).write_text("\n".join(lines) + "\n")
 
 
 register_dataset(NVGestureSpec())

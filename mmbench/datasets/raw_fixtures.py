@@ -1,4 +1,5 @@
-"""Tiny trees in the formats people *download* (issue 16), the input of ``mmbench data prepare``:
+"""Tiny trees in the formats people *download*, the input of ``mmbench data prepare``; each
+dataset's ``write_raw_fixture`` writes its own (this module holds the shared media primitives):
 
 - ``cremad``: ``AudioWAV/<id>.wav`` (16 kHz mono) and ``VideoFlash/<id>.flv`` (FLV1 video, 30 fps),
   no split lists;
@@ -19,12 +20,11 @@ Videos are written with PyAV, the library ``prepare`` decodes them with. Also th
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from mmbench.datasets.fixtures import TRAIN_EXTRA, _yt_id, write_wav
+from mmbench.datasets.fixtures import TRAIN_EXTRA
 
 MARKER = "mmbench-fixture.json"
 RAW_SIZE = (32, 24)  # width, height of the raw videos
@@ -103,122 +103,36 @@ def tone(seconds: float, freq: float, rng: np.random.Generator, sample_rate: int
 
 # --------------------------------------------------------------------------- writers
 def write_raw(name: str, root, n_per_class: int = 2, seed: int = 0) -> Path:
-    """Write the raw (downloaded) form of dataset ``name`` under ``root``; return ``root``."""
-    writers = {"cremad": raw_cremad, "kinetics_sounds": raw_kinetics_sounds, "vggsound": raw_vggsound,
-               "nvgesture": raw_nvgesture, "twitter15": raw_twitter15, "sarcasm": raw_sarcasm}
-    if name not in writers:
-        raise ValueError(f"no raw fixture for {name!r}; raw fixtures: {', '.join(writers)}")
+    """Write the raw (downloaded) form of dataset ``name`` under ``root`` (its spec's
+    ``write_raw_fixture``); return ``root``."""
+    from mmbench.datasets.registry import DATASETS
+
+    spec = DATASETS.get(name)
+    if "raw_fixture" not in spec.capabilities():
+        have = [n for n in DATASETS.names() if "raw_fixture" in DATASETS.get(n).capabilities()]
+        raise ValueError(f"no raw fixture for {name!r}; raw fixtures: {', '.join(have)}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    writers[name](root, n_per_class, seed)
+    spec.write_raw_fixture(root, n_per_class, seed)
     return root
 
 
-def raw_cremad(root: Path, n_per_class: int, seed: int) -> None:
-    """CREMA-D as released: 1-3 s FLV1 clips at 30 fps, 16 kHz mono wavs; ids of all 6 emotions."""
-    from mmbench.datasets.cremad import CODES
-    from mmbench.datasets.fixtures import CREMAD_LEVELS, CREMAD_SENTENCES
-
-    rng = np.random.default_rng(seed)
-    k = 0
-    for c, code in enumerate(CODES):
-        for _ in range(max(2 * n_per_class + TRAIN_EXTRA, 6)):  # 10 % test and 10 % val: >= 1 each
-            sid = f"{1001 + k % 91}_{CREMAD_SENTENCES[k % 12]}_{code}_{CREMAD_LEVELS[k % 4]}"
-            k += 1
-            seconds = float(rng.uniform(1.0, 3.0))
-            write_wav(root / "AudioWAV" / f"{sid}.wav", seconds, rng, 200 + 90 * c)
-            write_video(root / "VideoFlash" / f"{sid}.flv", clip_frames(int(seconds * 30), c, rng), 30, "flv")
 
 
-def _per_class(split: str, n_per_class: int) -> int:
+def raw_per_class(split: str, n_per_class: int) -> int:
     """Clips per class: train holds at least 5, so the carved 10 % val has one."""
     return max(n_per_class + TRAIN_EXTRA, 5) if split == "train" else n_per_class
 
 
-KS_RAW_CLASSES = ("playing drums", "playing piano", "dog barking")
 
 
-def raw_kinetics_sounds(root: Path, n_per_class: int, seed: int) -> None:
-    """Kinetics-Sounds clips (5 s, 2 fps MPEG-4 + AAC stereo 22.05 kHz) under
-    ``<split>/<label>/``, and the Kinetics-style csv with a header."""
-    rng = np.random.default_rng(seed)
-    lines = ["label,youtube_id,time_start,time_end,split"]
-    for split in ("train", "test"):
-        for c, label in enumerate(KS_RAW_CLASSES):
-            for _ in range(_per_class(split, n_per_class)):
-                ytid, start = _yt_id(rng), int(rng.integers(0, 300))
-                lines.append(f"{label},{ytid},{start},{start + 10},{split}")
-                path = root / split / label / f"{ytid}_{start:06d}_{start + 10:06d}.mp4"
-                write_video(path, clip_frames(10, c, rng), 2, "mpeg4", tone(5.0, 300 + 150 * c, rng, 22050, 2))
-    (root / "kinetics_sounds.csv").write_text("\n".join(lines) + "\n")
 
 
-VGG_RAW_CLASSES = ("dog barking", "playing violin, fiddle", "rain")
 
 
-def raw_vggsound(root: Path, n_per_class: int, seed: int) -> None:
-    """VGGSound clips ``video/<ytid>_<start:06d>.mp4`` and ``vggsound.csv`` without a header
-    (a label with a comma is quoted, as in the official file)."""
-    import csv
-
-    rng = np.random.default_rng(seed)
-    rows = []
-    for split in ("train", "test"):
-        for c, label in enumerate(VGG_RAW_CLASSES):
-            for _ in range(_per_class(split, n_per_class)):
-                ytid, start = _yt_id(rng), int(rng.integers(0, 300))
-                rows.append([ytid, str(start), label, split])
-                write_video(root / "video" / f"{ytid}_{start:06d}.mp4", clip_frames(10, c, rng), 2, "mpeg4",
-                            tone(5.0, 250 + 200 * c, rng, 22050, 1))
-    with open(root / "vggsound.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows(rows)
 
 
-def raw_nvgesture(root: Path, n_per_class: int, seed: int, n_classes: int = 3) -> None:
-    """NVGesture as released: MJPEG ``sk_color.avi`` / ``sk_depth.avi`` of 100 frames per sample,
-    80-frame spans in both official ``.lst`` files; train has 5 samples per class (carved val)."""
-    from mmbench.datasets.nvgesture import LST, SPAN
-
-    rng = np.random.default_rng(seed)
-    subject = 1
-    for split, n in (("train", max(n_per_class, 5)), ("test", n_per_class)):
-        lines = []
-        for c in range(1, n_classes + 1):
-            for _ in range(n):
-                rel = f"Video_data/class_{c:02d}/subject{subject}_r{subject % 3}"
-                subject += 1
-                start = int(rng.integers(0, 15))
-                frames = clip_frames(start + SPAN + 5, c, rng)
-                write_video(root / rel / "sk_color.avi", frames, 30, "mjpeg")
-                gray = np.repeat(frames.mean(axis=3, keepdims=True).astype(np.uint8), 3, axis=3)
-                write_video(root / rel / "sk_depth.avi", gray, 30, "mjpeg")
-                lines.append(f"path:./{rel} depth:sk_depth:{start}:{start + SPAN} color:sk_color:{start}:"
-                             f"{start + SPAN} duo_left:duo_left:{start}:{start + SPAN} label:{c}")
-        (root / LST["official"][0 if split == "train" else 1]).write_text("\n".join(lines) + "\n")
 
 
-def raw_twitter15(root: Path, n_per_class: int, seed: int) -> None:
-    """The TomBERT release's shape: ``absa_data/twitter2015/{train,dev,test}.tsv`` and the images
-    in ``IJCAI2019_data/twitter2015_images/``."""
-    from mmbench.benchmark.registry import get_dataset
-
-    tmp = root / "_tombert"
-    get_dataset("twitter15").write_fixture(tmp, "tombert", n_per_class, seed)
-    (root / "absa_data" / "twitter2015").mkdir(parents=True, exist_ok=True)
-    for name in ("train.tsv", "dev.tsv", "test.tsv"):
-        shutil.move(str(tmp / name), root / "absa_data" / "twitter2015" / name)
-    (root / "IJCAI2019_data").mkdir(exist_ok=True)
-    shutil.move(str(tmp / "twitter2015_images"), root / "IJCAI2019_data" / "twitter2015_images")
-    shutil.rmtree(tmp)
 
 
-def raw_sarcasm(root: Path, n_per_class: int, seed: int) -> None:
-    """The HFM release's shape: ``text/{train,valid2,test2}.txt`` and ``dataset_image/<id>.jpg``."""
-    from mmbench.benchmark.registry import get_dataset
-
-    tmp = root / "_hfm"
-    get_dataset("sarcasm").write_fixture(tmp, "hfm", n_per_class, seed)
-    shutil.move(str(tmp / "text"), root / "text")
-    images = tmp / "images" if (tmp / "images").is_dir() else tmp / "dataset_image"
-    shutil.move(str(images), root / "dataset_image")
-    shutil.rmtree(tmp)

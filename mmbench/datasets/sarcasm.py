@@ -1,6 +1,4 @@
-"""Sarcasm (``sarcasm``): multimodal sarcasm detection on tweets, Cai et al. 2019 (HFM release)
-(specs/datasets.md §7; headacheboy/data-of-multimodal-sarcasm-detection, TPAMI-AMSS ``AMSS_IT``,
-IJCAI25-BSS ``Sarcasm/dataset/sarcasm.py``).
+"""Sarcasm (``sarcasm``): multimodal sarcasm detection on tweets, Cai et al. 2019 (HFM release).
 
 Layouts::
 
@@ -19,15 +17,16 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets import _checks as chk
 from mmbench.datasets import image_text as it
 from mmbench.datasets.base import DatasetSpec, Problem, stratified_carve
-from mmbench.errors import DataError
+from mmbench.datasets.registry import register_dataset
+from mmbench.results.errors import DataError
 
 CLASSES = ("not_sarcastic", "sarcastic")
 HFM_FILES = {"train": "train.txt", "val": "valid2.txt", "test": "test2.txt"}
@@ -61,6 +60,7 @@ def _with_jpg(name: str) -> str:
 
 class SarcasmSpec(DatasetSpec):
     name = "sarcasm"
+    split_index = "per_split"  # each split file numbers its own lines
     modalities = ("text", "image")
     num_classes = 2
     class_names = CLASSES
@@ -264,6 +264,28 @@ class SarcasmSpec(DatasetSpec):
                 data = [{"image": f"dataset_image/{rid}.jpg", "text": text, "label": c} for rid, text, c in records]
                 path.write_text(json.dumps(data), encoding="utf-8")
         return root
+
+    def write_raw_fixture(self, root, n_per_class=2, seed=0):
+        raw_sarcasm(Path(root), n_per_class, seed)
+
+    def prepare(self, raw, out, jobs, progress, **options):
+        from mmbench.datasets.prepare.image_text import prepare_sarcasm
+
+        return prepare_sarcasm(raw, out, jobs, progress, **options)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+def raw_sarcasm(root: Path, n_per_class: int, seed: int) -> None:
+    """The HFM release's shape: ``text/{train,valid2,test2}.txt`` and ``dataset_image/<id>.jpg``."""
+    from mmbench.datasets.registry import DATASETS
+
+    tmp = root / "_hfm"
+    DATASETS.get("sarcasm").write_fixture(tmp, "hfm", n_per_class, seed)
+    shutil.move(str(tmp / "text"), root / "text")
+    images = tmp / "images" if (tmp / "images").is_dir() else tmp / "dataset_image"
+    shutil.move(str(images), root / "dataset_image")
+    shutil.rmtree(tmp)
 
 
 register_dataset(SarcasmSpec())

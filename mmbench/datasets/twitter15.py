@@ -1,5 +1,4 @@
-"""Twitter-15 (``twitter15``): multimodal aspect-level sentiment, TomBERT release
-(specs/datasets.md §6; jefferyYu/TomBERT ``absa_data/twitter2015``, TPAMI-AMSS ``AMSS_IT``).
+"""Twitter-15 (``twitter15``): multimodal aspect-level sentiment, TomBERT release.
 
 Layouts::
 
@@ -14,15 +13,16 @@ test header names only 4 of its 5 columns. njustkmg files by the column names ``
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from mmbench.benchmark.registry import register_dataset
 from mmbench.datasets import _checks as chk
 from mmbench.datasets import image_text as it
 from mmbench.datasets.base import DatasetSpec, Problem
-from mmbench.errors import DataError
+from mmbench.datasets.registry import register_dataset
+from mmbench.results.errors import DataError
 
 CLASSES = ("negative", "neutral", "positive")
 SPLIT_FILES = {"train": "train.tsv", "val": "dev.tsv", "test": "test.tsv"}
@@ -92,6 +92,7 @@ def read_index(path: Path, layout: str, root: Path) -> tuple[list[dict], list[st
 
 class Twitter15Spec(DatasetSpec):
     name = "twitter15"
+    split_index = "per_split"  # each split file numbers its own lines
     modalities = ("text", "image")
     num_classes = 3
     class_names = CLASSES
@@ -218,6 +219,31 @@ class Twitter15Spec(DatasetSpec):
                     k += 1
             (idx_dir / fname).write_text("\n".join(lines) + "\n", encoding="utf-8")
         return root
+
+    def write_raw_fixture(self, root, n_per_class=2, seed=0):
+        raw_twitter15(Path(root), n_per_class, seed)
+
+    def prepare(self, raw, out, jobs, progress, **options):
+        from mmbench.datasets.prepare.image_text import prepare_twitter15
+
+        return prepare_twitter15(raw, out, jobs, progress, **options)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+def raw_twitter15(root: Path, n_per_class: int, seed: int) -> None:
+    """The TomBERT release's shape: ``absa_data/twitter2015/{train,dev,test}.tsv`` and the images
+    in ``IJCAI2019_data/twitter2015_images/``."""
+    from mmbench.datasets.registry import DATASETS
+
+    tmp = root / "_tombert"
+    DATASETS.get("twitter15").write_fixture(tmp, "tombert", n_per_class, seed)
+    (root / "absa_data" / "twitter2015").mkdir(parents=True, exist_ok=True)
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        shutil.move(str(tmp / name), root / "absa_data" / "twitter2015" / name)
+    (root / "IJCAI2019_data").mkdir(exist_ok=True)
+    shutil.move(str(tmp / "twitter2015_images"), root / "IJCAI2019_data" / "twitter2015_images")
+    shutil.rmtree(tmp)
 
 
 register_dataset(Twitter15Spec())

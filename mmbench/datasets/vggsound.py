@@ -1,4 +1,4 @@
-"""``vggsound``: VGGSound, 309 classes of 10-s YouTube clips (specs/datasets.md §4).
+"""``vggsound``: VGGSound, 309 classes of 10-s YouTube clips.
 
 Layouts: ``ogm`` (GeWu-Lab/OGM-GE_CVPR2022: ``vggsound.csv`` rows
 ``youtube_id,start_seconds,label_name,split`` without header; frames in
@@ -19,12 +19,15 @@ a start uniform in [0, 80,000] in train and test (test seeded per sample;
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
-from mmbench.benchmark.registry import register_dataset
+import numpy as np
+
 from mmbench.datasets.audiovisual import AVSpec, av_presets, read_lines, split_fields
 from mmbench.datasets.base import Problem
+from mmbench.datasets.registry import register_dataset
 
 
 class VGGSoundSpec(AVSpec):
@@ -126,9 +129,88 @@ class VGGSoundSpec(AVSpec):
         return out
 
     def write_fixture(self, root, layout=None, n_per_class=2, seed=0):
-        from mmbench.datasets.fixtures import write_vggsound
-
         return write_vggsound(Path(root), layout or "ogm", n_per_class, seed)
+
+    def write_raw_fixture(self, root, n_per_class=2, seed=0):
+        raw_vggsound(Path(root), n_per_class, seed)
+
+    def prepare(self, raw, out, jobs, progress, **options):
+        from mmbench.datasets.prepare.audiovisual import prepare_vggsound
+
+        return prepare_vggsound(raw, out, jobs, progress, **options)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+VGG_CLASSES = tuple(f"vgg sound {i:03d}" for i in range(309))
+
+
+VGG_USED = (3, 150, 308)
+
+
+def write_vggsound(root: Path, layout: str = "ogm", n_per_class: int = 2, seed: int = 0) -> Path:
+    """VGGSound: ``ogm`` (``vggsound.csv`` without header, ``classes.txt``, frame folders
+    ``<id>.mp4/`` and wavs under ``{train,test}-{videos,audios}``; half the clips are stored with
+    the 6-digit padded start, half as written) or ``bss`` (``{train,test}.csv`` with a leading
+    character before the id, ``label_encoding.json``, ``AudioWAV/``, ``Image-01-FPS/``, no
+    ``classes.txt``). Frame folders hold 4-5 jpgs."""
+    from mmbench.datasets.fixtures import TRAIN_EXTRA, _write_lines, _yt_id, write_frames, write_wav
+
+    if layout not in ("ogm", "bss"):
+        raise ValueError(f"vggsound fixture layouts: ogm, bss (got {layout!r})")
+    rng = np.random.default_rng(seed)
+    lines, k = [], 0
+    bss_rows = {"train": [], "test": []}
+    for split in ("train", "test"):
+        for c in VGG_USED:
+            for _ in range(n_per_class + (TRAIN_EXTRA if split == "train" else 0)):
+                ytid, start = _yt_id(rng), int(rng.integers(0, 300))
+                disk_id = f"{ytid}_{start:06d}" if k % 2 == 0 else f"{ytid}_{start}"
+                k += 1
+                if layout == "ogm":
+                    wav = root / f"{split}-audios" / f"{split}-set" / f"{disk_id}.wav"
+                    frames = root / f"{split}-videos" / f"{split}-set-img" / "Image-01-FPS" / f"{disk_id}.mp4"
+                    lines.append([ytid, str(start), VGG_CLASSES[c], split])
+                else:
+                    wav, frames = root / "AudioWAV" / f"{disk_id}.wav", root / "Image-01-FPS" / disk_id
+                    bss_rows[split].append([str(len(bss_rows[split])), VGG_CLASSES[c], f"/{disk_id}"])
+                write_wav(wav, rng.uniform(0.5, 1.5), rng, 200 + c)
+                write_frames(frames, [f"{i:05d}.jpg" for i in range(int(rng.integers(4, 6)))], rng, c)
+    if layout == "ogm":
+        with open(root / "vggsound.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows(lines)
+        _write_lines(root / "classes.txt", list(VGG_CLASSES))
+    else:
+        for split, items in bss_rows.items():
+            with open(root / f"{split}.csv", "w", newline="") as fh:
+                csv.writer(fh).writerows(items)
+        used = sorted({VGG_CLASSES[c] for c in VGG_USED})
+        (root / "label_encoding.json").write_text(json.dumps({n: i for i, n in enumerate(used)}))
+    return root
+
+
+VGG_RAW_CLASSES = ("dog barking", "playing violin, fiddle", "rain")
+
+
+def raw_vggsound(root: Path, n_per_class: int, seed: int) -> None:
+    """VGGSound clips ``video/<ytid>_<start:06d>.mp4`` and ``vggsound.csv`` without a header
+    (a label with a comma is quoted, as in the official file)."""
+    import csv
+
+    from mmbench.datasets.fixtures import _yt_id
+    from mmbench.datasets.raw_fixtures import clip_frames, raw_per_class, tone, write_video
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split in ("train", "test"):
+        for c, label in enumerate(VGG_RAW_CLASSES):
+            for _ in range(raw_per_class(split, n_per_class)):
+                ytid, start = _yt_id(rng), int(rng.integers(0, 300))
+                rows.append([ytid, str(start), label, split])
+                write_video(root / "video" / f"{ytid}_{start:06d}.mp4", clip_frames(10, c, rng), 2, "mpeg4",
+                            tone(5.0, 250 + 200 * c, rng, 22050, 1))
+    with open(root / "vggsound.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
 
 
 SPEC = register_dataset(VGGSoundSpec())

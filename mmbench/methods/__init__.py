@@ -1,7 +1,7 @@
 """Built-in methods: one module per method, registered with ``@register_method`` when imported.
 
 Nothing is imported here (so ``mmbench --help`` and name look-ups need no torch): the registry
-(``mmbench.benchmark.registry.BUILTIN_METHODS``) imports a method's module on first use. Adding a
+(``mmbench.methods.registry.BUILTIN_METHODS``) imports a method's module on first use. Adding a
 method is adding one file and its line in that table.
 """
 

@@ -1,4 +1,4 @@
-"""``agm``: Adaptive Gradient Modulation (specs/methods/agm.md).
+"""``agm``: Adaptive Gradient Modulation.
 
 Li, Li, Hu, Lei, Li, Zhou, "Boosting Multi-modal Model Performance with Adaptive Gradient
 Modulation", ICCV 2023; official code Lingy12/AGM_ICCV2023 (``model/CREMAD_net.py`` ``GradMod``,
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, check_choices
 from mmbench.methods.heads import ConcatHead
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {
     "scale_after_window": ("persist", "reset"),
@@ -196,6 +196,7 @@ def coalition_outputs(
 @register_method
 class AGM(Method):
     name = "agm"
+    settings_toml = "agm.toml"
     Hyper = AGMHyper
     modality_logits = "Shapley-style response m_m from zero-masked passes (eval mode)"
     fusion_logits = "concat head on every modality, f(all) (eval mode)"

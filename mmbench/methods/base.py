@@ -1,21 +1,15 @@
-"""The ``Method`` plugin interface (ARCHITECTURE.md, "Methods").
+"""The ``Method`` plugin interface.
 
 A method owns its heads, its optimisers, its training step and its ``predict``; the harness
 (``mmbench.benchmark.trainer``) owns the loop, devices, precision, evaluation, selection and
-checkpoints. Hooks run in this order for each run:
+checkpoints. ``Method.HOOK_ORDER`` declares the order in which the harness calls the hooks (a
+test records the real calls of fresh, resumed, held-out and ``init_from_unimodal`` runs against
+it); ``Method`` also declares what a class may set: ``name``, ``Hyper``, ``version``,
+``settings_toml``, ``paper``, ``conformance_overrides``.
 
-1. ``__init__(hyper, modalities, num_classes, feature_dims)``
-2. on resume: ``load_state_dict(method_state)`` — *before* the heads are built, so a method whose
-   heads grow (``sustained_boost``) rebuilds them from its saved state;
-3. ``build_heads(feature_dims, num_classes)`` → ``model.heads``;
-4. ``configure_optimizers(model, train_cfg)`` → ``Optimizers`` (then its state is restored);
-5. per epoch: ``on_epoch_start(ctx)``; ``training_step(model, batch, ctx)`` per batch;
-   ``before_evaluation(ctx)``; the harness evaluates val and test with ``predict``;
-   ``on_epoch_end(ctx)`` (``ctx.val_metrics`` is set);
-   ``epoch_diagnostics()`` goes into history.jsonl; then the checkpoint is written.
-
-The base class *is* the plain joint step (specs/methods/joint.md): a concat linear head, one
-cross-entropy, one backward, one optimiser step. A simple method overrides only what differs.
+The base class *is* the plain joint step (the concat baseline of GeWu-Lab/OGM-GE_CVPR2022
+``main.py --fusion_method concat``): a concat linear head, one cross-entropy, one backward, one
+optimiser step. A simple method overrides only what differs.
 """
 
 from __future__ import annotations
@@ -28,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmbench.errors import ConfigError
 from mmbench.methods.heads import ConcatHead
+from mmbench.results.errors import ConfigError
 
 
 @dataclass
@@ -122,6 +116,15 @@ def check_choices(params: dict, choices: dict[str, tuple]) -> None:
             )
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """``batch`` with its tensors on ``device`` (non-blocking; unchanged on CPU): how the harness
+    moves every batch, and how a method moves the batches it draws itself (G-Blend's held-out
+    loader, PMR's prototype pass)."""
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def true_class_prob_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """sum_i softmax(logits_i)[y_i] over the batch (OGM-GE ``score_a``/``score_v``, PMR
     ``score_a_p``), batched; computed in the dtype of ``logits``."""
@@ -142,15 +145,56 @@ def single_optimizer(params, train_cfg, name: str = "main") -> Optimizers:
 class Method:
     """Base class of every method; its default behaviour is naive joint training (concat head)."""
 
+    # the registered name: ``^[a-z][a-z0-9_]*$`` (run folders are ``<name>-<tag>``)
     name: ClassVar[str] = ""
+    # a dataclass whose every field has a default: the ``method.<key>`` settings
     Hyper: ClassVar[type] = NoHyper
+    # part of every run's identity hash: bump when the numbers change (a renamed module, a
+    # refactor with bit-identical results, a new option off by default are not a new version)
+    version: ClassVar[str] = "1"
+    # the per-dataset settings TOML, a path relative to the module that declares it
+    # (``[datasets.<dataset>]``, ``[official.<dataset>.*]``, ``[sources.<dataset>]``); None: none
+    settings_toml: ClassVar[str | None] = None
+    # the paper, ``"Title", Venue Year``, for ``mmbench list methods`` (None: the first
+    # ``"Title", Venue Year`` the module docstring cites)
+    paper: ClassVar[str | None] = None
+    # ``--set`` values the conformance kit (``mmbench.testing.check_method``) adds to its tiny
+    # runs, e.g. a short stage so that a 2-epoch run reaches every branch
+    conformance_overrides: ClassVar[dict] = {}
+    # The order in which the harness calls the hooks of one run, as (hook, when) pairs:
+    # "start" every start; "no_val" at start when the run has no validation split; "resume" at
+    # a start from ``last.ckpt`` (before the heads are built, so heads that grow can be rebuilt
+    # from the saved state; the optimisers' state is restored after ``configure_optimizers``);
+    # "init" at a fresh start with ``method.init_from_unimodal``; "epoch" once per epoch, in
+    # order ("batch": per training batch; "eval": per val and test batch); "end" once when the
+    # run finishes ("cost": after the record, on copies, to measure one step and one prediction).
+    HOOK_ORDER: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("__init__", "start"),
+        ("needs_val", "no_val"),
+        ("heldout_fraction", "start"),
+        ("load_state_dict", "resume"),
+        ("build_heads", "start"),
+        ("configure_optimizers", "start"),
+        ("init_from_unimodal", "init"),
+        ("on_epoch_start", "epoch"),
+        ("training_step", "batch"),
+        ("before_evaluation", "epoch"),
+        ("predict", "eval"),
+        ("on_epoch_end", "epoch"),
+        ("epoch_diagnostics", "epoch"),
+        ("state_dict", "epoch"),
+        ("reference_modality", "end"),
+        ("head_meanings", "end"),
+        ("training_step", "cost"),
+        ("predict", "cost"),
+    )
     # modalities the method runs; None = all of the dataset's. ``unimodal`` narrows it.
     uses_modalities: tuple[str, ...] | None = None
     # largest number of modalities the official code supports (OGM-GE, PMR: 2); None = any
     max_modalities: ClassVar[int | None] = None
     # hyper-parameters shown by value alone in run tags (``unimodal-fourier``)
     tag_keys: ClassVar[tuple[str, ...]] = ()
-    # what the per-modality logits of ``predict`` mean (table footnotes, evaluation.md §4)
+    # what the per-modality logits of ``predict`` mean (the table footnotes)
     modality_logits: ClassVar[str] = "split of the concat head, W_m phi^m + b/M"
     # what the "fusion" logits of ``predict`` mean
     fusion_logits: ClassVar[str] = "concat head, W [phi^1; ...; phi^M] + b"
@@ -237,7 +281,8 @@ class Method:
         return logits, loss
 
     def training_step(self, model: nn.Module, batch: dict, ctx) -> dict:
-        """Joint step (joint.md §3): L = CE(z, y) on the fused logits; backward; step."""
+        """Joint step: L = CE(z, y) on the fused logits; backward; step (OGM-GE ``main.py``
+        ``train_epoch`` with ``--fusion_method concat`` and no modulation)."""
         logits, loss = self.joint_backward(model, batch, ctx)
         ctx.optimizers.step()
         return {"loss": loss.detach(), **modality_accuracies(logits, batch["label"], self.active_modalities)}

@@ -1,4 +1,4 @@
-"""``gblend``: Gradient-Blending (specs/methods/gblend.md).
+"""``gblend``: Gradient-Blending.
 
 Wang, Tran, Feiszli, "What Makes Training Multi-modal Classification Networks Hard?", CVPR 2020.
 The official code (facebookresearch/VMZ, ``c2/lib/models/loss/loss_creator.py``) ships only the
@@ -27,19 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.benchmark.loaders import to_device
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
-from mmbench.methods.base import Method, build_optimizer, modality_accuracies
+from mmbench.methods.base import Method, build_optimizer, modality_accuracies, to_device
 from mmbench.methods.heads import ConcatHead, xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
-MM = "mm"  # the multimodal branch's name in weights and diagnostics (spec §3)
+MM = "mm"  # the multimodal branch's name in weights and diagnostics
 _FLOOR = 1e-12  # [guess] floor of dO^2 so that a branch with dO = 0 does not give inf/inf = NaN
 
 
 @dataclass
 class GBlendHyper:
-    mode: str = "online"  # online | offline | fixed (spec §5); [paper] online
+    mode: str = "online"  # online | offline | fixed; [paper] online
     super_epoch: int = 10  # n, the estimation window in epochs; [guess] BalanceBenchmark 10
     heldout_frac: float = 0.10  # V' as a stratified slice of train; [guess] MultiBench 0.08
     fused_head: str = "linear"  # linear (same as joint) | mlp (VMZ)
@@ -65,7 +64,7 @@ def aggregate_losses(batch_means: torch.Tensor, batch_sizes: torch.Tensor, how: 
 
     ``"mean"``: the per-sample mean ``sum_b n_b l_b / sum_b n_b`` (paper; independent of the
     number of batches). ``"batch_sum"``: ``sum_b l_b`` (BalanceBenchmark
-    ``trainer/GBlending_trainer.py``; spec §9 warns that it depends on the batch count).
+    ``trainer/GBlending_trainer.py``; it depends on the batch count).
     """
     batch_means = torch.as_tensor(batch_means, dtype=torch.float64)
     batch_sizes = torch.as_tensor(batch_sizes, dtype=torch.float64)
@@ -78,7 +77,7 @@ def aggregate_losses(batch_means: torch.Tensor, batch_sizes: torch.Tensor, how: 
 
 def blend_weights(t0, v0, t1, v1, estimator: str = "delta") -> dict[str, torch.Tensor]:
     """Blend weights from per-branch train/held-out losses before (t0, v0) and after (t1, v1)
-    the window (spec §3; paper Eq. 6-8). All inputs are tensors of shape (K,).
+    the window (paper Eq. 6-8). All inputs are tensors of shape (K,).
 
     ``"delta"`` (paper): G = V0 - V1, dO = (V1 - T1) - (V0 - T0), raw = |G / dO^2|.
     ``"absolute"`` (MultiBench ``delta = False``): O1 = V1 - T1 (1e-4 if negative), raw = |V1 / O1^2|.
@@ -154,7 +153,7 @@ class PickHead(nn.Module):
 
 
 class GBlendHeads(nn.Module):
-    """Fused head + one dedicated ``Linear(d_m, K)`` per modality (VMZ, MultiBench; spec §2)."""
+    """Fused head + one dedicated ``Linear(d_m, K)`` per modality (VMZ, MultiBench)."""
 
     def __init__(self, modalities, feature_dims, num_classes, fused: str, dropout: float, init: str):
         super().__init__()
@@ -184,7 +183,7 @@ class FusionOf(nn.Module):
 
 
 class Branch(nn.Module):
-    """An independent copy of what branch k uses (spec §3): its encoders and its head. Inputs in
+    """An independent copy of what branch k uses: its encoders and its head. Inputs in
     ``zeroed`` are replaced by zeros (the ``split`` variant's unimodal branches)."""
 
     def __init__(self, encoders: dict[str, nn.Module], head: nn.Module, zeroed=()):
@@ -205,6 +204,7 @@ class Branch(nn.Module):
 @register_method
 class GBlend(Method):
     name = "gblend"
+    settings_toml = "gblend.toml"
     Hyper = GBlendHyper
     modality_logits = "dedicated unimodal heads head_m(phi^m), trained with the blended loss"
     fusion_logits = "fused head on the concatenation (method.fused_head: linear or mlp)"
@@ -297,7 +297,7 @@ class GBlend(Method):
 
     # ------------------------------------------------------------------ step
     def training_step(self, model, batch, ctx):
-        """L = w_mm CE(z^mm, y) + sum_m w_m CE(z^m, y); one backward, one step (spec §3)."""
+        """L = w_mm CE(z^mm, y) + sum_m w_m CE(z^m, y); one backward, one step."""
         y = batch["label"]
         w = self._w if self._w is not None else self.weights.to(ctx.device, torch.float32)
         with ctx.autocast():

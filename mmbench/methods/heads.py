@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mmbench.errors import ConfigError
+from mmbench.results.errors import ConfigError
 
 
 def xavier_linear(in_dim: int, out_dim: int, init: str = "xavier") -> nn.Linear:
@@ -21,7 +21,7 @@ def xavier_linear(in_dim: int, out_dim: int, init: str = "xavier") -> nn.Linear:
 
 
 class ConcatHead(nn.Module):
-    """One linear classifier over the concatenated features (specs/methods/joint.md §2).
+    """One linear classifier over the concatenated features (OGM-GE ``models/fusion_modules.py`` ``ConcatFusion``).
 
     Fused logits ``z = W [phi^1; ...; phi^M] + b``. With ``W = [W_1 | ... | W_M]`` split into
     column blocks of widths ``d_m`` (modality order), the per-modality logits are

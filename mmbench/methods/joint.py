@@ -1,4 +1,4 @@
-"""``joint``: naive joint training with a concat linear head (specs/methods/joint.md).
+"""``joint``: naive joint training with a concat linear head.
 
 The "naive MML" / concat baseline of every imbalance paper (GeWu-Lab/OGM-GE_CVPR2022
 ``main.py --fusion_method concat``). Training is ``Method``'s default step: one cross-entropy
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmbench.benchmark.registry import register_method
 from mmbench.methods.base import Method
 from mmbench.methods.heads import ConcatHead
+from mmbench.methods.registry import register_method
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``mla``: Multimodal Learning with Alternating unimodal adaptation (specs/methods/mla.md).
+"""``mla``: Multimodal Learning with Alternating unimodal adaptation.
 
 Zhang, Yoon, Bansal, Yao, "Multimodal Representation Learning by Alternating Unimodal
 Adaptation", CVPR 2024. Official code: Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-
@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method
 from mmbench.methods.heads import shared_head_inputs, xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 GATES = ("fixed", "entropy_sample", "entropy_batch")
 
@@ -42,7 +42,7 @@ class MLAHyper:
 
 # ----------------------------------------------------------------------------- fusion gates
 def entropy_sample_weights(logits: list[torch.Tensor]) -> torch.Tensor:
-    """Paper gate (mla.md §2): per-sample entropy e_m of softmax over classes, weights
+    """Paper gate (the entropy-based test-time fusion): per-sample entropy e_m of softmax over classes, weights
     softmax over m of (-e_m) = exp(max e - e_m) / sum_j exp(max e - e_j). Shape (M, B)."""
     ent = torch.stack([-(F.softmax(z, 1) * F.log_softmax(z, 1)).sum(1) for z in logits])
     return F.softmax(-ent, dim=0)
@@ -71,7 +71,7 @@ def fuse(logits: list[torch.Tensor], gate: str, fixed: torch.Tensor | None = Non
 
 # ----------------------------------------------------------------------------- OWM projector
 class OWMProjector:
-    """The paper's orthogonal-weight-modification projector on the shared head (mla.md §3).
+    """The paper's orthogonal-weight-modification projector on the shared head (official ``utils/utils.py`` ``GSPlugin``).
 
     ``P`` (d x d) starts at I and is never reset. Per step (not the first one ever, as
     ``GSPlugin.before_update`` with ``exp_count != 0``): ``alpha = 0.1 ** (1 + i / N)``,
@@ -127,6 +127,7 @@ class MLAHeads(nn.Module):
 @register_method
 class MLA(Method):
     name = "mla"
+    settings_toml = "mla.toml"
     Hyper = MLAHyper
     modality_logits = "shared head on that modality, h(phi_m)"
     fusion_logits = "weighted sum of the h(phi_m) (method.gate: fixed weights or entropy gates)"
@@ -178,7 +179,7 @@ class MLA(Method):
         return heads
 
     def training_step(self, model, batch, ctx):
-        """mla.md §3: features once, then per modality CE(h(feats[m])), backward, (OWM), step."""
+        """Official ``main.py`` ``train_epoch`` (``--gs_flag``): features once, then per modality CE(h(feats[m])), backward, (OWM), step."""
         y = batch["label"]
         heads = model.heads
         opt = ctx.optimizers

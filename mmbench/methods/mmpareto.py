@@ -1,4 +1,4 @@
-"""``mmpareto``: MMPareto (specs/methods/mmpareto.md).
+"""``mmpareto``: MMPareto.
 
 Wei and Hu, "MMPareto: Boosting Multimodal Learning with Innocent Unimodal Assistance", ICML 2024.
 Official code: GeWu-Lab/MMPareto_ICML2024 (``code/MMPareto.py``, ``code/min_norm_solvers.py``,
@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method
 from mmbench.methods.heads import xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 
 @dataclass
@@ -68,7 +68,7 @@ def combine_encoder_grads(
     gamma_always: bool = True,
     cos_rule: str = "strict",
 ):
-    """MMPareto's gradient for one encoder's tensors (mmpareto.md §3).
+    """MMPareto's gradient for one encoder's tensors (official ``code/MMPareto.py`` training loop).
 
     ``h = 2 w1 g_mm + 2 w2 g_u``; ``r = ||g_mm + g_u|| / ||h||`` (per tensor, or over the whole
     encoder with ``scope="encoder"``; r = 1 where ||h|| = 0); the result is ``gamma * r * h`` if
@@ -128,6 +128,7 @@ class ParetoHeads(nn.Module):
 @register_method
 class MMPareto(Method):
     name = "mmpareto"
+    settings_toml = "mmpareto.toml"
     Hyper = MMParetoHyper
     modality_logits = "the modality's own head"
     fusion_logits = "fused linear head on the concatenation"

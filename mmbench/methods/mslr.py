@@ -1,4 +1,4 @@
-"""``mslr``: Modality-Specific Learning Rates for additive late fusion (specs/methods/mslr.md).
+"""``mslr``: Modality-Specific Learning Rates for additive late fusion.
 
 Yao and Mihalcea, "Modality-specific Learning Rates for Effective Multimodal Additive
 Late-fusion", Findings of ACL 2022. There is no official code; the heads follow the
@@ -26,14 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, Optimizers, build_optimizer, build_scheduler, modality_accuracies
 from mmbench.methods.heads import xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 
 class UnspecifiedStrategyError(ConfigError, NotImplementedError):
-    """MSLR's ``smooth`` strategy: the paper does not specify its rule (spec §3)."""
+    """MSLR's ``smooth`` strategy: the paper does not specify its rule."""
 
 
 @dataclass
@@ -55,8 +55,8 @@ class MSLRHyper:
 def dynamic_ratio(history, k: int, include_current: bool = True) -> float | None:
     """The dynamic LR ratio from a modality's validation-accuracy history (oldest first).
 
-    ``include_current=True`` (paper form, spec §3): ``acc(e) / mean(acc(e-k+1..e))``, defined
-    once ``k`` accuracies exist. ``include_current=False`` (AGM-repo form, spec §5):
+    ``include_current=True`` (paper form): ``acc(e) / mean(acc(e-k+1..e))``, defined
+    once ``k`` accuracies exist. ``include_current=False`` (AGM-repo form):
     ``acc(e) / mean(acc(e-k..e-1))``, defined once ``k`` earlier accuracies exist. Returns None
     while undefined or when the window's mean is 0.
     """
@@ -91,6 +91,7 @@ class SumHeads(nn.Module):
 @register_method
 class MSLR(Method):
     name = "mslr"
+    settings_toml = "mslr.toml"
     Hyper = MSLRHyper
     modality_logits = "the additive late-fusion terms head_m(phi^m); fusion = their sum"
     fusion_logits = "sum of the late-fusion terms, sum_m head_m(phi^m)"
@@ -146,7 +147,7 @@ class MSLR(Method):
 
     def configure_optimizers(self, model, train_cfg) -> Optimizers:
         """One optimiser of the shared type, one parameter group per modality (encoder m +
-        head m) at ``lr = eta_m``; the shared schedule multiplies every group (spec §3)."""
+        head m) at ``lr = eta_m``; the shared schedule multiplies every group."""
         groups = [
             {
                 "params": list(model.encoders[m].parameters()) + list(model.heads.fc[m].parameters()),
@@ -173,7 +174,7 @@ class MSLR(Method):
 
     # ------------------------------------------------------------------ step
     def training_step(self, model, batch, ctx):
-        """L = CE(sum_m z^m, y); one backward; one step (spec §3)."""
+        """L = CE(sum_m z^m, y); one backward; one step."""
         y = batch["label"]
         opts = ctx.optimizers
         with ctx.autocast():

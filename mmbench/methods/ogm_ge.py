@@ -1,4 +1,4 @@
-"""``ogm_ge``: On-the-fly Gradient Modulation with noise (specs/methods/ogm_ge.md).
+"""``ogm_ge``: On-the-fly Gradient Modulation with noise.
 
 OGM with Generalisation Enhancement. Peng, Wei, Deng, Wang, Hu, "Balanced Multimodal Learning via
 On-the-fly Gradient Modulation", CVPR 2022; official code GeWu-Lab/OGM-GE_CVPR2022 (``main.py``
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mmbench.benchmark.registry import register_method
 from mmbench.methods.base import TwoModalityMethod, modality_accuracies, true_class_prob_sum
+from mmbench.methods.registry import register_method
 
 _CHOICES = {
     "modulation": ("OGM_GE", "OGM"),
@@ -52,7 +52,7 @@ def confidence_scores(
 def modulation_coefficients(
     score_a: torch.Tensor, score_v: torch.Tensor, alpha: float, tie_policy: str = "code"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(k^a, k^v, rho^v) from the two confidence scores (spec §3 steps 4-5, official ``main.py``).
+    """(k^a, k^v, rho^v) from the two confidence scores (official ``main.py`` ``train_epoch``).
 
     rho^v = s^v / s^a, rho^a = 1 / rho^v. If rho^v > 1: k^v = 1 - tanh(alpha rho^v), k^a = 1; else
     k^a = 1 - tanh(alpha rho^a), k^v = 1 (the official else-branch, so a tie slows ``a``). With
@@ -106,6 +106,7 @@ def modulate_gradients(
 @register_method
 class OGMGE(TwoModalityMethod):
     name = "ogm_ge"
+    settings_toml = "ogm_ge.toml"
     Hyper = OGMGEHyper
     epoch_windows = (("modulation_starts", "modulation_ends"),)
     choices = _CHOICES

@@ -1,4 +1,4 @@
-"""``pmr``: Prototypical Modal Rebalance (specs/methods/pmr.md).
+"""``pmr``: Prototypical Modal Rebalance.
 
 Fan, Xu, Wang, Wang, Guo, "PMR: Prototypical Modal Rebalance for Multimodal Learning", CVPR
 2023; official code fanyunfeng-bit/Modal-Imbalance-PMR (``main_Prototype_grad.py``, ``bash.sh``).
@@ -18,10 +18,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mmbench.benchmark.loaders import to_device
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
-from mmbench.methods.base import TwoModalityMethod, true_class_prob_sum
+from mmbench.methods.base import TwoModalityMethod, to_device, true_class_prob_sum
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {"coef_rule": ("binary",), "proto_timing": ("after_epoch", "epoch_start")}
 # shuffling stream of the prototype passes, distinct from the training passes of the same epoch
@@ -121,6 +120,7 @@ def compute_prototypes(
 @register_method
 class PMR(TwoModalityMethod):
     name = "pmr"
+    settings_toml = "pmr.toml"
     Hyper = PMRHyper
     epoch_windows = (("modulation_starts", "modulation_ends"),)
     choices = _CHOICES

@@ -1,4 +1,4 @@
-"""``reconboost``: ReconBoost (specs/methods/reconboost.md).
+"""``reconboost``: ReconBoost.
 
 Hua, Xu, Bao, Yang, Huang, "ReconBoost: Boosting Can Achieve Modality Reconcilement", ICML 2024.
 Official code: huacong/ReconBoost (``train.py``, ``models/dynamic_net.py``, ``schedule.py``).
@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, Optimizers, build_optimizer
 from mmbench.methods.heads import shared_head_inputs, xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 
 @dataclass
@@ -65,7 +65,7 @@ def boosting_loss(
     w2: float = 1.0,
     form: str = "true_class",
 ) -> torch.Tensor:
-    """Phase-1 objective of learner m (reconboost.md §3), with ``q = softmax(F_{-m})``.
+    """Phase-1 objective of learner m (paper Eq. 6; code ``boosting_loss``), with ``q = softmax(F_{-m})``.
 
     ``"true_class"`` (code ``boosting_loss``): mean_i -(w1 - w2 q_{i,y_i}) log p_{i,y_i} / K,
     the code's ``-(w1 * target * log p).mean(-1) + (w2 * target * q * log p).mean(-1)``.
@@ -121,6 +121,7 @@ class ReconHeads(nn.Module):
 @register_method
 class ReconBoost(Method):
     name = "reconboost"
+    settings_toml = "reconboost.toml"
     Hyper = ReconBoostHyper
     modality_logits = "learner f_m"
     fusion_logits = "beta * sum of the ensemble's learners f_m"

@@ -1,5 +1,4 @@
-"""``sustained_boost``: AUG, sustained boosting with adaptive classifier assignment
-(specs/methods/sustained_boost.md).
+"""``sustained_boost``: AUG, sustained boosting with adaptive classifier assignment.
 
 Jiang, Huang, Yang, "Rethinking Multimodal Learning from the Perspective of Mitigating
 Classification Ability Disproportion", NeurIPS 2025, arXiv 2502.20120 v1. Official code
@@ -7,15 +6,15 @@ njustkmg/NeurIPS25-AUG at commit 966dbf5 (``train_CREMAD.py``, ``train_KS.py``,
 ``train_NVGesture.py``, ``model/AudioVideo.py``), which matches v1 (learnable weight network g_w).
 
 Each modality o owns classifiers z^o_t = fc_out(ReLU(L1^{o,t}(phi^o))), with ONE ``fc_out`` shared by
-all of them, and the ensemble F^o_t = z^o_1 + w^o sum_{j=2..t} z^o_j (spec §2). Sustained boosting
+all of them, and the ensemble F^o_t = z^o_1 + w^o sum_{j=2..t} z^o_j (official ``model/AudioVideo.py``). Sustained boosting
 trains the newest classifier on a residual target together with the whole and the previous
 ensemble (eqs. 2-6); every modality has its own backward pass and optimiser step, in dataset
-order, then g_w takes one more step (spec §3). Adaptive classifier assignment (ACA) adds a
+order, then g_w takes one more step. Adaptive classifier assignment (ACA) adds a
 classifier to the less confident modality every t_N epochs (and after epoch 0); additions are
 applied at the start of the next epoch, with their parameters appended to the optimiser.
 
-Ablation switches for the paper's Tables 4-6 and the paper/code differences are hyper-parameters
-(spec §5); pure functions below (``sub_loss``, ``running_ratio``, ``weight_targets``,
+Ablation switches for the paper's Tables 4-6 and the paper/code differences are hyper-parameters;
+pure functions below (``sub_loss``, ``running_ratio``, ``weight_targets``,
 ``aca_two``, ``aca_many``, ``check_epochs``, ``fuse``) carry the numerics the tests check.
 """
 
@@ -27,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, Optimizers, build_optimizer, build_scheduler, check_choices
 from mmbench.methods.heads import xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 LOSS_TERMS = ("residual", "ensemble", "previous")
 
@@ -64,7 +63,7 @@ class SustainedBoostHyper:
     log_first_classifier: bool = False  # diagnostic (paper Fig. 4): predict adds "<m>_first" = z^m_1
 
 
-# ---------------------------------------------------------------------------- numerics (spec §3, §8)
+# ---------------------------------------------------------------------------- numerics
 def sub_loss(
     z: torch.Tensor,
     y: torch.Tensor,
@@ -119,7 +118,7 @@ def confidence(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def running_ratio(tmp: torch.Tensor, S: torch.Tensor, t: int) -> torch.Tensor:
     """r^o from the batch scores ``tmp`` and the epoch sums ``S`` (already including ``tmp``) at
-    step ``t`` (spec §3): R = tmp / (t+1) + S t / (t+1). 2 modalities: r^a = R^a / R^v,
+    step ``t``: R = tmp / (t+1) + S t / (t+1). 2 modalities: r^a = R^a / R^v,
     r^v = 1 / r^a (code); M: r^m = R^m / sum_{k != m} R^k (``train_NVGesture.py``)."""
     R = tmp / (t + 1) + S * (t / (t + 1))
     if R.numel() == 2:
@@ -190,7 +189,7 @@ def fuse(logits: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Te
     return sum(weights[m] * logits[m] for m in weights)
 
 
-# ---------------------------------------------------------------------------- heads (spec §2)
+# ---------------------------------------------------------------------------- heads
 class WeightNet(nn.Module):
     """g_w: Linear(1, 512)-ReLU-Linear(512, 64)-ReLU-Linear(64, 1)-Sigmoid (``model/AudioVideo.py``
     ``w_network``), shared by the modalities, applied to each scalar r^o; xavier-normal / zero bias
@@ -260,6 +259,7 @@ class BoostedClassifiers(nn.Module):
 @register_method
 class SustainedBoost(Method):
     name = "sustained_boost"
+    settings_toml = "sustained_boost.toml"
     Hyper = SustainedBoostHyper
     modality_logits = "the modality's classifier ensemble F^m = z_1 + w^m sum_j z_j"
     fusion_logits = "sum_o a_o F^o of the modality ensembles"

@@ -1,4 +1,4 @@
-"""``unimodal``: one modality's encoder with its own linear head (specs/methods/joint.md).
+"""``unimodal``: one modality's encoder with its own linear head.
 
 The unimodal reference rows of the tables ("Unimodal-1/2" in BalanceBenchmark). Only phi^m is
 run and optimised; ``predict`` returns ``{"fusion": z^m, m: z^m}``. The run is tagged with the
@@ -12,10 +12,10 @@ from typing import ClassVar
 
 import torch.nn as nn
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method
 from mmbench.methods.heads import xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 
 @dataclass

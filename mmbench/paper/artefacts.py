@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmbench.errors import MMBenchError
-from mmbench.paper.suites import build_tables
+from mmbench.paper.suites import build_paper_tables as build_tables
+from mmbench.results.errors import MMBenchError
 
 FORMATS = {"md": "md", "latex": "tex", "html": "html"}
 
 
 def paper_table_text(records, datasets, select, split, layout, fmt, standalone, paper_tables) -> str:
     """``mmbench table --paper``: every format; no records still shows the reported values."""
-    from mmbench.reporting.paper_table import render_paper_tables, tables_for
+    from mmbench.paper.table import render_paper_tables, tables_for
 
     tables = build_tables(records, tables_for(layout, paper_tables), select, split, datasets or None)
     if not tables:
@@ -25,8 +25,8 @@ def paper_table_text(records, datasets, select, split, layout, fmt, standalone, 
 
 def write_artefacts(paper: dict, records, out: Path, select: str, extra: dict, roots: dict, echo=print) -> None:
     """The suite's paper tables (md, tex, html) and figures (PDF, PNG) into ``out``."""
-    from mmbench.paper.figures import write_figures
-    from mmbench.reporting.paper_table import render_paper_tables
+    from mmbench.paper.figure_files import write_figures
+    from mmbench.paper.table import render_paper_tables
 
     out.mkdir(parents=True, exist_ok=True)
     if paper.get("tables"):

@@ -44,11 +44,11 @@ def suite_rows(name: str, extra: dict | None = None) -> list[dict]:
     return rows
 
 
-def build_tables(records, tables, select, split, datasets=None, extra=None) -> list[dict]:
+def build_paper_tables(records, tables, select, split, datasets=None, extra=None) -> list[dict]:
     """The paper tables ``tables`` built from ``records`` (ablation rows from their suites);
     tables with no column left after the ``datasets`` filter are dropped."""
     from mmbench.paper.reported import table_values
-    from mmbench.reporting.paper_table import ABLATION_TABLES, build_paper_table
+    from mmbench.paper.table import ABLATION_TABLES, build_paper_table
 
     out = []
     for t in tables:

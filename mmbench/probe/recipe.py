@@ -1,4 +1,4 @@
-"""The one linear-probe recipe, the same for every method and run (issue 15, "Deliver" 1).
+"""The one linear-probe recipe, the same for every method and run.
 
 Features are the frozen encoders' outputs (``restore.extract_features``). Each probe is a
 multinomial logistic regression ``Linear(D, K)``: features standardised with the train split's

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmbench.benchmark import store
-from mmbench.errors import MMBenchError
+from mmbench.results import store
+from mmbench.results.errors import MMBenchError
 
 RULE = "val"  # probes use the weights the val rule selected
 

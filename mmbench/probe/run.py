@@ -1,4 +1,4 @@
-"""Probe finished runs: ``probe.json`` beside each run's record (issue 15, "Deliver" 1 and 2).
+"""Probe finished runs: ``probe.json`` beside each run's record.
 
 For one run directory: restore the weights the ``val`` rule selected (``restore.load_selected``),
 extract the frozen encoders' features of train, val and test once (``restore.extract_features``),
@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from mmbench.benchmark import store
 from mmbench.benchmark.metrics import classification_metrics
-from mmbench.errors import MMBenchError
 from mmbench.probe.linear import fit_probe
 from mmbench.probe.recipe import DEFAULT_RECIPE, ProbeRecipe
 from mmbench.probe.record import RULE, is_current, read_probe
 from mmbench.probe.shapley import coalition_metrics, shapley_block
+from mmbench.results import store
+from mmbench.results.errors import MMBenchError
 
 PROBE_SCHEMA = 1
 SPLITS = ("train", "val", "test")

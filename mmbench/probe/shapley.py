@@ -1,4 +1,4 @@
-"""Exact Shapley contributions of the modalities to a run's fused prediction (issue 15, 2).
+"""Exact Shapley contributions of the modalities to a run's fused prediction.
 
 Definition followed: the Shapley value (Shapley 1953) of the cooperative game whose players are
 the M modalities and whose value ``v(S)`` is the metric (accuracy by default) of the method's own

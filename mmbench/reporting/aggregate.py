@@ -17,7 +17,7 @@ and Markdown (best in bold; Markdown has neither column groups nor shading, so `
 ``table2`` are one table per dataset there). ``csv`` exports the per-seed values instead.
 
 Every number is the metric of the test split (or ``split``) at the epoch the selection rule
-picked (specs/methods/evaluation.md §5), times 100; mean ± std (ddof = 1; 0 for one seed) over
+picked (``mmbench.benchmark.selection``), times 100; mean ± std (ddof = 1; 0 for one seed) over
 the finished seeds. In every column the best mean is bold and the top three are shaded (ties
 share a rank); each other method is compared with the best by Welch's t-test
 (``significance.py``) and marked where p < alpha. ``unimodal-*`` rows have no fusion: their
@@ -37,6 +37,7 @@ import pandas as pd
 from mmbench.benchmark.selection import SELECTION_RULES
 from mmbench.reporting.identity_rows import old_record_note, split_by_identity
 from mmbench.reporting.significance import DEFAULT_ALPHA, against_best
+from mmbench.results.registry import BASELINE_METHOD, Registry
 
 # The metrics of mmbench.benchmark.metrics.METRIC_NAMES, restated so that tables and reports do
 # not import torch (a test checks that the two agree).
@@ -47,8 +48,6 @@ SELECTION_LABELS = {
     "test-best": "best test epoch (test-best: the papers' protocol, optimistic)",
 }
 FORMATS = ("md", "latex", "html", "csv")
-LAYOUTS = ("table1", "table2", "long")
-EXTRA_LAYOUTS = ("probe", "cost")  # rendered by their own modules (``_render_extra``)
 METRIC_LABELS = {"acc": "Acc", "map": "MAP", "f1": "MacroF1"}
 LAYOUT_METRICS = {"table1": METRIC_NAMES, "table2": ("acc", "f1"), "long": METRIC_NAMES}
 _TEMPLATE = {"md": "table.md.j2", "latex": "table.tex.j2", "html": "table.html.j2"}
@@ -56,7 +55,7 @@ _TEMPLATE = {"md": "table.md.j2", "latex": "table.tex.j2", "html": "table.html.j
 # Method facts (row order, head meanings, unimodal references) come from the records only
 # (``result.json`` ``heads``, ``unimodal_reference``); records without them (schema 1) are
 # flagged in the table's notes (``identity_rows.old_record_note``).
-REFERENCE_BASELINE = "joint"  # the plain joint-training baseline: the first row after the references
+REFERENCE_BASELINE = BASELINE_METHOD  # the plain joint-training baseline: the first row after the references
 
 
 def is_unimodal_reference(rec: dict) -> bool:
@@ -310,10 +309,10 @@ def build_tables(
     problems=(),
 ) -> dict:
     """The data every table template renders (see the module docstring for the layouts).
-    ``problems``: the ``store.Problem`` list of ``scan_results`` (unreadable, partial records),
+    ``problems``: the ``store.RecordProblem`` list of ``scan_results`` (unreadable, partial records),
     listed in the notes with the config splits and old records."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose {', '.join(LAYOUTS)}")
+    if layout not in LAYOUT_METRICS:
+        raise ValueError(f"unknown layout {layout!r}; choose {', '.join(LAYOUT_METRICS)}")
     metrics = tuple(metrics) if metrics else LAYOUT_METRICS[layout]
     records, caveats = record_notes(records, problems)
     caveats += missing_rule_notes(records, select)
@@ -390,21 +389,40 @@ def render_table(
     """Render mean ± std over seeds of ``metrics`` in ``layout``; ``csv`` gives per-seed values."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
-    if layout in EXTRA_LAYOUTS:  # reporting/probe_table.py, reporting/cost_table.py
-        return _render_extra(records, fmt, metrics, select, layout, split, expected, alpha, standalone)
-    if fmt == "csv":
-        return per_seed_csv(records, tuple(metrics) if metrics else METRIC_NAMES, select, split)
-    ctx = build_tables(records, layout, metrics, select, split, expected, alpha, problems)
-    ctx["standalone"] = standalone
-    ctx["table"] = dict(ctx)
-    return template_env().get_template(_TEMPLATE[fmt]).render(**ctx)
+    return LAYOUTS.get(layout)(records, fmt=fmt, metrics=metrics, select=select, split=split, expected=expected,
+                               alpha=alpha, standalone=standalone, problems=problems)
 
 
-def _render_extra(records, fmt, metrics, select, layout, split, expected, alpha, standalone) -> str:
-    if layout == "cost":
-        from mmbench.reporting.cost_table import render_cost
+def _grid_layout(layout: str):
+    """The renderer of a layout of ``build_tables`` (table1, table2, long)."""
 
-        return render_cost(records, fmt)
+    def render(records, fmt, metrics, select, split, expected, alpha, standalone, problems) -> str:
+        if fmt == "csv":
+            return per_seed_csv(records, tuple(metrics) if metrics else METRIC_NAMES, select, split)
+        ctx = build_tables(records, layout, metrics, select, split, expected, alpha, problems)
+        ctx["standalone"] = standalone
+        ctx["table"] = dict(ctx)
+        return template_env().get_template(_TEMPLATE[fmt]).render(**ctx)
+
+    return render
+
+
+def _cost_layout(records, fmt, metrics, select, split, expected, alpha, standalone, problems) -> str:
+    from mmbench.reporting.cost_table import render_cost
+
+    return render_cost(records, fmt)
+
+
+def _probe_layout(records, fmt, metrics, select, split, expected, alpha, standalone, problems) -> str:
     from mmbench.reporting.probe_table import render_probe
 
     return render_probe(records, fmt, metrics, select, split, expected, alpha, standalone)
+
+
+# Table layouts by name: a renderer (records, fmt, metrics, select, split, expected, alpha,
+# standalone, problems) -> text; ``LAYOUTS.register(render, name)`` adds one.
+LAYOUTS: Registry = Registry("layout", listing="mmbench table --help")
+for _name in LAYOUT_METRICS:
+    LAYOUTS.register(_grid_layout(_name), _name)
+LAYOUTS.register(_probe_layout, "probe")
+LAYOUTS.register(_cost_layout, "cost")

@@ -1,4 +1,4 @@
-"""``mmbench table --layout cost``: the cost of each method next to ``joint`` (issue 15, 4).
+"""``mmbench table --layout cost``: the cost of each method next to the ``joint`` baseline.
 
 Reads the ``"cost"`` block of run records only (``benchmark/cost.py`` writes it): per dataset and
 run, the mean over finished seeds of trainable parameters, GFLOPs of one training step, MFLOPs per
@@ -13,6 +13,7 @@ import numpy as np
 
 from mmbench.reporting.aggregate import run_facts, run_sort_key
 from mmbench.reporting.simple_table import html_page, render_plain
+from mmbench.results.registry import BASELINE_METHOD
 
 # (column, unit label, how to read it from a cost block)
 COLUMNS = (
@@ -23,7 +24,7 @@ COLUMNS = (
     ("eval s/epoch", "", lambda c: c["seconds_per_epoch"]["eval"]),
     ("peak memory", "MiB", lambda c: c["peak_memory"]["bytes"] / 2**20),
 )
-REFERENCE = "joint"
+REFERENCE = BASELINE_METHOD
 
 
 def cost_values(records: list[dict]) -> tuple[dict, list[str]]:

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmbench.benchmark import store
+from mmbench.results import store
 
 CURVE_COLUMNS = ["dataset", "run", "method", "seed", "epoch", "head", "value"]
 CLASSIFIER_COLUMNS = ["dataset", "run", "seed", "epoch", "modality", "n"]
 
 
 def load_histories_checked(records: list[dict]) -> tuple[list[tuple[dict, list[dict]]], list]:
-    """(record, history) of every finished record that has a ``path``, and a ``store.Problem``
+    """(record, history) of every finished record that has a ``path``, and a ``store.RecordProblem``
     for each damaged ``history.jsonl`` (its readable epochs before the damage are kept)."""
     out, problems = [], []
     for rec in records:
@@ -57,7 +57,7 @@ def curves_frame(histories, split: str = "test", metric: str = "acc") -> pd.Data
 
 
 def classifier_frame(histories) -> pd.DataFrame:
-    """One row per (run, seed, epoch, modality) of ``diagnostics["classifiers"]`` (sustained_boost)."""
+    """One row per (run, seed, epoch, modality) of ``diagnostics["classifiers"]`` (logged by methods whose ensembles grow)."""
     rows = []
     for rec, history in histories:
         for line in history:

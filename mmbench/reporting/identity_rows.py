@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmbench.benchmark import store
+from mmbench.results import store
 
 LABEL_HEX = 6
 

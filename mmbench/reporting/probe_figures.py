@@ -1,4 +1,4 @@
-"""Report figures of issue 15: accuracy against cost, and the imbalance scores of the probes.
+"""Report figures of the probes: accuracy against cost, and the imbalance scores of the probes.
 
 Reads run records (their ``cost`` block and val-rule metrics) and ``probe.json`` only. Each
 figure is a PNG data URI; each run keeps the colour the report gives it.

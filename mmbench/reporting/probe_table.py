@@ -1,5 +1,5 @@
 """``mmbench table --layout probe``: probe metrics per modality beside the method-native ones
-(issue 15, 4), and the imbalance scores.
+and the imbalance scores.
 
 Reads run records and their ``probe.json`` only (``mmbench probe`` writes it). The first table is
 the ranked one of ``aggregate.build_tables`` (mean ± std over seeds, best bold, top three shaded,
@@ -19,10 +19,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from mmbench.errors import MMBenchError
 from mmbench.probe.record import RULE, is_current, read_probe
 from mmbench.reporting.aggregate import build_tables, run_facts, run_sort_key, template_env
 from mmbench.reporting.simple_table import mean_std, render_plain
+from mmbench.results.errors import MMBenchError
 
 PROBE_PREFIX = "probe "
 _TEMPLATE = {"md": "table.md.j2", "latex": "table.tex.j2", "html": "table.html.j2"}

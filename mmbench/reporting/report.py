@@ -5,9 +5,10 @@ dataset, matplotlib figures embedded as PNG data URIs:
    over seeds); ``unimodal-*`` runs appear only in their modality's panel;
 2. the imbalance ratio over epochs (definition in ``curves.py``);
 3. the classifier count per modality over epochs, for runs that log
-   ``diagnostics["classifiers"]`` (``sustained_boost``);
+   ``diagnostics["classifiers"]`` (methods whose ensembles grow);
 4. a bar chart of unimodal versus fusion accuracy at the selected epoch (mean ± std over seeds);
-5. accuracy against cost, and the probe ratio and Shapley contributions (``probe_figures.py``).
+5. accuracy against cost, and the probe ratio and Shapley contributions (``probe_figures.py``);
+6. the sections registered in ``SECTIONS`` (the paper's comparison: ``mmbench.paper.report``).
 
 Drawing dominates the cost (about 0.7 s of CPU per dataset with 20 methods); with ``jobs > 1``
 the datasets are drawn in forked worker processes (Linux), giving the same bytes.
@@ -32,6 +33,12 @@ from mmbench.reporting.aggregate import (
     template_env,
 )
 from mmbench.reporting.significance import DEFAULT_ALPHA
+from mmbench.results.registry import Registry
+
+# Sections that packages above reporting add to the report: name -> function (records, select,
+# split, figures_dir) -> dict for ``report.html.j2``. The built-in one is the paper's comparison
+# with its reported numbers, registered by ``mmbench.paper.report`` when imported.
+SECTIONS: Registry = Registry("report section", builtins={"paper": "mmbench.paper.report"})
 
 
 def dataset_figures(dataset: str, histories, summary, split: str, metric: str,
@@ -101,7 +108,7 @@ def _figures_job(args) -> list[dict]:
     return dataset_figures(*args)
 
 
-def default_jobs(n_datasets: int) -> int:
+def figure_jobs(n_datasets: int) -> int:
     """Worker processes for ``n_datasets``: one per dataset up to the CPUs (max 8); 1 where
     ``fork`` is unavailable (spawned workers would re-import everything)."""
     if sys.platform != "linux":
@@ -150,9 +157,7 @@ def build_report(
     else:
         figures = [_figures_job(t) for t in tasks]
     datasets = [{"name": d, "figures": f} for d, f in zip(names, figures)]
-    from mmbench.reporting.paper_report import paper_section
-
-    paper = paper_section(records, select, split, figures_dir)
+    sections = {name: SECTIONS.get(name)(records, select, split, figures_dir) for name in SECTIONS.names()}
     return template_env().get_template("report.html.j2").render(
         title=title,
         table1=table1,
@@ -163,5 +168,5 @@ def build_report(
         n_finished=sum(r.get("status") == "finished" for r in records),
         select_label=table1["select_label"],
         split=split,
-        paper=paper,
+        paper=sections.get("paper"),
     )

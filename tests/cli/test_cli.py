@@ -112,11 +112,13 @@ class _FolderDataset(DatasetSpec):
 
 
 def test_missing_data_root_says_where_the_data_must_go(monkeypatch, results, tmp_path):
-    registry._load_builtins()
-    monkeypatch.setitem(registry._DATASETS, "folderset", _FolderDataset())
     monkeypatch.delenv("MMBENCH_DATA", raising=False)
-    out = invoke("run", "-m", "joint", "-d", "folderset", "--results", str(results))
-    assert out.exit_code == 2 and "pass --root DIR or set MMBENCH_DATA" in out.output
-    out = invoke("run", "-m", "joint", "-d", "folderset", "--root", str(tmp_path / "absent"), "--results", str(results))
+    with registry.DATASETS.scoped() as datasets:
+        datasets.register(_FolderDataset())
+        out = invoke("run", "-m", "joint", "-d", "folderset", "--results", str(results))
+        assert out.exit_code == 2 and "pass --root DIR or set MMBENCH_DATA" in out.output
+        out = invoke("run", "-m", "joint", "-d", "folderset", "--root", str(tmp_path / "absent"),
+                     "--results", str(results))
+    assert "folderset" not in registry.dataset_names()
     assert out.exit_code == 2
     assert f"data root {tmp_path / 'absent'} does not exist: put the folderset dataset there" in out.output

@@ -205,12 +205,12 @@ def test_builtin_name_tables_match_what_the_modules_register():
     for pkg in (mmbench.methods, mmbench.datasets):
         for info in pkgutil.iter_modules(pkg.__path__):
             importlib.import_module(f"{pkg.__name__}.{info.name}")
-    builtin_methods = {n for n, c in registry._METHODS.items() if c.__module__.startswith("mmbench.")}
-    assert builtin_methods == set(registry.BUILTIN_METHODS)
-    assert {n: registry._METHODS[n].__module__ for n in builtin_methods} == registry.BUILTIN_METHODS
-    builtin_datasets = {n for n, s in registry._DATASETS.items() if type(s).__module__.startswith("mmbench.")}
-    assert builtin_datasets == set(registry.BUILTIN_DATASETS)
-    assert {n: type(registry._DATASETS[n]).__module__ for n in builtin_datasets} == registry.BUILTIN_DATASETS
+    builtin_methods = registry.METHODS.builtin_names()
+    assert builtin_methods == sorted(registry.BUILTIN_METHODS)
+    assert {n: registry.get_method(n).__module__ for n in builtin_methods} == registry.BUILTIN_METHODS
+    builtin_datasets = registry.DATASETS.builtin_names()
+    assert builtin_datasets == sorted(registry.BUILTIN_DATASETS)
+    assert {n: type(registry.get_dataset(n)).__module__ for n in builtin_datasets} == registry.BUILTIN_DATASETS
 
 
 def test_a_name_typo_is_refused_without_importing_torch():

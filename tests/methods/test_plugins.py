@@ -272,18 +272,10 @@ class _FakeEntryPoint:
 
 
 @pytest.fixture
-def fresh_registry(monkeypatch):
-    """The registry's plugin state, emptied of plugins and restored after the test."""
-    registry.method_names()  # built-ins loaded
-    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
-    monkeypatch.setattr(registry, "_METHOD_ORIGIN", dict(registry._METHOD_ORIGIN))
-    monkeypatch.setattr(registry, "_PLUGIN_ERRORS", [])
-
-    def load(entry_points):
-        monkeypatch.setattr(registry, "_entry_points", lambda group: entry_points)
-        registry._load_method_plugins()
-
-    return load
+def fresh_registry():
+    """A scoped copy of the registries with the built-ins only; restored after the test."""
+    with registry.METHODS.scoped(plugins=False) as methods, registry.DATASETS.scoped(plugins=False):
+        yield methods.load_entry_points
 
 
 def _method(name, **attrs):

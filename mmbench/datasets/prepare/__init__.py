@@ -1,5 +1,6 @@
 """``mmbench data prepare DATASET --from RAW --out ROOT``: from the files people download to the
-tree the dataset's loader reads (issue 16). One module per dataset family:
+tree the dataset's loader reads, through the dataset's ``DatasetSpec.prepare``. One module per
+dataset family holds the preparers:
 ``audiovisual`` (cremad, kinetics_sounds, vggsound), ``nvgesture``, ``image_text`` (twitter15,
 sarcasm); ``common`` holds decoding (PyAV), parallel resumable jobs and the record
 ``<out>/mmbench-prepare.json``.
@@ -7,19 +8,9 @@ sarcasm); ``common`` holds decoding (PyAV), parallel resumable jobs and the reco
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-from mmbench.errors import DataError
-
-PREPARERS = {
-    "cremad": ("audiovisual", "prepare_cremad"),
-    "kinetics_sounds": ("audiovisual", "prepare_kinetics_sounds"),
-    "vggsound": ("audiovisual", "prepare_vggsound"),
-    "nvgesture": ("nvgesture", "prepare_nvgesture"),
-    "twitter15": ("image_text", "prepare_twitter15"),
-    "sarcasm": ("image_text", "prepare_sarcasm"),
-}
+from mmbench.results.errors import DataError
 
 
 def prepare(dataset: str, raw: Path, out: Path, jobs: int = 1, progress: bool = True, **options):
@@ -27,18 +18,19 @@ def prepare(dataset: str, raw: Path, out: Path, jobs: int = 1, progress: bool = 
     ``DataError`` (one line) for a source that is not the dataset's release, or when no usable
     clip remains."""
     from mmbench.datasets.prepare import common
+    from mmbench.datasets.registry import DATASETS
 
-    if dataset not in PREPARERS:
-        raise DataError(f"no `data prepare` for {dataset!r}; it prepares: {', '.join(PREPARERS)}")
+    spec = DATASETS.get(dataset)
+    if "prepare" not in spec.capabilities():
+        have = [n for n in DATASETS.names() if "prepare" in DATASETS.get(n).capabilities()]
+        raise DataError(f"no `data prepare` for {dataset!r}; it prepares: {', '.join(have)}")
     raw, out = Path(raw), Path(out)
     if not raw.is_dir():
         raise DataError(f"--from {raw} is not a directory: point it at the downloaded {dataset} files")
     if raw.resolve() == out.resolve():
         raise DataError("--out must differ from --from: the download is never changed")
     out.mkdir(parents=True, exist_ok=True)
-    module, name = PREPARERS[dataset]
-    fn = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    outcome, details = fn(raw, out, jobs, progress, **options)
+    outcome, details = spec.prepare(raw, out, jobs, progress, **options)
     record = common.write_record(out, dataset, raw, outcome, details)
     if not outcome.done:
         raise DataError(f"nothing usable in {raw}: all {len(outcome.failed)} clips failed (listed in {record})")

@@ -26,7 +26,7 @@ import csv
 from pathlib import Path
 
 from mmbench.datasets.prepare import common
-from mmbench.errors import DataError
+from mmbench.results.errors import DataError
 
 
 def clip_job(video: Path, frames: Path, wav: Path, wav_source: Path | None) -> None:
@@ -84,9 +84,9 @@ def prepare_cremad(raw: Path, out: Path, n_jobs: int, progress: bool, split_file
 def _given_splits(files, usable: set[str]) -> dict[str, list[str]]:
     """Ids per split from the ``--split`` files (named by the split in their file name: train,
     val, test), keeping the usable clips."""
-    from mmbench.benchmark.registry import get_dataset
+    from mmbench.datasets.registry import DATASETS
 
-    spec = get_dataset("cremad")
+    spec = DATASETS.get("cremad")
     out: dict[str, list[str]] = {}
     for f in files:
         f = Path(f)

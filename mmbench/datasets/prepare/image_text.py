@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmbench.datasets.prepare import common
-from mmbench.errors import DataError
+from mmbench.results.errors import DataError
 
 
 def _find_dir_with(raw: Path, names: tuple[str, ...]) -> Path:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mmbench.datasets.prepare import common
-from mmbench.errors import DataError
+from mmbench.results.errors import DataError
 
 SPAN = 80
 BOUND = 20.0
