@@ -172,6 +172,22 @@ OFFICIAL = {
         "method.train_added_layers": False,  # train_NVGesture.py:275 optimiser built once
         "method.head_init": "torch",  # train_NVGesture.py:22 imports weight_init, never applies it
     },
+    # GeWu-Lab/BML_TPAMI2024 code/main.py, config.py, scripts/train_opm.sh / train_ogm.sh (KS only)
+    **{
+        (m, "kinetics_sounds"): {
+            "train.epochs": 100,  # config.py epochs = 100
+            "train.batch_size": 32,  # config.py batch_size = 32
+            "train.optimizer": "adamw",  # main.py:267 AdamW
+            "train.lr": 5e-5,  # config.py:26
+            "train.weight_decay": 0.01,  # main.py:267
+            "train.schedule": "step",  # main.py:268 StepLR
+            "train.step_size": 40,  # config.py:28
+            "train.gamma": 0.1,  # config.py:29
+            "train.step_at": "epoch_end",  # main.py:174 scheduler.step() after the batches
+            "method.warmup_epochs": 6,  # main.py:91 warm_up = 1 if epoch <= 5
+        }
+        for m in ("opm", "ogm_tpami")
+    },
 }
 
 
