@@ -32,7 +32,7 @@ DATASET_ENTRY_POINT = "mmbench.datasets"
 # modules register).
 BUILTIN_METHODS = {name: f"mmbench.methods.{name}" for name in (
     "agm", "gblend", "joint", "mla", "mmpareto", "mslr", "ogm_ge", "pmr", "reconboost", "sustained_boost",
-    "unimodal", "opm", "ogm_tpami",
+    "unimodal", "opm", "ogm_tpami", "mmcosine", "cml",
 )}
 BUILTIN_DATASETS = {
     "cremad": "mmbench.datasets.cremad",
