@@ -326,3 +326,21 @@ def test_opm_next_step_resume_equals_an_uninterrupted_run(tmp_path):
         "method.p_exe": 0.5,
     }
     assert_resume_equal(tmp_path, "mfeat", "opm", overrides, [1, 1])
+
+
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        (
+            "opm",
+            'On-the-fly Prediction Modulation -- "On-the-fly Modulation for Balanced Multimodal Learning", IEEE TPAMI 2024',
+        ),
+        ("ogm_tpami", 'journal version of On-the-fly Gradient Modulation -- "On-the-fly Modulation'),
+        ("mmcosine", 'Multi-Modal Cosine loss -- "MMCosine: Multi-Modal Cosine Loss'),
+        ("cml", 'Calibrating Multimodal Learning -- "Calibrating Multimodal Learning", ICML 2023'),
+    ],
+)
+def test_list_methods_names_the_paper(name, text):
+    out = CliRunner().invoke(cli, ["list", "methods"]).output
+    line = next(ln for ln in out.splitlines() if ln.startswith(f"{name} "))
+    assert text in line, line
