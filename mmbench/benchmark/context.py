@@ -11,6 +11,14 @@ import torch
 from mmbench.benchmark.seeding import stream_generator
 
 
+class _Streams(dict):
+    """The generators of ``Context.generator`` by (stream, device type); reseeded on every call,
+    so a deep copy (the cost measurement's) starts empty instead of copying device generators."""
+
+    def __deepcopy__(self, memo):
+        return _Streams()
+
+
 @dataclass
 class Context:
     """Run state visible to a method.
@@ -57,7 +65,7 @@ class Context:
     _step_logs: dict = field(default_factory=dict)
     _step_counts: dict = field(default_factory=dict)
     _epoch_logs: dict = field(default_factory=dict)
-    _generators: dict = field(default_factory=dict, repr=False)
+    _generators: dict = field(default_factory=_Streams, repr=False)
     _skipped: bool = False
 
     def autocast(self):
