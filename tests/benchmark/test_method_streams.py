@@ -134,6 +134,7 @@ def test_skipped_steps_keep_counters_schedule_and_means_and_resume_draws_the_sam
     assert ck["global_step"] == 3 * n  # skipped batches count
 
 
+@pytest.mark.slow
 def test_a_skipped_step_leaves_weights_and_optimiser_untouched(tmp_path):
     with registered_method(_StreamProbe):
         cfg = resolve_config("mfeat", "stream_probe", {**OVERRIDES, "epochs": 1}, seed=0, device="cpu")
