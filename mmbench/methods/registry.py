@@ -24,12 +24,16 @@ BUILTIN_METHODS = {
     name: f"mmbench.methods.{name}"
     for name in (
         "agm",
+        "cml",
         "gblend",
         "joint",
         "mla",
+        "mmcosine",
         "mmpareto",
         "mslr",
         "ogm_ge",
+        "ogm_tpami",
+        "opm",
         "pmr",
         "reconboost",
         "sustained_boost",

@@ -172,6 +172,36 @@ OFFICIAL = {
         "method.train_added_layers": False,  # train_NVGesture.py:275 optimiser built once
         "method.head_init": "torch",  # train_NVGesture.py:22 imports weight_init, never applies it
     },
+    # GeWu-Lab/MMCosine_ICASSP23 main_CD.py (CREMA-D; README command, concat head)
+    ("mmcosine", "cremad"): {
+        "train.epochs": 200,  # main_CD.py --epochs 200
+        "train.batch_size": 32,  # main_CD.py --batch_size 32
+        "train.optimizer": "sgd",  # main_CD.py optim.SGD
+        "train.lr": 1e-3,  # main_CD.py --learning_rate 0.001
+        "train.momentum": 0.9,  # main_CD.py momentum=0.9
+        "train.weight_decay": 1e-4,  # main_CD.py weight_decay=1e-4
+        "train.schedule": "step",  # main_CD.py StepLR
+        "train.step_size": 100,  # main_CD.py --lr_decay_step 100
+        "train.gamma": 0.1,  # main_CD.py --lr_decay_ratio 0.1
+        "train.step_at": "epoch_end",  # scheduler.step() after train_epoch
+        "method.eval_logits": "linear",  # valid(): fused accuracy from W [a; v] + b
+    },
+    # GeWu-Lab/BML_TPAMI2024 code/main.py, config.py, scripts/train_opm.sh / train_ogm.sh (KS only)
+    **{
+        (m, "kinetics_sounds"): {
+            "train.epochs": 100,  # config.py epochs = 100
+            "train.batch_size": 32,  # config.py batch_size = 32
+            "train.optimizer": "adamw",  # main.py:267 AdamW
+            "train.lr": 5e-5,  # config.py:26
+            "train.weight_decay": 0.01,  # main.py:267
+            "train.schedule": "step",  # main.py:268 StepLR
+            "train.step_size": 40,  # config.py:28
+            "train.gamma": 0.1,  # config.py:29
+            "train.step_at": "epoch_end",  # main.py:174 scheduler.step() after the batches
+            "method.warmup_epochs": 6,  # main.py:91 warm_up = 1 if epoch <= 5
+        }
+        for m in ("opm", "ogm_tpami")
+    },
 }
 
 
