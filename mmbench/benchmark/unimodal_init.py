@@ -35,7 +35,10 @@ from mmbench.errors import ConfigError, MMBenchError
 
 
 def wants_unimodal_init(cfg: RunConfig) -> bool:
-    return bool(cfg.method_params.get("init_from_unimodal", False))
+    """Whether a fresh run of ``cfg`` starts from the reference runs (``Method.uses_unimodal_init``)."""
+    from mmbench.benchmark.registry import get_method
+
+    return bool(get_method(cfg.method).uses_unimodal_init(cfg.method_params))
 
 
 def needs_teachers(cfg: RunConfig) -> bool:

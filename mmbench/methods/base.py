@@ -268,9 +268,14 @@ class Method:
         ``{"encoder": state_dict of phi^m, "head": state_dict of its linear head}``."""
         raise ConfigError(f"{self.name} does not support init_from_unimodal")
 
+    @classmethod
+    def uses_unimodal_init(cls, params: dict) -> bool:
+        """Whether a fresh run with hyper-parameters ``params`` starts from the unimodal reference
+        runs (``init_from_unimodal``); default: ``method.init_from_unimodal``."""
+        return bool(params.get("init_from_unimodal", False))
+
     def starts_from_unimodal(self) -> bool:
-        """Whether a fresh run calls ``init_from_unimodal`` (default: ``method.init_from_unimodal``)."""
-        return bool(getattr(self.hp, "init_from_unimodal", False))
+        return type(self).uses_unimodal_init(dataclasses.asdict(self.hp))
 
     def set_teachers(self, teachers: dict[str, nn.Module]) -> None:
         """``needs_unimodal_teachers`` methods: ``teachers[m]`` is a copy of the dataset's encoder m
