@@ -56,19 +56,38 @@ def staged_forward(encoder: StagedEncoder, x: torch.Tensor) -> torch.Tensor:
     return encoder.pool(h, x.shape[0])
 
 
-def encoder_classes(spec, data_cfg) -> dict[str, type | str]:
+def encoder_classes(spec, data_cfg, stop_at_unstaged: bool = True) -> dict[str, type | str]:
     """The class of each encoder the dataset builds under ``data_cfg``, found by building it on
     the ``meta`` device (no memory, no weights) with a forked CPU generator (no random draws of
-    the caller change). An encoder that cannot be built so (e.g. one that reads pretrained
-    weights) is named by the error instead."""
+    the caller change), in modality order; with ``stop_at_unstaged`` it stops after the first
+    class that is not staged (so no later encoder, e.g. one fetching pretrained weights, is
+    built). An encoder whose constructor fails on the meta device (it reads pretrained weights)
+    is named by the ``nn.Module`` whose ``__init__`` failed."""
     out: dict[str, type | str] = {}
     for m, (factory, _dim) in spec.backbones(data_cfg).items():
         try:
             with torch.random.fork_rng(devices=[]), torch.device("meta"):
                 out[m] = type(factory())
-        except Exception as exc:  # noqa: BLE001 - reported by the caller as "cannot be inspected"
-            out[m] = f"an encoder that cannot be inspected ({type(exc).__name__})"
+        except Exception as exc:  # noqa: BLE001 - reported by the caller
+            out[m] = (
+                _failed_module(exc)
+                or f"an encoder that cannot be built on the meta device ({type(exc).__name__})"
+            )
+        if stop_at_unstaged and (isinstance(out[m], str) or not _declares_stages(out[m])):
+            break
     return out
+
+
+def _failed_module(exc: BaseException) -> type | None:
+    """The outermost ``nn.Module`` whose ``__init__`` is on the traceback of ``exc``."""
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        owner = frame.f_locals.get("self")
+        if frame.f_code.co_name == "__init__" and isinstance(owner, nn.Module):
+            return type(owner)
+        tb = tb.tb_next
+    return None
 
 
 def refuse_unstaged(method: str, dataset: str, classes: dict, why: str) -> None:

@@ -33,7 +33,7 @@ DATASET_ENTRY_POINT = "mmbench.datasets"
 BUILTIN_METHODS = {name: f"mmbench.methods.{name}" for name in (
     "agm", "gblend", "joint", "mla", "mmpareto", "mslr", "ogm_ge", "pmr", "reconboost", "sustained_boost",
     "unimodal",
-    "umt", "ume",
+    "umt", "ume", "greedy",
 )}
 BUILTIN_DATASETS = {
     "cremad": "mmbench.datasets.cremad",

@@ -59,7 +59,7 @@ def test_the_existing_encoders_numerics_are_unchanged():
 
 def test_mfeat_and_other_encoders_are_not_staged():
     assert not is_staged(SmallCNN()) and not is_staged(MLP(6))
-    classes = encoder_classes(registry.get_dataset("mfeat"), resolve_config("mfeat", "joint", {}).data)
+    classes = encoder_classes(registry.get_dataset("mfeat"), resolve_config("mfeat", "joint", {}).data, False)
     assert classes == {"image": SmallCNN, "fourier": MLP}
     with pytest.raises(
         ConfigError, match=r"^m needs staged convolutional encoders \(why\); mfeat uses SmallCNN for image$"
