@@ -205,3 +205,11 @@ def frozen_teachers(spec, cfg: RunConfig, weights: dict, device) -> dict:
         teacher.eval()
         teacher.requires_grad_(False)
     return teachers
+
+
+def stand_in_teachers(run) -> dict:
+    """Frozen eval-mode copies of ``run``'s own encoders in place of the reference runs' for a
+    speed measurement (``mmbench bench``): the teachers' architecture and cost, not their weights."""
+    import copy
+
+    return {m: copy.deepcopy(enc).eval().requires_grad_(False) for m, enc in run.model.encoders.items()}

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from mmbench.backbones.staged import encoder_classes, is_staged, refuse_unstaged
 from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
+from mmbench.errors import ConfigError, MMBenchError
 from mmbench.methods.base import Method, check_choices
 from mmbench.methods.heads import ConcatHead, xavier_linear
 
@@ -357,6 +357,12 @@ class Greedy(Method):
     def predict(self, model, batch):
         """Both branches with every MMTM regular and no running-mean update (``eval_curation =
         "inherit"``: the current curation state; ``running_avg_scope = "all_forwards"``: updated)."""
+        unstaged = [m for m in self.modalities if not is_staged(model.encoders[m])]
+        if unstaged:  # e.g. the probes' Shapley values, which feed cached pooled features
+            raise MMBenchError(
+                "greedy fuses between encoder stages (MMTM): its prediction cannot be computed from pooled "
+                f"features ({type(model.encoders[unstaged[0]]).__name__} for {unstaged[0]})"
+            )
         ctl = self.controller
         caring = ctl.caring if (self.hp.eval_curation == "inherit" and ctl.mode == "on") else None
         return self.staged_forward(
