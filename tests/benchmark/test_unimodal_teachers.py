@@ -173,3 +173,16 @@ def test_building_teachers_draws_no_random_numbers_of_the_run(references):
     teachers = frozen_teachers(spec, cfg, weights, "cpu")
     assert torch.equal(torch.get_rng_state(), before)
     assert set(teachers) == set(MODALITIES)
+
+
+def test_bench_stand_in_teachers_are_frozen_copies_of_the_runs_encoders():
+    from mmbench.benchmark.trainer import build_run
+    from mmbench.benchmark.unimodal_init import stand_in_teachers
+
+    cfg = resolve_config("mfeat", "umt", DATA, device="cpu")
+    run = build_run(cfg, registry.get_dataset("mfeat"), registry.get_method("umt"), None, torch.device("cpu"))
+    teachers = stand_in_teachers(run)
+    for m, t in teachers.items():
+        assert not t.training and not any(p.requires_grad for p in t.parameters())
+        assert t is not run.model.encoders[m]
+        assert all(torch.equal(v, run.model.encoders[m].state_dict()[k]) for k, v in t.state_dict().items())
