@@ -306,7 +306,12 @@ def sweep_local(jobs, results_root, n_jobs: int = 1, device: str = "auto", echo=
         count[0] += 1
         echo(f"[{count[0]}/{len(todo)}] {outcome_line(o)}")
 
-    return outcomes + execute(todo, results_root, n_jobs, device, lambda *_: None, False, line, rerun=rerun)
+    from mmbench.benchmark.suites import reference_phases
+
+    for phase in reference_phases(todo):  # unimodal reference runs first when other runs need them
+        outcomes += execute(phase, results_root, min(n_jobs, len(phase)), device, lambda *_: None, False, line,
+                            rerun=rerun)
+    return outcomes
 
 
 def report_done(outcomes: list[JobOutcome], echo, limit: int = 20) -> None:

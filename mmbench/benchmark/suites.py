@@ -17,7 +17,11 @@ A suite file::
 
 ``methods`` entries of the grid that need per-dataset settings (``unimodal``) are expanded by
 ``expand_special``: one ``unimodal`` run per modality of the dataset. ``unimodal`` jobs come
-first, so that runs initialised from them (``method.init_from_unimodal``) find them finished.
+first, so that runs initialised from them (``method.init_from_unimodal``) or distilling from them
+(``needs_unimodal_teachers``) find them finished; ``reference_phases`` makes a local sweep finish
+them before such runs start. ``"*"`` stands for every registered method that runs on the dataset
+(one that refuses it, e.g. ``greedy`` without staged encoders, is left out of that dataset's
+grid); a method named explicitly is never left out.
 """
 
 from __future__ import annotations
@@ -89,6 +93,41 @@ def _methods(names) -> list[str]:
     return list(names)
 
 
+def _runs_on(dataset: str, method: str, overrides: dict) -> bool:
+    """Whether ``method`` accepts ``dataset`` (a ``ConfigError`` from ``Method.validate_params`` or
+    ``validate_config`` says not); settings that need a per-run value (``unimodal``'s modality)
+    are supplied first."""
+    from mmbench.benchmark.config import resolve_config
+
+    ov = expand_special(dataset, method, overrides)[0][0]
+    try:
+        resolve_config(dataset, method, ov)
+    except ConfigError:
+        return False
+    return True
+
+
+def reference_phases(jobs: list[Job]) -> list[list[Job]]:
+    """``[unimodal jobs, the others]`` when one of the others starts from or distils from the
+    unimodal reference runs (``Method.needs_unimodal_teachers``, ``uses_unimodal_init``), so a
+    pool of workers finishes the references first; else ``[jobs]``."""
+    from mmbench.benchmark.config import resolve_config
+    from mmbench.benchmark.registry import get_method
+
+    def needs(job: Job) -> bool:
+        cls = get_method(job.method)
+        if getattr(cls, "needs_unimodal_teachers", False):
+            return True
+        cfg = resolve_config(job.dataset, job.method, job.overrides_dict, seed=job.seed, tag=job.tag)
+        return bool(cls.uses_unimodal_init(cfg.method_params))
+
+    refs = [j for j in jobs if j.method == "unimodal"]
+    rest = [j for j in jobs if j.method != "unimodal"]
+    if refs and any(needs(j) for j in rest):
+        return [refs, rest]
+    return [jobs]
+
+
 def expand_special(dataset: str, method: str, overrides: dict) -> list[tuple[dict, str | None]]:
     """``unimodal`` without a modality becomes one run per modality of the dataset."""
     if method == "unimodal" and "method.modality" not in overrides:
@@ -127,9 +166,12 @@ def load_suite(name_or_path: str, seeds_override: int | None = None, roots: dict
     roots = roots or {}
     for entry in entries:
         seeds = base_seeds if seeds_override is not None or "seeds" not in entry else _seeds(entry["seeds"])
+        names = entry.get("methods", head.get("methods", []))
         for dataset in entry.get("datasets", head.get("datasets", [])):
-            for method in _methods(entry.get("methods", head.get("methods", []))):
+            for method in _methods(names):
                 overrides = {**base_set, **entry.get("set", {})}
+                if "*" in names and method not in names and not _runs_on(dataset, method, overrides):
+                    continue
                 for ov, _ in expand_special(dataset, method, overrides):
                     for seed in seeds:
                         job = Job(dataset, method, seed, freeze(ov), entry.get("tag"), roots.get(dataset))

@@ -26,6 +26,7 @@ BUILTIN_METHODS = {
         "agm",
         "cml",
         "gblend",
+        "greedy",
         "joint",
         "mla",
         "mmcosine",
@@ -37,6 +38,8 @@ BUILTIN_METHODS = {
         "pmr",
         "reconboost",
         "sustained_boost",
+        "ume",
+        "umt",
         "unimodal",
     )
 }

@@ -40,7 +40,8 @@ def test_smoke_suite_covers_every_registered_method():
     from mmbench.benchmark.registry import method_names
 
     smoke = load_suite("smoke")
-    assert {j.method for j in smoke.jobs} == set(method_names())
+    # "*" leaves out a method that refuses mfeat: greedy needs staged ResNet encoders
+    assert {j.method for j in smoke.jobs} == set(method_names()) - {"greedy"}
     assert {j.seed for j in smoke.jobs} == {0, 1}
 
 
@@ -62,13 +63,14 @@ def test_smoke_suite_with_two_workers_completes_and_a_rerun_does_nothing(tmp_pat
     results = tmp_path / "results"
     # one seed of the suite's two (--seeds 1): every method still runs, in the 2-worker pool
     tiny = ["--seeds", "1", "--set", "epochs=1", "--set", "data.limit_train_per_class=5"]
-    n = (len(method_names()) - 1) + 2  # every method x 1 seed; unimodal once per modality
+    runnable = set(method_names()) - {"greedy"}  # greedy needs staged ResNet encoders: n/a on mfeat
+    n = (len(runnable) - 1) + 2  # every method x 1 seed; unimodal once per modality
     out = invoke("sweep", "smoke", "--jobs", "2", "--results", str(results), *tiny)
     assert out.exit_code == 0, out.output
     assert f"running {n} runs in 2 worker(s)" in out.output and f"sweep: {n} done, 0 skipped, 0 failed" in out.output
     records = store.load_results(results)
     assert len(records) == n and all(r["status"] == "finished" for r in records)
-    assert {r["method"] for r in records} == set(method_names())
+    assert {r["method"] for r in records} == runnable
     again = invoke("sweep", "smoke", "--jobs", "2", "--results", str(results), *tiny)
     assert f"nothing to run: all {n} runs already have records" in again.output
     assert f"sweep: 0 done, {n} skipped, 0 failed" in again.output
