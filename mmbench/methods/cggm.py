@@ -131,7 +131,7 @@ class CGGMHeads(nn.Module):
 @register_method
 class CGGM(Method):
     name = "cggm"
-    paper = "Guo et al., Classifier-guided Gradient Modulation for Enhanced Multimodal Learning, NeurIPS 2024"
+    paper = '"Classifier-guided Gradient Modulation for Enhanced Multimodal Learning", NeurIPS 2024'
     Hyper = CGGMHyper
 
     def __init__(self, *args):

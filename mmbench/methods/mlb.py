@@ -116,7 +116,7 @@ class MultiLossHeads(nn.Module):
 @register_method
 class MLB(Method):
     name = "mlb"
-    paper = "Kontras et al., Improving Multimodal Learning with Multi-Loss Gradient Modulation, BMVC 2024"
+    paper = '"Improving Multimodal Learning with Multi-Loss Gradient Modulation", BMVC 2024'
     Hyper = MLBHyper
     modality_logits = "the modality's auxiliary linear head (multi-loss)"
     fusion_logits = "concat head, W [phi^1; ...; phi^M] + b"
