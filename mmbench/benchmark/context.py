@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from mmbench.benchmark.seeding import stream_generator
+
 
 @dataclass
 class Context:
@@ -22,7 +24,17 @@ class Context:
     - ``val_metrics`` (METRICS of this epoch, set before ``on_epoch_end``);
     - ``selectable``: set ``False`` in a hook to exclude this epoch from model selection;
     - ``log(key, value)`` per-step diagnostics (averaged over the epoch; tensors are not
-      synchronised until the epoch ends) and ``log_epoch(key, value)`` per-epoch values.
+      synchronised until the epoch ends) and ``log_epoch(key, value)`` per-epoch values;
+    - ``generator(stream, index=None, device=None)``: the method's own random stream ``stream``
+      (e.g. ``"opm/masks"``), a ``torch.Generator`` on ``device`` (default ``self.device``) seeded
+      from (run seed, stream, ``index`` = ``global_step`` unless given: pass ``epoch`` for a
+      per-epoch draw). Every call reseeds it: two calls with the same stream and step give the same
+      numbers, so use one name per kind of draw. A resumed run draws exactly the same numbers;
+    - ``skip_step()``: say, from ``training_step``, that this batch takes no optimiser step (no
+      backward, no ``optimizers.step()``: OPM's batch with no sample left). The harness still
+      counts the batch in ``global_step``/``step_in_epoch`` (random streams never repeat), leaves
+      its returned values out of the epoch's ``train`` means and records ``skipped_steps`` in the
+      epoch's diagnostics; schedulers step per epoch as usual.
     """
 
     model: torch.nn.Module
@@ -45,6 +57,8 @@ class Context:
     _step_logs: dict = field(default_factory=dict)
     _step_counts: dict = field(default_factory=dict)
     _epoch_logs: dict = field(default_factory=dict)
+    _generators: dict = field(default_factory=dict, repr=False)
+    _skipped: bool = False
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -61,6 +75,25 @@ class Context:
         if isinstance(value, torch.Tensor):
             value = value.detach().cpu().tolist()
         self._epoch_logs[key] = value
+
+    def generator(self, stream: str, index: int | None = None, device=None) -> torch.Generator:
+        """The method-owned random stream ``stream`` at ``index`` (default ``global_step``), on
+        ``device`` (default the run's): ``seeding.stream_generator``, one generator kept per stream
+        and device type and reseeded on every call."""
+        device = torch.device(self.device if device is None else device)
+        key = (stream, device.type)
+        index = self.global_step if index is None else index
+        self._generators[key] = stream_generator(self.seed, stream, index, device, self._generators.get(key))
+        return self._generators[key]
+
+    def skip_step(self) -> None:
+        """This batch takes no optimiser step (see the class docstring)."""
+        self._skipped = True
+
+    def take_skipped(self) -> bool:
+        """Harness: whether the batch just trained called ``skip_step``; clears the flag."""
+        skipped, self._skipped = self._skipped, False
+        return skipped
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch

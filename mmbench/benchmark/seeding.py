@@ -7,6 +7,7 @@ of an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 
@@ -60,6 +61,31 @@ def augment_generator(seed: int, epoch: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed((seed * 100_003 + epoch) ^ 0x5DEECE66D)
     return g
+
+
+def stream_seed(seed: int, stream: str, index: int) -> int:
+    """The 63-bit seed of a method's named random stream at ``index`` (the global step): the first
+    8 bytes of ``sha256("<seed>/<stream>/<index>")``. A pure function of its arguments, the same on
+    every machine and Python process (unlike ``hash``), and far apart for neighbouring steps."""
+    if not stream:
+        raise ValueError("a method random stream needs a non-empty name")
+    digest = hashlib.sha256(f"{int(seed)}/{stream}/{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def stream_generator(
+    seed: int, stream: str, index: int, device="cpu", generator: torch.Generator | None = None
+) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with ``stream_seed(seed, stream, index)``
+    (``generator`` is reseeded and returned when given and on that device type, so a caller may
+    keep one per stream). Method-owned randomness (dropout masks, execution draws, removal
+    orders) drawn from it is a function of (run seed, stream, step) alone: a resumed run draws the
+    same numbers as an uninterrupted one, and nothing the method draws moves the global stream."""
+    device = torch.device(device)
+    if generator is None or generator.device.type != device.type:
+        generator = torch.Generator(device=device)
+    generator.manual_seed(stream_seed(seed, stream, index))
+    return generator
 
 
 def rng_state() -> dict:

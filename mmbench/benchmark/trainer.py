@@ -632,7 +632,7 @@ def _step_schedulers(optimizers) -> None:
 def _train_epoch(method, model, loader, ctx, cfg, progress) -> dict:
     model.train()
     sums: dict = {}
-    n = 0
+    n = skipped = 0
     bar = tqdm(
         loader,
         total=len(loader),
@@ -645,12 +645,17 @@ def _train_epoch(method, model, loader, ctx, cfg, progress) -> dict:
         for batch in bar:
             batch = to_device(batch, ctx.device)
             out = method.training_step(model, batch, ctx)
+            ctx.step_in_epoch += 1
+            ctx.global_step += 1
+            if ctx.take_skipped():  # ctx.skip_step(): no optimiser step, not in the train means
+                skipped += 1
+                continue
             for k, v in out.items():
                 v = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
                 sums[k] = sums[k] + v if k in sums else v
             n += 1
-            ctx.step_in_epoch += 1
-            ctx.global_step += 1
+    if skipped:
+        ctx.log_epoch("skipped_steps", skipped)
     logs = {}
     for k, v in sums.items():
         mean = v / max(n, 1)
