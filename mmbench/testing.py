@@ -20,7 +20,12 @@ harness (``resolve_config`` + ``train_run``) on the embedded ``mfeat`` (two moda
   selection, weights and method state as an uninterrupted one.
 
 A method whose official code supports fewer modalities (``max_modalities``) must refuse the
-larger dataset with a ``ConfigError``; the kit records that instead of training it. Kit
+larger dataset with a ``ConfigError``; the kit records that instead of training it. A method that
+cannot run on the embedded data (``greedy`` needs staged ResNet encoders) names the datasets the
+kit trains it on in ``conformance_datasets`` (e.g. ``("cremad",)``); a dataset that is not
+embedded is trained on a tiny fixture tree the kit writes (``mmbench.datasets.fixtures``). A
+method with ``needs_unimodal_teachers`` gets ``unimodal`` reference runs of every modality,
+trained under the kit's settings into each results root before its own runs. Kit
 settings: ``DEFAULT_OVERRIDES`` (tiny data, two epochs), then the class attribute
 ``conformance_overrides`` (e.g. ``{"method.modality": "image"}`` for ``unimodal``, more epochs
 for a method with stages), then the ``overrides`` argument.
@@ -32,6 +37,7 @@ import contextlib
 import dataclasses
 import math
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +83,7 @@ class ConformanceReport:
 
 def check_method(
     method_cls,
-    datasets=DATASETS,
+    datasets=None,
     overrides: dict | None = None,
     seed: int = 0,
     device: str = "cpu",
@@ -90,6 +96,7 @@ def check_method(
     if problems:
         raise ConformanceError("class: " + "; ".join(problems))
     report = ConformanceReport(method_cls.name)
+    datasets = datasets or getattr(method_cls, "conformance_datasets", None) or DATASETS
     kit = {**DEFAULT_OVERRIDES, **getattr(method_cls, "conformance_overrides", {}), **(overrides or {})}
     with contextlib.ExitStack() as stack:
         try:
@@ -99,11 +106,14 @@ def check_method(
         root = stack.enter_context(_results_dir(results_root))
         _check_presets(method_cls)
         for dataset in datasets:
-            refusal = _refusal(method_cls, dataset, kit, seed, device)
+            data_root = _data_root(dataset, Path(root) / "_data")
+            refusal = _refusal(method_cls, dataset, kit, seed, device, data_root)
             if refusal is not None:
                 report.refused[dataset] = refusal
                 continue
-            report.passed[dataset] = _check_dataset(method_cls, dataset, kit, seed, device, Path(root) / dataset)
+            report.passed[dataset] = _check_dataset(
+                method_cls, dataset, kit, seed, device, Path(root) / dataset, data_root
+            )
     if not report.passed:
         raise ConformanceError(f"{method_cls.name} refused every dataset of the kit: {report.refused}")
     return report
@@ -119,6 +129,15 @@ def _results_dir(results_root):
         return
     with tempfile.TemporaryDirectory(prefix="mmbench-conformance-") as tmp:
         yield Path(tmp)
+
+
+def _data_root(dataset: str, base: Path) -> Path | None:
+    """None for an embedded dataset; else a tiny fixture tree of it, written under ``base``."""
+    if registry.get_dataset(dataset).embedded:
+        return None
+    from mmbench.datasets.fixtures import write_fixture
+
+    return write_fixture(dataset, base / dataset)
 
 
 def _fail(dataset: str, check: str, message: str) -> ConformanceError:
@@ -145,14 +164,14 @@ def _check_presets(method_cls) -> None:
                 )
 
 
-def _refusal(method_cls, dataset: str, kit: dict, seed: int, device: str) -> str | None:
+def _refusal(method_cls, dataset: str, kit: dict, seed: int, device: str, data_root=None) -> str | None:
     """Why the method refuses ``dataset`` (allowed only beyond its ``max_modalities``), or None."""
     spec = registry.get_dataset(dataset)
     limit = getattr(method_cls, "max_modalities", None)
     if limit is None or len(spec.modalities) <= limit:
         return None
     try:
-        _build(resolve_config(dataset, method_cls.name, kit, seed=seed, device=device))
+        _build(resolve_config(dataset, method_cls.name, kit, seed=seed, device=device), data_root=data_root)
     except ConfigError as exc:
         return str(exc)
     except Exception as exc:
@@ -168,16 +187,24 @@ def _refusal(method_cls, dataset: str, kit: dict, seed: int, device: str) -> str
 
 
 # ---------------------------------------------------------------------------- one dataset
-def _check_dataset(method_cls, dataset: str, kit: dict, seed: int, device: str, root: Path) -> list[str]:
+def _check_dataset(
+    method_cls, dataset: str, kit: dict, seed: int, device: str, root: Path, data_root=None
+) -> list[str]:
     def config():  # resolved afresh for every run, as each CLI call (a new process) does
         return resolve_config(dataset, method_cls.name, kit, seed=seed, device=device)
+
+    def train(cfg, where: Path, stop_after_epochs=None):
+        if getattr(method_cls, "needs_unimodal_teachers", False) and not where.exists():
+            _references(dataset, kit, seed, device, root / "_references", data_root)
+            shutil.copytree(root / "_references", where)
+        return _train(cfg, where, dataset, stop_after_epochs, data_root)
 
     cfg = config()
     epochs = cfg.train.epochs
     if epochs < 2:
         raise _fail(dataset, "setup", f"the kit needs epochs >= 2 to check resume (got {epochs})")
 
-    result_a = _train(config(), root / "a", dataset)
+    result_a = train(config(), root / "a")
     dir_a = store.run_dir(root / "a", dataset, cfg.run_name, seed)
     history_a = store.read_history(dir_a / store.HISTORY)
     ckpt_a = torch.load(dir_a / store.CHECKPOINT, map_location="cpu", weights_only=False)
@@ -185,7 +212,7 @@ def _check_dataset(method_cls, dataset: str, kit: dict, seed: int, device: str, 
         raise _fail(dataset, "training", f"status {result_a['status']}, {len(history_a)}/{epochs} epochs")
 
     _check_losses(history_a, dataset)
-    active = _build(config()).method.active_modalities
+    active = _build(config(), data_root=data_root).method.active_modalities
     expected = ("fusion", *active)
     for split in ("val", "test"):
         missing = [h for h in expected if h not in history_a[-1][split]]
@@ -193,16 +220,16 @@ def _check_dataset(method_cls, dataset: str, kit: dict, seed: int, device: str, 
             raise _fail(dataset, "predict", f"no logits for {missing} (has {sorted(history_a[-1][split])})")
 
     _check_encoders(config(), active, ckpt_a, dataset)
-    _check_state_and_predict(config(), ckpt_a, history_a[-1]["val"], expected, dataset)
+    _check_state_and_predict(config(), ckpt_a, history_a[-1]["val"], expected, dataset, data_root)
 
     # resume: stop after epochs // 2, resume, compare with the uninterrupted run
     stop = epochs // 2
     try:
-        _train(config(), root / "c", dataset, stop_after_epochs=stop)
+        train(config(), root / "c", stop_after_epochs=stop)
         raise _fail(dataset, "resume", f"train_run did not stop after {stop} epochs")
     except Interrupted:
         pass
-    result_c = _train(config(), root / "c", dataset)
+    result_c = train(config(), root / "c")
     dir_c = store.run_dir(root / "c", dataset, cfg.run_name, seed)
     history_c = store.read_history(dir_c / store.HISTORY)
     ckpt_c = torch.load(dir_c / store.CHECKPOINT, map_location="cpu", weights_only=False)
@@ -219,7 +246,7 @@ def _check_dataset(method_cls, dataset: str, kit: dict, seed: int, device: str, 
         if epoch < stop:
             raise _fail(dataset, "determinism", f"two runs with seed {seed} differ at {diff[1]}")
         # the first `stop` epochs agree: an uninterrupted rerun tells determinism from resume
-        _train(config(), root / "b", dataset)
+        train(config(), root / "b")
         dir_b = store.run_dir(root / "b", dataset, cfg.run_name, seed)
         again = _history_diff(history_a, store.read_history(dir_b / store.HISTORY))
         if again is not None:
@@ -233,9 +260,22 @@ def _check_dataset(method_cls, dataset: str, kit: dict, seed: int, device: str, 
     return ["losses", "predict", "encoders", "state", "determinism", "resume"]
 
 
-def _train(cfg, root: Path, dataset: str, stop_after_epochs: int | None = None) -> dict:
+def _references(dataset: str, kit: dict, seed: int, device: str, where: Path, data_root) -> None:
+    """The ``unimodal`` reference run of every modality under the kit's shared settings (the
+    ``method.*`` ones dropped), tagged by modality, into ``where`` (once)."""
+    if where.exists():
+        return
+    shared = {k: v for k, v in kit.items() if not k.startswith("method.")}
+    for m in registry.get_dataset(dataset).modalities:
+        cfg = resolve_config(dataset, "unimodal", {**shared, "method.modality": m}, seed=seed, tag=m, device=device)
+        _train(cfg, where, dataset, data_root=data_root)
+
+
+def _train(cfg, root: Path, dataset: str, stop_after_epochs: int | None = None, data_root=None) -> dict:
     try:
-        return train_run(cfg, root, progress=False, stop_after_epochs=stop_after_epochs, echo=lambda *a, **k: None)
+        return train_run(
+            cfg, root, root=data_root, progress=False, stop_after_epochs=stop_after_epochs, echo=lambda *a, **k: None
+        )
     except NonFiniteLossError as exc:
         raise _fail(dataset, "losses", f"{exc}") from exc
     except Interrupted:
@@ -256,11 +296,11 @@ def _check_losses(history: list[dict], dataset: str) -> None:
             raise _fail(dataset, "losses", f"non-finite {bad} at epoch {rec['epoch']}")
 
 
-def _build(cfg, ckpt: dict | None = None) -> RunState:
+def _build(cfg, ckpt: dict | None = None, data_root=None) -> RunState:
     """The run ``train_run`` trains (``build_run``: same seeding, data, encoders, hook order),
     restored from ``ckpt`` when given."""
     spec = registry.get_dataset(cfg.dataset)
-    return build_run(cfg, spec, registry.get_method(cfg.method), None, resolve_device(cfg.device), ckpt)
+    return build_run(cfg, spec, registry.get_method(cfg.method), data_root, resolve_device(cfg.device), ckpt)
 
 
 def _dataset_encoders(cfg) -> nn.ModuleDict:
@@ -294,13 +334,13 @@ def _check_encoders(cfg, active, ckpt: dict, dataset: str) -> None:
                 )
 
 
-def _check_state_and_predict(cfg, ckpt: dict, recorded_val: dict, expected, dataset: str) -> None:
+def _check_state_and_predict(cfg, ckpt: dict, recorded_val: dict, expected, dataset: str, data_root=None) -> None:
     """Method state round-trips; the run rebuilt from the checkpoint (method state loaded before
     ``build_heads``, strict weights) gives ``predict`` outputs of the right keys, shapes and
     values on every val batch and reproduces the recorded val metrics (the harness's own
     ``evaluate``, with each ``predict`` output checked)."""
     try:
-        run = _build(cfg, ckpt)
+        run = _build(cfg, ckpt, data_root)
     except RuntimeError as exc:
         raise _fail(
             dataset,

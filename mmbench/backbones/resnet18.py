@@ -10,7 +10,9 @@ trained from scratch.
   and space) -> 512.
 
 ``width`` (64 in the paper) scales every stage (w, 2w, 4w, 8w); the ``smoke`` data preset uses a
-narrow one so tests run on CPU. Init is OGM-GE's ``weight_init``: conv
+narrow one so tests run on CPU. Both encoders implement ``mmbench.backbones.staged.StagedEncoder``
+(``stem``, ``stages``, ``per_sample``, ``from_per_sample``, ``pool``, ``stage_widths``) for
+methods that fuse between stages; their ``forward`` is that composition. Init is OGM-GE's ``weight_init``: conv
 ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``, BatchNorm weight 1 and bias 0.
 """
 
@@ -61,11 +63,19 @@ class ResNet18Trunk(nn.Module):
             inplanes = planes
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.out_dim = widths[-1]
+        self.stage_widths = tuple(widths)
         init_weights(self)
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def stem_layer1(self, x):
+        """Stage 1: conv1, bn1, relu, max-pool, layer1 (torchvision ``ResNet._forward_impl``)."""
+        return self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+
+    def stages(self) -> tuple:
+        return (self.stem_layer1, self.layer2, self.layer3, self.layer4)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -85,11 +95,28 @@ class AudioResNet18(nn.Module):
         super().__init__()
         self.trunk = ResNet18Trunk(1, width)
         self.out_dim = self.trunk.out_dim
+        self.stage_widths = self.trunk.stage_widths
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:  # (B, F, T), as the official loaders return it
             x = x.unsqueeze(1)
         return torch.flatten(F.adaptive_avg_pool2d(self.trunk(x), 1), 1)
+
+    # -------------------------------------------------------------- StagedEncoder
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(1) if x.dim() == 3 else x
+
+    def stages(self) -> tuple:
+        return self.trunk.stages()
+
+    def per_sample(self, h: torch.Tensor, batch_size: int) -> torch.Tensor:
+        return h  # (B, C, F', T')
+
+    def from_per_sample(self, u: torch.Tensor) -> torch.Tensor:
+        return u
+
+    def pool(self, h: torch.Tensor, batch_size: int) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)
 
 
 class FrameResNet18(nn.Module):
@@ -100,6 +127,7 @@ class FrameResNet18(nn.Module):
         super().__init__()
         self.trunk = ResNet18Trunk(3, width)
         self.out_dim = self.trunk.out_dim
+        self.stage_widths = self.trunk.stage_widths
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
@@ -107,3 +135,24 @@ class FrameResNet18(nn.Module):
         _, d, hh, ww = y.shape
         y = y.view(b, t, d, hh, ww).permute(0, 2, 1, 3, 4)
         return torch.flatten(F.adaptive_avg_pool3d(y, 1), 1)
+
+    # -------------------------------------------------------------- StagedEncoder
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, T, S, S)`` -> frames folded into the batch, ``(B*T, 3, S, S)``."""
+        b, c, t, h, w = x.shape
+        return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+
+    def stages(self) -> tuple:
+        return self.trunk.stages()
+
+    def per_sample(self, h: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """``(B*T, C, h, w)`` -> ``(B, C, T, h, w)`` (a view)."""
+        bt, d, hh, ww = h.shape
+        return h.view(batch_size, bt // batch_size, d, hh, ww).permute(0, 2, 1, 3, 4)
+
+    def from_per_sample(self, u: torch.Tensor) -> torch.Tensor:
+        b, d, t, hh, ww = u.shape
+        return u.permute(0, 2, 1, 3, 4).reshape(b * t, d, hh, ww)
+
+    def pool(self, h: torch.Tensor, batch_size: int) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool3d(self.per_sample(h, batch_size), 1), 1)

@@ -375,6 +375,7 @@ def resolve_config(
     cfg.tag = tag if tag else auto_tag(method_cls, changed, params)
     method_cls.validate_params(params, spec)
     check_settings(cfg, method_cls)
+    method_cls.validate_config(cfg, spec)
     return cfg
 
 

@@ -149,9 +149,8 @@ def train_run(
     out_dir = store.run_dir(results_root, cfg.dataset, cfg.run_name, cfg.seed)
     device = resolve_device(cfg.device)
     data_root, warnings_ = check_data(spec, root, cfg.data)
-    references = None
-    if unimodal_init.wants_unimodal_init(cfg) and (rerun or not (out_dir / store.CHECKPOINT).is_file()):
-        references = unimodal_init.find_references(cfg, results_root, spec.modalities)  # refuse first
+    fresh = rerun or not (out_dir / store.CHECKPOINT).is_file()
+    references = unimodal_init.references_for(cfg, results_root, spec.modalities, fresh)  # refuse first
     with runstate.seed_lock(out_dir):
         if rerun:
             clear_seed(out_dir)
@@ -194,6 +193,7 @@ class Session:
     t_start: float
     seen_warnings: set
     initialised_from: dict | None = None  # init_from_unimodal: the reference runs used
+    teachers_from: dict | None = None  # needs_unimodal_teachers: the reference runs distilled from
 
 
 def load_checkpoint(cfg: RunConfig, out_dir: Path, echo) -> dict | None:
@@ -224,10 +224,7 @@ def start_session(cfg, spec, out_dir: Path, data_root, device, warnings_, echo, 
     ckpt = load_checkpoint(cfg, out_dir, echo)
     reset_peak_memory(device)
     run = build_run(cfg, spec, get_method(cfg.method), data_root, device, ckpt)
-    initialised_from = ckpt.get("initialised_from") if ckpt is not None else None
-    if references is not None and ckpt is None:
-        weights, initialised_from = unimodal_init.selected_weights(references, data_root)
-        run.method.init_from_unimodal(run.model, weights)
+    initialised_from, teachers_from = unimodal_init.attach_references(run, cfg, spec, references, ckpt, data_root)
     history, start_epoch, best = [], 0, None
     if ckpt is not None:
         history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
@@ -241,7 +238,9 @@ def start_session(cfg, spec, out_dir: Path, data_root, device, warnings_, echo, 
     speed = {k: _dotted(cfg, k) for k in SPEED_KEYS}
     store.append_jsonl(out_dir / store.RUNLOG, runlog_entry("resume" if ckpt else "start", start_epoch, env, speed))
     store.write_history(out_dir / store.HISTORY, history)
-    return Session(cfg, spec, out_dir, run, history, start_epoch, best, echo, time.time(), set(), initialised_from)
+    return Session(
+        cfg, spec, out_dir, run, history, start_epoch, best, echo, time.time(), set(), initialised_from, teachers_from
+    )
 
 
 def _dotted(cfg: RunConfig, dotted: str):
@@ -368,6 +367,7 @@ def save_epoch(session: Session, record: dict) -> None:
             "history": session.history,
             "config": session.cfg.to_dict(),
             "initialised_from": session.initialised_from,
+            "teachers_from": session.teachers_from,
         },
     )
 
@@ -410,6 +410,8 @@ def finish_session(session: Session) -> dict:
     result["cost"] = measure_cost(session.run, session.history, session.run.ctx.device)  # on copies
     if session.initialised_from is not None:
         result["initialised_from"] = session.initialised_from
+    if session.teachers_from is not None:
+        result["teachers_from"] = session.teachers_from
     store.write_json(session.out_dir / store.RESULT, result)
     return result
 
@@ -455,6 +457,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         heldout_set = _subset(train_set, carved)
         train_set = _subset(train_set, kept)
 
+    method.inspect_encoders(encoders)
     if ckpt is not None:
         method.load_state_dict(ckpt["method"])
     model = MultimodalModel(encoders, method.build_heads(feature_dims, spec.num_classes))

@@ -10,11 +10,24 @@ data preset and seed through its record (``results/<dataset>/unimodal-<m>[_<suff
 ``init_from_unimodal(model, weights)`` hook, ``weights = {m: {"encoder": state_dict, "head":
 state_dict}}``, before the first epoch of a fresh run. A missing or unfinished reference run is
 refused before anything is written, in one line naming the runs and the command that makes them.
+
+Teachers (``Method.needs_unimodal_teachers``, e.g. UMT): the same lookup is mandatory for such a
+method and runs on every start *and resume* (teachers are not part of the checkpoint). The
+harness hands ``Method.set_teachers`` frozen copies of the dataset's encoders holding the
+references' selected weights (eval mode, ``requires_grad`` False, on the run's device, outside
+``model``), and records their provenance as ``teachers_from`` in the checkpoint and the record;
+a resume whose references changed since the run started is refused.
+
+Which run is the reference of modality m: with ``method.unimodal_suffix`` set, ``unimodal-<m>_
+<suffix>``; otherwise the ``unimodal`` run of m under the same ``--set`` training and data settings
+as this run (what a suite listing ``unimodal`` next to the method makes), then ``unimodal-<m>``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import torch
 
 from mmbench.benchmark import store
 from mmbench.benchmark.config import RunConfig
@@ -23,6 +36,22 @@ from mmbench.errors import ConfigError, MMBenchError
 
 def wants_unimodal_init(cfg: RunConfig) -> bool:
     return bool(cfg.method_params.get("init_from_unimodal", False))
+
+
+def needs_teachers(cfg: RunConfig) -> bool:
+    from mmbench.benchmark.registry import get_method
+
+    return bool(getattr(get_method(cfg.method), "needs_unimodal_teachers", False))
+
+
+def references_for(cfg: RunConfig, results_root, modalities, fresh: bool) -> dict[str, Path] | None:
+    """The reference runs this start needs (teachers: always; ``init_from_unimodal``: fresh
+    runs only), or None; ``ConfigError`` when one is missing (called before anything is written)."""
+    if needs_teachers(cfg):
+        return find_references(cfg, results_root, modalities, why="needs its teachers,")
+    if fresh and wants_unimodal_init(cfg):
+        return find_references(cfg, results_root, modalities)
+    return None
 
 
 def reference_run_name(modality: str, suffix: str = "") -> str:
@@ -46,19 +75,42 @@ def _problem(run_dir: Path, cfg: RunConfig, modality: str) -> str | None:
     return None
 
 
-def find_references(cfg: RunConfig, results_root, modalities) -> dict[str, Path]:
+def _candidate_names(cfg: RunConfig, modality: str, suffix: str) -> list[str]:
+    """Run names that may hold the reference of ``modality``, in order of preference."""
+    if suffix:
+        return [reference_run_name(modality, suffix)]
+    names = []
+    shared = {k: v for k, v in (cfg.overrides or {}).items() if not k.startswith("method.") and k != "protocol"}
+    if shared:
+        from mmbench.benchmark.config import resolve_config
+
+        try:
+            same = resolve_config(cfg.dataset, "unimodal", {**shared, "method.modality": modality}, seed=cfg.seed)
+            names.append(same.run_name)
+        except ConfigError:
+            pass
+    plain = reference_run_name(modality)
+    return names + [plain] if plain not in names else names
+
+
+def find_references(
+    cfg: RunConfig, results_root, modalities, why: str = "init_from_unimodal=true needs"
+) -> dict[str, Path]:
     """The reference run directory of each modality; ``ConfigError`` naming every unusable one."""
     suffix = str(cfg.method_params.get("unimodal_suffix", "") or "")
-    runs = {
-        m: store.run_dir(results_root, cfg.dataset, reference_run_name(m, suffix), cfg.seed) for m in modalities
-    }
-    bad = {m: why for m, d in runs.items() if (why := _problem(d, cfg, m))}
+    runs, bad = {}, {}
+    for m in modalities:
+        dirs = [store.run_dir(results_root, cfg.dataset, n, cfg.seed) for n in _candidate_names(cfg, m, suffix)]
+        usable = [d for d in dirs if _problem(d, cfg, m) is None]
+        if usable:
+            runs[m] = usable[0]
+        else:
+            runs[m] = dirs[-1]
+            bad[m] = _problem(dirs[-1], cfg, m)
     if bad:
-        names = ", ".join(f"{runs[m]} ({why})" for m, why in bad.items())
+        names = ", ".join(f"{runs[m]} ({why_})" for m, why_ in bad.items())
         cmds = "; ".join(_make_command(cfg, m, suffix, results_root) for m in bad)
-        raise ConfigError(
-            f"{cfg.method} init_from_unimodal=true needs the unimodal reference runs {names}; make them with: {cmds}"
-        )
+        raise ConfigError(f"{cfg.method} {why} the unimodal reference runs {names}; make them with: {cmds}")
     return runs
 
 
@@ -98,3 +150,55 @@ def selected_weights(runs: dict[str, Path], data_root, device="cpu") -> tuple[di
             "identity": (result.get("identity") or {}).get("hash"),
         }
     return weights, origin
+
+
+def attach_references(run, cfg: RunConfig, spec, references, ckpt, data_root) -> tuple[dict | None, dict | None]:
+    """Hand the reference runs' weights to the method of a built ``run``: ``init_from_unimodal`` on
+    a fresh run whose method ``starts_from_unimodal()``, ``set_teachers`` on every start of a
+    ``needs_unimodal_teachers`` method. Returns ``(initialised_from, teachers_from)`` for the
+    checkpoint and the record (a resume keeps the checkpoint's)."""
+    initialised_from = ckpt.get("initialised_from") if ckpt is not None else None
+    teachers_from = ckpt.get("teachers_from") if ckpt is not None else None
+    if references is None:
+        return initialised_from, teachers_from
+    weights, origin = selected_weights(references, data_root)
+    method = run.method
+    if ckpt is None and method.starts_from_unimodal():
+        method.init_from_unimodal(run.model, weights)
+        initialised_from = origin
+    if getattr(method, "needs_unimodal_teachers", False):
+        if teachers_from is not None:
+            _refuse_changed_teachers(teachers_from, origin)
+        method.set_teachers(frozen_teachers(spec, cfg, weights, run.ctx.device))
+        teachers_from = origin
+    return initialised_from, teachers_from
+
+
+def _refuse_changed_teachers(recorded: dict, now: dict) -> None:
+    """A resumed run must distil from the teachers it started with."""
+    for m, old in recorded.items():
+        new = now.get(m, {})
+        if (old.get("identity"), old.get("epoch")) != (new.get("identity"), new.get("epoch")):
+            raise ConfigError(
+                f"the {m} teacher changed since this run started ({old.get('run')} epoch {old.get('epoch')}, "
+                f"now {new.get('run')} epoch {new.get('epoch')}); use --rerun to train it again with the new teachers"
+            )
+
+
+def frozen_teachers(spec, cfg: RunConfig, weights: dict, device) -> dict:
+    """``{m: encoder}``: the dataset's encoder m built afresh (its initialisation draws on a forked
+    CPU generator, so the run's random stream is untouched), loaded with ``weights[m]["encoder"]``,
+    moved to ``device``, in eval mode, with ``requires_grad`` False."""
+    factories = spec.backbones(cfg.data)
+    with torch.random.fork_rng(devices=[]):
+        teachers = {m: factories[m][0]() for m in weights}
+    for m, teacher in teachers.items():
+        teacher.load_state_dict(weights[m]["encoder"])
+        teacher.to(device)
+        if torch.device(device).type == "cuda" and cfg.train.channels_last:
+            from mmbench.benchmark.trainer import apply_channels_last
+
+            apply_channels_last(teacher)
+        teacher.eval()
+        teacher.requires_grad_(False)
+    return teachers

@@ -156,6 +156,9 @@ class Method:
     fusion_logits: ClassVar[str] = "concat head, W [phi^1; ...; phi^M] + b"
     # (start, end) hyper-parameter pairs of epoch windows, range-checked by config_checks
     epoch_windows: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # frozen teachers from the unimodal reference runs, handed over by ``set_teachers`` on every
+    # start and resume (mmbench.benchmark.unimodal_init); the run is refused without those runs
+    needs_unimodal_teachers: ClassVar[bool] = False
 
     def __init__(self, hyper, modalities: tuple[str, ...], num_classes: int, feature_dims: dict[str, int]):
         self.hp = hyper
@@ -180,6 +183,12 @@ class Method:
                 f"{cls.name} supports at most {cls.max_modalities} modalities (its official code); "
                 f"{spec.name} has {len(spec.modalities)}: {', '.join(spec.modalities)}"
             )
+
+    @classmethod
+    def validate_config(cls, cfg, spec) -> None:
+        """Raise ``ConfigError`` when the method cannot run on the resolved ``cfg`` (called last by
+        ``resolve_config``, so a sweep or ``mmbench run`` refuses before anything is written);
+        e.g. ``greedy`` refuses encoders without stages (``mmbench.backbones.staged``)."""
 
     @classmethod
     def result_settings(cls, params: dict) -> tuple[str, ...]:
@@ -208,6 +217,11 @@ class Method:
     def heldout_fraction(self) -> float:
         """Fraction of train the harness carves out as ``ctx.heldout_loader`` (G-Blend); 0 = none."""
         return 0.0
+
+    def inspect_encoders(self, encoders: nn.ModuleDict) -> None:
+        """Called by the harness with the dataset's encoders before ``build_heads`` (fresh runs and
+        resumes alike): a method whose modules depend on the encoders' structure reads it here
+        (``greedy``'s MMTM widths from ``StagedEncoder.stage_widths``). Default nothing."""
 
     # ------------------------------------------------------------------ heads
     def build_heads(self, feature_dims: dict[str, int], num_classes: int) -> nn.Module:
@@ -253,6 +267,17 @@ class Method:
         the harness finds and loads them, ``mmbench.benchmark.unimodal_init``): ``weights[m]`` =
         ``{"encoder": state_dict of phi^m, "head": state_dict of its linear head}``."""
         raise ConfigError(f"{self.name} does not support init_from_unimodal")
+
+    def starts_from_unimodal(self) -> bool:
+        """Whether a fresh run calls ``init_from_unimodal`` (default: ``method.init_from_unimodal``)."""
+        return bool(getattr(self.hp, "init_from_unimodal", False))
+
+    def set_teachers(self, teachers: dict[str, nn.Module]) -> None:
+        """``needs_unimodal_teachers`` methods: ``teachers[m]`` is a copy of the dataset's encoder m
+        holding the unimodal reference run's selected weights, in eval mode, ``requires_grad``
+        False, on the run's device, outside ``model`` (never optimised nor checkpointed). Called
+        on every start and resume, after the model is built or restored."""
+        raise ConfigError(f"{self.name} does not take unimodal teachers")
 
     def on_epoch_start(self, ctx) -> None:
         pass
