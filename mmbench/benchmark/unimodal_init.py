@@ -170,6 +170,7 @@ def attach_references(run, cfg: RunConfig, spec, references, ckpt, data_root) ->
         if teachers_from is not None:
             _refuse_changed_teachers(teachers_from, origin)
         method.set_teachers(frozen_teachers(spec, cfg, weights, run.ctx.device))
+        method.set_teacher_heads(frozen_heads(weights, run.ctx.device))
         teachers_from = origin
     return initialised_from, teachers_from
 
@@ -202,3 +203,15 @@ def frozen_teachers(spec, cfg: RunConfig, weights: dict, device) -> dict:
         teacher.eval()
         teacher.requires_grad_(False)
     return teachers
+
+
+def frozen_heads(weights: dict, device) -> dict:
+    """``{m: Linear(d_m, K)}``: the reference runs' linear heads (``weights[m]["head"]``, the
+    ``unimodal`` head's ``fc``), on ``device``, in eval mode, with ``requires_grad`` False."""
+    heads = {}
+    for m, w in weights.items():
+        k, d = w["head"]["weight"].shape
+        head = torch.nn.Linear(d, k, device="meta").to_empty(device="cpu")
+        head.load_state_dict(w["head"])
+        heads[m] = head.to(device).eval().requires_grad_(False)
+    return heads
