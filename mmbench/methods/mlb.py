@@ -37,6 +37,7 @@ from torch import nn
 
 from mmbench.benchmark.registry import register_method
 from mmbench.methods.base import Method, check_choices
+from mmbench.methods.divergences import js_divergence
 from mmbench.methods.heads import ConcatHead, xavier_linear
 
 _CHOICES = {"rule": ("beta", "symmetric"), "score": ("prob", "jsd")}
@@ -55,17 +56,6 @@ class MLBHyper:
 
 
 # ----------------------------------------------------------------------------- the rule
-def js_divergence(logits_1: torch.Tensor, logits_2: torch.Tensor) -> torch.Tensor:
-    """Jensen-Shannon divergence of two batches of logits as ``js_divergence`` in
-    ``Bias_Infusion_MLB.on_backward_end``: logits clamped to +-1e7, probabilities and their mean
-    clamped to [1e-20, 1], ``0.5 (KL(p1 || m) + KL(p2 || m))`` with ``batchmean`` reduction."""
-    p1 = F.softmax(logits_1.clamp(-1e7, 1e7), dim=1)
-    p2 = F.softmax(logits_2.clamp(-1e7, 1e7), dim=1)
-    log_m = (0.5 * (p1 + p2)).clamp(1e-20, 1).log()
-    kl = F.kl_div(log_m, p1.clamp(1e-20, 1), reduction="batchmean")
-    return 0.5 * (kl + F.kl_div(log_m, p2.clamp(1e-20, 1), reduction="batchmean"))
-
-
 def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(torch.promote_types(t.dtype, torch.float32))
 

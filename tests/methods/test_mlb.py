@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from _method_runs import RecordingOptimizers, assert_resume_equal, check_method_toml, mfeat_setup, plain_sgd
 
-from mmbench.methods.mlb import coefficients, js_divergence, pace_scores
+from mmbench.methods.divergences import js_divergence
+from mmbench.methods.mlb import coefficients, pace_scores
 
 ATOL = 1e-6
 Y = torch.tensor([0, 1, 2, 0])
