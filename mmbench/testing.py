@@ -198,7 +198,10 @@ def _check_on_dataset(
         return resolve_config(dataset, method_cls.name, kit, seed=seed, device=device)
 
     def train(cfg, where: Path, stop_after_epochs=None):
-        if getattr(method_cls, "needs_unimodal_teachers", False) and not where.exists():
+        wants_references = getattr(method_cls, "needs_unimodal_teachers", False) or bool(
+            cfg.method_params.get("init_from_unimodal", False)
+        )
+        if wants_references and not where.exists():
             _references(dataset, kit, seed, device, root / "_references", data_root)
             shutil.copytree(root / "_references", where)
         return _train(cfg, where, dataset, stop_after_epochs, data_root)

@@ -173,6 +173,7 @@ def attach_references(run, cfg: RunConfig, spec, references, ckpt, data_root) ->
         if teachers_from is not None:
             _refuse_changed_teachers(teachers_from, origin)
         method.set_teachers(frozen_teachers(spec, cfg, weights, run.ctx.device))
+        method.set_teacher_heads(frozen_heads(weights, run.ctx.device))
         teachers_from = origin
     return initialised_from, teachers_from
 
@@ -213,3 +214,22 @@ def stand_in_teachers(run) -> dict:
     import copy
 
     return {m: copy.deepcopy(enc).eval().requires_grad_(False) for m, enc in run.model.encoders.items()}
+def frozen_heads(weights: dict, device) -> dict:
+    """``{m: Linear(d_m, K)}``: the reference runs' linear heads (``weights[m]["head"]``, the
+    ``unimodal`` head's ``fc``), on ``device``, in eval mode, with ``requires_grad`` False."""
+    heads = {}
+    for m, w in weights.items():
+        k, d = w["head"]["weight"].shape
+        head = torch.nn.Linear(d, k, device="meta").to_empty(device="cpu")
+        head.load_state_dict(w["head"])
+        heads[m] = head.to(device).eval().requires_grad_(False)
+    return heads
+
+
+def stand_in_teacher_heads(run) -> dict:
+    """Frozen fresh ``Linear(d_m, K)`` heads beside ``stand_in_teachers`` (timing only)."""
+    method = run.method
+    return {
+        m: torch.nn.Linear(method.feature_dims[m], method.num_classes).to(run.ctx.device).eval().requires_grad_(False)
+        for m in method.active_modalities
+    }

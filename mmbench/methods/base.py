@@ -329,6 +329,11 @@ class Method:
         on every start and resume, after the model is built or restored."""
         raise ConfigError(f"{self.name} does not take unimodal teachers")
 
+    def set_teacher_heads(self, heads: dict[str, nn.Module]) -> None:
+        """``needs_unimodal_teachers`` methods: ``heads[m]`` is the reference run's linear head
+        (``Linear(d_m, K)``), frozen like the teachers; called right after ``set_teachers``.
+        Default: ignored (a method distilling features only needs the encoders)."""
+
     def on_epoch_start(self, ctx) -> None:
         pass
 

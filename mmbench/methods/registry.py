@@ -24,11 +24,16 @@ BUILTIN_METHODS = {
     name: f"mmbench.methods.{name}"
     for name in (
         "agm",
+        "amco",
+        "cggm",
         "cml",
+        "g2d",
         "gblend",
         "greedy",
         "joint",
+        "mcr",
         "mla",
+        "mlb",
         "mmcosine",
         "mmpareto",
         "mslr",

@@ -57,9 +57,10 @@ class _Runner:
         data_root, _ = check_data(spec, root, cfg.data)
         self.run = build_run(cfg, spec, get_method(method), data_root, self.device)
         if getattr(self.run.method, "needs_unimodal_teachers", False):  # timing only: teachers' cost, not weights
-            from mmbench.benchmark.unimodal_init import stand_in_teachers
+            from mmbench.benchmark.unimodal_init import stand_in_teacher_heads, stand_in_teachers
 
             self.run.method.set_teachers(stand_in_teachers(self.run))
+            self.run.method.set_teacher_heads(stand_in_teacher_heads(self.run))
         self.batch_size = cfg.train.batch_size
         self.epoch = 0
         self._iter = None
