@@ -29,7 +29,7 @@ def probe(results, datasets, methods, roots, device, rerun):
     from mmbench.probe.run import probe_results
 
     root = results_root(results)
-    if not store.load_results(root, datasets or None, methods or None):
+    if not (scan := store.scan_results(root, datasets or None, methods or None)).records and not scan.problems:
         raise MMBenchError(f"no run records under {root}: train with `mmbench run` first, or pass --results DIR")
     counts = probe_results(root, datasets or None, methods or None, rerun=rerun, device=device,
                            roots=parse_roots(roots), echo=click.echo)

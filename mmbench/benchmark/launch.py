@@ -283,10 +283,20 @@ def _seed_line(o: JobOutcome) -> str:
     if o.status == "finished":
         return f"seed {o.job.seed}: {o.summary} -> {o.path}"
     if o.status == "failed":
-        return f"seed {o.job.seed}: FAILED: {o.reason}" + (f"; record marked failed in {o.path}" if o.path else "")
+        return f"seed {o.job.seed}: FAILED: {o.reason}" + _record_note(o.path)
     if o.status in ("skipped", "busy"):
         return f"seed {o.job.seed}: skipped, {o.reason}"
     return f"seed {o.job.seed}: {o.reason}"
+
+
+def _record_note(path: str) -> str:
+    """What the failed seed's folder holds now: claim only a record that was written."""
+    status = store.run_status(path) if path else "new"
+    if status == "failed":
+        return f"; record marked failed in {path}"
+    if status == "finished":
+        return f"; the earlier finished record in {path} was kept"
+    return f"; no record written in {path}" if path else ""
 
 
 def sweep_local(jobs, results_root, n_jobs: int = 1, device: str = "auto", echo=print,

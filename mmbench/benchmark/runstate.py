@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +56,10 @@ class SeedState:
 def _read(path: Path) -> tuple[dict | None, str | None]:
     """(the JSON object at ``path`` or None if absent, the problem if unreadable)."""
     try:
-        obj = store.read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        obj = store.read_json(path)  # checked against its schema (store.RecordInvalid)
+    except store.RecordInvalid as exc:
+        return None, str(exc).removeprefix(f"{path}: ").split("; restore it")[0]
+    except (ValueError, OSError) as exc:  # JSONDecodeError, UnicodeDecodeError
         return None, f"{type(exc).__name__}: {exc}"
     if obj is not None and not isinstance(obj, dict):
         return None, "not a JSON object"

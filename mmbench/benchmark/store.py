@@ -27,6 +27,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmbench.benchmark import record_schema
+from mmbench.errors import ConfigError, MMBenchError
+
 RESULT = "result.json"
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
@@ -42,7 +45,12 @@ def default_results_root() -> Path:
 
 
 def run_dir(results_root, dataset: str, run_name: str, seed: int) -> Path:
-    return Path(results_root) / dataset / run_name / f"seed-{seed}"
+    """The seed folder; refused (``ConfigError``) unless it is exactly three levels under the root."""
+    path = Path(results_root) / dataset / run_name / f"seed-{seed}"
+    if any(part in ("", ".", "..") or "/" in part or "\x00" in part for part in (dataset, run_name, f"seed-{seed}")):
+        raise ConfigError(f"{path} is not a folder three levels under the results root {results_root}; "
+                          "use a plain --tag (letters, digits, . _ + = -)")
+    return path
 
 
 def _json_default(obj):
@@ -136,20 +144,50 @@ def write_checkpoint(path, state: dict) -> None:
     _atomic_replace(path, lambda fh: torch.save(state, fh))
 
 
+class RecordInvalid(MMBenchError, ValueError):
+    """A record file that parses but does not match its schema (``record_schema``); the message
+    names the file, the first bad field and what to do (one line in the CLI)."""
+
+
+def schema_problems(path, obj) -> list[str]:
+    """The schema problems of ``obj`` read from ``path`` (by file name: ``result.json``,
+    ``config.json``, ``probe.json``, ``study.json``; other files are not checked)."""
+    check = record_schema.CHECKS.get(Path(path).name)
+    if check is None or Path(path).name == HISTORY:
+        return []
+    return check(obj)
+
+
 def read_json(path) -> dict | None:
+    """The JSON file at ``path`` (None when absent). A record file (``record_schema.CHECKS``) is
+    checked against its schema: ``RecordInvalid`` names the first bad field."""
     path = Path(path)
     if not path.is_file():
         return None
-    with open(path) as fh:
-        return json.load(fh)
+    with open(path, encoding="utf-8") as fh:
+        obj = json.load(fh)
+    problems = schema_problems(path, obj)
+    if problems:
+        raise RecordInvalid(f"{path}: field {record_schema.first_problem(problems)}; {_fix_hint(path)}")
+    return obj
 
 
 def read_history(path) -> list[dict]:
+    """The epochs of a ``history.jsonl`` (each line checked: ``RecordInvalid`` names the line)."""
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if line.strip():
+                item = json.loads(line)
+                problems = record_schema.check_history_line(item)
+                if problems:
+                    raise RecordInvalid(f"{path} line {i}: field {record_schema.first_problem(problems)}; "
+                                        f"{_fix_hint(path)}")
+                out.append(item)
+    return out
 
 
 def run_status(directory) -> str:
@@ -180,9 +218,6 @@ class Problem:
         return f"{self.kind} {self.path}: {self.message}"
 
 
-_REQUIRED = {"dataset": str, "method": str, "seed": int, "status": str}
-
-
 def _fix_hint(path: Path) -> str:
     return f"restore it, or delete {path.parent} and train that seed again"
 
@@ -200,11 +235,9 @@ def read_record(directory) -> tuple[dict | None, Problem | None]:
         return None, Problem(str(path), "unreadable", f"not valid JSON ({_short(exc)}); {_fix_hint(path)}")
     if not isinstance(rec, dict):
         return None, Problem(str(path), "unreadable", f"not a JSON object; {_fix_hint(path)}")
-    bad = [k for k, t in _REQUIRED.items() if not isinstance(rec.get(k), t)]
-    if rec.get("status") == "finished" and not isinstance(rec.get("selection"), dict):
-        bad.append("selection")
-    if bad:
-        return None, Problem(str(path), "unreadable", f"missing or malformed {', '.join(bad)}; {_fix_hint(path)}")
+    problems = record_schema.check_result(rec)
+    if problems:
+        return None, Problem(str(path), "unreadable", f"field {record_schema.first_problem(problems)}; {_fix_hint(path)}")
     return rec, None
 
 
@@ -220,6 +253,9 @@ def read_json_checked(path) -> tuple[dict | None, Problem | None]:
         return None, Problem(str(path), "unreadable", f"not valid JSON ({_short(exc)}); {_fix_hint(path)}")
     if not isinstance(obj, dict):
         return None, Problem(str(path), "unreadable", f"not a JSON object; {_fix_hint(path)}")
+    problems = schema_problems(path, obj)
+    if problems:
+        return None, Problem(str(path), "unreadable", f"field {record_schema.first_problem(problems)}; {_fix_hint(path)}")
     return obj, None
 
 
@@ -243,6 +279,8 @@ def read_history_checked(path) -> tuple[list[dict], Problem | None]:
             item, err = None, _short(exc)
         else:
             err = None if isinstance(item, dict) else "not a JSON object"
+            if err is None and (problems := record_schema.check_history_line(item)):
+                err = f"field {record_schema.first_problem(problems)}"
         if err:
             return out, Problem(str(path), "unreadable", f"line {i}: {err}; {_fix_hint(path)}")
         out.append(item)

@@ -15,6 +15,7 @@ record format is docs/records.md.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -30,7 +31,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from mmbench.benchmark import runstate, store, unimodal_init
+from mmbench.benchmark import record_schema, replace, runstate, store, unimodal_init
 from mmbench.benchmark.config import SPEED_KEYS, RunConfig, speed_keys
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.cost import measure_cost, reset_peak_memory
@@ -152,21 +153,21 @@ def train_run(
     references = None
     if unimodal_init.wants_unimodal_init(cfg) and (rerun or not (out_dir / store.CHECKPOINT).is_file()):
         references = unimodal_init.find_references(cfg, results_root, spec.modalities)  # refuse first
-    with runstate.seed_lock(out_dir):
-        if rerun:
-            clear_seed(out_dir)
-        else:
+    with runstate.seed_lock(out_dir), (replace.replacing(out_dir) if rerun else contextlib.nullcontext()):
+        if not rerun:
             refuse_recorded(out_dir, cfg)
         with torch_threads(cfg.train.threads):
             session = start_session(cfg, spec, out_dir, data_root, device, warnings_, echo, references)
             run_epochs(session, progress, stop_after_epochs)
-            return finish_session(session)
+            result = finish_session(session)
+            replace.drop(out_dir)  # old records set aside by a --rerun submitted earlier (clear_seed)
+            return result
 
 
 def clear_seed(out_dir: Path) -> None:
-    """``--rerun``: remove the seed's records (the run log stays and gets a new ``start`` line)."""
-    for name in (store.RESULT, store.CHECKPOINT, store.HISTORY, store.BEST, store.CONFIG):
-        (out_dir / name).unlink(missing_ok=True)
+    """``--rerun`` of a submitted array: move the seed's records aside (``replace.set_aside``;
+    deleted when the new record is written). The run log stays and gets a new ``start`` line."""
+    replace.set_aside(out_dir)
 
 
 def refuse_recorded(out_dir: Path, cfg: RunConfig) -> None:
@@ -207,6 +208,9 @@ def load_checkpoint(cfg: RunConfig, out_dir: Path, echo) -> dict | None:
     except Exception as exc:  # noqa: BLE001 - a corrupt file must not stop the run
         echo(f"warning: unreadable checkpoint {ckpt_path} ({exc}); starting this seed again")
         return None
+    if problems := record_schema.check_checkpoint(ckpt):
+        raise ConfigError(f"{ckpt_path} is not a checkpoint mmbench can resume (field "
+                          f"{record_schema.first_problem(problems)}); use --rerun to train the seed again")
     if _config_key(ckpt["config"]) != _config_key(cfg.to_dict()):
         raise ConfigError(
             f"{ckpt_path} was written with a different configuration; use --rerun to replace it "

@@ -391,7 +391,7 @@ def render_table(
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
     if layout in EXTRA_LAYOUTS:  # reporting/probe_table.py, reporting/cost_table.py
-        return _render_extra(records, fmt, metrics, select, layout, split, expected, alpha, standalone)
+        return _render_extra(records, fmt, metrics, select, layout, split, expected, alpha, standalone, problems)
     if fmt == "csv":
         return per_seed_csv(records, tuple(metrics) if metrics else METRIC_NAMES, select, split)
     ctx = build_tables(records, layout, metrics, select, split, expected, alpha, problems)
@@ -400,11 +400,11 @@ def render_table(
     return template_env().get_template(_TEMPLATE[fmt]).render(**ctx)
 
 
-def _render_extra(records, fmt, metrics, select, layout, split, expected, alpha, standalone) -> str:
+def _render_extra(records, fmt, metrics, select, layout, split, expected, alpha, standalone, problems=()) -> str:
     if layout == "cost":
         from mmbench.reporting.cost_table import render_cost
 
-        return render_cost(records, fmt)
+        return render_cost(records, fmt, problems)
     from mmbench.reporting.probe_table import render_probe
 
-    return render_probe(records, fmt, metrics, select, split, expected, alpha, standalone)
+    return render_probe(records, fmt, metrics, select, split, expected, alpha, standalone, problems)
