@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from mmbench.cli_common import friendly_errors
+from mmbench.datasets.out_dir import FIXTURE_MARKERS, PREPARE_MARKERS, check_out_dir
 from mmbench.errors import MMBenchError
 
 EXIT_PROBLEMS = 1
@@ -62,14 +63,16 @@ def data():
 @click.option("--layout", default=None, help="On-disk layout (default: the dataset's first).")
 @click.option("--n-per-class", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Write into an --out that holds other files (nothing is deleted).")
 @friendly_errors
-def fixture(dataset, out, layout, n_per_class, seed):
+def fixture(dataset, out, layout, n_per_class, seed, force):
     """Write a tiny DATASET tree in its real on-disk format to --out."""
     from mmbench.benchmark.registry import get_dataset
     from mmbench.datasets.fixtures import write_fixture
     from mmbench.datasets.raw_fixtures import mark_fixture
 
     spec = get_dataset(dataset)
+    check_out_dir(out, dataset, FIXTURE_MARKERS, "fixture", force)
     try:
         root = write_fixture(dataset, out, layout, n_per_class, seed)
     except NotImplementedError as exc:
@@ -99,8 +102,9 @@ def fixture(dataset, out, layout, n_per_class, seed):
 @click.option("--flow-size", type=click.IntRange(min=8), default=256, show_default=True,
               help="nvgesture: flow arrays are SIZE x SIZE (data.nvgesture.size).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--force", is_flag=True, help="Write into an --out that holds other files (nothing else is deleted).")
 @friendly_errors
-def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, flow_size, no_progress):
+def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, flow_size, no_progress, force):
     """Write the tree DATASET's loader reads from the downloaded files: frames, wavs, flow, lists.
 
     Finished clips are skipped on a rerun; an unreadable video is named, skipped and listed at the
@@ -109,6 +113,7 @@ def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, fl
     from mmbench.datasets.prepare import prepare as run_prepare
 
     require_names(dataset=dataset)
+    check_out_dir(out, dataset, PREPARE_MARKERS, "prepare", force)
     outcome, record = run_prepare(dataset, raw, out, jobs, not no_progress, split_files=split_files,
                                   split_seed=split_seed, csv_file=csv_file, flow=flow, size=flow_size)
     click.echo(f"{dataset}: {len(outcome.done)} usable ({outcome.resumed} already done), "
@@ -170,8 +175,9 @@ def check(dataset, root, preset, sets, strict, quick, deep, skip_missing):
 @_set_option
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Decoding processes.")
 @click.option("--rebuild", is_flag=True, help="Rebuild even when the cache is up to date.")
+@click.option("--force", is_flag=True, help="Replace a folder at the cache's path that is not an mmbench cache.")
 @friendly_errors
-def cache(dataset, root, preset, sets, workers, rebuild):
+def cache(dataset, root, preset, sets, workers, rebuild, force):
     """Decode DATASET once into the packed cache that the loader then uses automatically."""
     from mmbench.benchmark.registry import get_dataset
     from mmbench.benchmark.trainer import check_data
@@ -185,4 +191,4 @@ def cache(dataset, root, preset, sets, workers, rebuild):
     resolved, warnings = check_data(spec, root, cfg)
     for w in warnings:
         click.echo(f"warn: {w}")
-    build_cache(spec, resolved, cfg, workers=workers, echo=click.echo, force=rebuild)
+    build_cache(spec, resolved, cfg, workers=workers, echo=click.echo, force=rebuild, replace_foreign=force)

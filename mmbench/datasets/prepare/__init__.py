@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from mmbench.datasets import out_dir
 from mmbench.errors import DataError
 
 PREPARERS = {
@@ -36,6 +37,7 @@ def prepare(dataset: str, raw: Path, out: Path, jobs: int = 1, progress: bool = 
     if raw.resolve() == out.resolve():
         raise DataError("--out must differ from --from: the download is never changed")
     out.mkdir(parents=True, exist_ok=True)
+    out_dir.mark_started(out, dataset)  # a rerun into this folder resumes (out_dir.check_out_dir)
     module, name = PREPARERS[dataset]
     fn = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     outcome, details = fn(raw, out, jobs, progress, **options)
