@@ -33,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mmbench.benchmark import names
 from mmbench.benchmark.config_checks import check_settings
 from mmbench.errors import ConfigError
 
@@ -372,7 +373,8 @@ def resolve_config(
     cfg.method_params = params
     cfg.overrides = overrides
     cfg.sources = sources
-    cfg.tag = tag if tag else auto_tag(method_cls, changed, params)
+    names.check_tag(tag)  # one path-safe folder-name part, before anything is written
+    cfg.tag = tag if tag else names.short_auto_tag(auto_tag(method_cls, changed, params))
     method_cls.validate_params(params, spec)
     check_settings(cfg, method_cls)
     return cfg
