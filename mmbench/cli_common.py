@@ -25,7 +25,7 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except MMBenchError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
+            sys.exit(getattr(exc, "exit_code", EXIT_ERROR))  # DiskError: 1, as a failed run
         except KeyboardInterrupt:
             click.echo("interrupted: finished epochs and seeds are saved; rerun the same command to resume", err=True)
             sys.exit(EXIT_INTERRUPTED)

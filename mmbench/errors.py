@@ -11,6 +11,34 @@ class ConfigError(MMBenchError):
     """Unknown or malformed configuration key or value."""
 
 
+class DiskError(MMBenchError):
+    """A file could not be written (read-only or full disk, a path that is a file, a name too
+    long). The CLI prints the one line and exits 1, as for a failed run."""
+
+    exit_code = 1
+
+    @classmethod
+    def of(cls, path, exc: BaseException, what: str = "write") -> DiskError:
+        from pathlib import Path
+
+        why = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
+        folder = Path(path).parent
+        if getattr(exc, "errno", None) == 36:  # ENAMETOOLONG
+            return cls(f"cannot {what} {str(path)[:80]}... ({why}): choose a shorter --results / --out path")
+        for above in Path(path).parents:  # a file where a folder should be
+            try:
+                if not above.exists():
+                    continue
+            except OSError:
+                continue
+            if not above.is_dir():
+                return cls(f"cannot {what} {path}: {above} is a file, not a folder; choose another path "
+                           "(--results / --out)")
+            break
+        return cls(f"cannot {what} {path} ({why}): free space on that disk, make {folder} writable, or choose "
+                   "another path (--results / --out)")
+
+
 class DataError(MMBenchError):
     """The data root is missing or does not match the dataset's layout."""
 

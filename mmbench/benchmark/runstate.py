@@ -15,6 +15,7 @@ record is named with what to do, never skipped or overwritten silently.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from mmbench.benchmark import store
 from mmbench.benchmark.identity import differing_keys, identity_config, identity_hash
-from mmbench.errors import MMBenchError
+from mmbench.errors import DiskError, MMBenchError
 
 LOCK = ".lock"
 # status values: new | partial | finished | failed (trainable or skippable) and
@@ -59,7 +60,11 @@ def _read(path: Path) -> tuple[dict | None, str | None]:
         obj = store.read_json(path)  # checked against its schema (store.RecordInvalid)
     except store.RecordInvalid as exc:
         return None, str(exc).removeprefix(f"{path}: ").split("; restore it")[0]
-    except (ValueError, OSError) as exc:  # JSONDecodeError, UnicodeDecodeError
+    except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):  # the path, not the file
+            raise DiskError.of(path, exc, "use") from None
+        return None, f"{type(exc).__name__}: {exc}"
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         return None, f"{type(exc).__name__}: {exc}"
     if obj is not None and not isinstance(obj, dict):
         return None, "not a JSON object"

@@ -20,6 +20,7 @@ readable by the group as any file the user creates there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmbench.benchmark import record_schema
-from mmbench.errors import ConfigError, MMBenchError
+from mmbench.errors import ConfigError, DiskError, MMBenchError
 
 RESULT = "result.json"
 CONFIG = "config.json"
@@ -98,21 +99,57 @@ def file_mode() -> int:
     return 0o666 & ~_current_umask()
 
 
+def _disk_fault(exc: BaseException) -> bool:
+    """An ``OSError``, or the ``RuntimeError`` torch.save raises when its write fails."""
+    return isinstance(exc, OSError) or (
+        isinstance(exc, RuntimeError) and any(s in str(exc) for s in ("inline_container", "PytorchStreamWriter"))
+    )
+
+
 def _atomic_replace(path: Path, write) -> None:
+    """Write ``path`` through a temporary file renamed into place; a disk fault is one
+    ``DiskError`` naming the path (the old file, if any, is left as it was)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if _disk_fault(exc):
+            raise DiskError.of(path, exc) from None
         raise
+
+
+def check_writable(directory) -> None:
+    """Create ``directory`` and write (then remove) a small file in it: a read-only or full disk,
+    a path that is a file or a name too long is one ``DiskError`` before any training starts."""
+    directory = Path(directory)
+    probe = directory / f".write-probe-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"0" * 4096)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise DiskError.of(probe if directory.is_dir() else directory, exc, "create") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+def write_text(path, text: str) -> None:
+    """A user-named output file (``--out``): written atomically; a disk fault is one ``DiskError``."""
+    data = text.encode("utf-8")
+    _atomic_replace(Path(path), lambda fh: fh.write(data))
 
 
 def dumps(obj, indent: int | None = 2) -> str:
@@ -133,9 +170,12 @@ def append_jsonl(path, record: dict) -> None:
     """Append one line to a JSON-lines log (opened in append mode: one ``write`` of a whole line,
     so concurrent appenders never interleave within a line)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fh.write(dumps(record, indent=None) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(dumps(record, indent=None) + "\n")
+    except OSError as exc:
+        raise DiskError.of(path, exc) from None
 
 
 def write_checkpoint(path, state: dict) -> None:

@@ -153,6 +153,7 @@ def train_run(
     references = None
     if unimodal_init.wants_unimodal_init(cfg) and (rerun or not (out_dir / store.CHECKPOINT).is_file()):
         references = unimodal_init.find_references(cfg, results_root, spec.modalities)  # refuse first
+    store.check_writable(out_dir)  # a read-only or full disk is one line before training starts
     with runstate.seed_lock(out_dir), (replace.replacing(out_dir) if rerun else contextlib.nullcontext()):
         if not rerun:
             refuse_recorded(out_dir, cfg)
