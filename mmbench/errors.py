@@ -68,6 +68,6 @@ class MediaError(DataError):
 class NonFiniteLossError(MMBenchError):
     """Training produced a NaN or inf loss."""
 
-    def __init__(self, epoch: int, key: str = "loss"):
-        super().__init__(f"non-finite {key} at epoch {epoch}")
+    def __init__(self, epoch: int, key: str = "loss", hint: str = ""):
+        super().__init__(f"non-finite {key} at epoch {epoch}" + (f"; {hint}" if hint else ""))
         self.epoch = epoch

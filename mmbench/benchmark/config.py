@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbench.benchmark import names
-from mmbench.benchmark.config_checks import check_settings
+from mmbench.benchmark.config_checks import check_feasible, check_overrides_once, check_settings
 from mmbench.errors import ConfigError
 
 
@@ -179,6 +179,7 @@ def parse_value(text: str) -> Any:
 
 
 def parse_overrides(items) -> dict[str, Any]:
+    check_overrides_once(items)  # the same key twice with different values is refused
     out = {}
     for item in items or ():
         if "=" not in item:
@@ -377,6 +378,7 @@ def resolve_config(
     cfg.tag = tag if tag else names.short_auto_tag(auto_tag(method_cls, changed, params))
     method_cls.validate_params(params, spec)
     check_settings(cfg, method_cls)
+    check_feasible(cfg, spec)
     return cfg
 
 

@@ -38,6 +38,8 @@ from mmbench.benchmark.registry import get_dataset
 from mmbench.benchmark.runstate import SeedBusy, SeedDone, seed_status
 from mmbench.errors import ConfigError, MediaError, MMBenchError, NonFiniteLossError
 
+MANY_SEEDS = 1000  # `run --seeds N` above this says that it is planning
+PLAN_PROGRESS_S = 5  # seconds between planning progress lines
 # busy: another process holds the seed's lock (it is being trained right now)
 OUTCOMES = ("finished", "skipped", "busy", "failed", "interrupted")
 
@@ -109,14 +111,18 @@ def run_job(job, results_root, device: str = "auto", progress: bool = False, ech
 
 
 # --------------------------------------------------------------------------- step 1: plan
-def plan(jobs, results_root, rerun: bool = False, refuse: bool = True) -> tuple[list, list[JobOutcome]]:
+def plan(jobs, results_root, rerun: bool = False, refuse: bool = True, echo=None) -> tuple[list, list[JobOutcome]]:
     """Split ``jobs`` into those to train and those already done, by ``runstate.seed_status``
     (a seed is skipped only when its stored identity hash equals the requested one). A run of
     another config or an unreadable record raises one ``ConfigError`` before anything is
     trained (``refuse=False``, for ``--dry-run``: a ``drift``/``unreadable`` outcome instead).
     With ``rerun`` every job trains (``train_run`` clears its records under the seed's lock)."""
     todo, done, refused = [], [], []
-    for job in jobs:
+    t_last = time.time()
+    for i, job in enumerate(jobs):
+        if echo is not None and time.time() - t_last > PLAN_PROGRESS_S:  # a long plan says where it is
+            echo(f"planning: {i}/{len(jobs)} runs checked against {results_root}")
+            t_last = time.time()
         cfg, out_dir = job_config(job, results_root)
         state = seed_status(out_dir, cfg)
         if rerun or state.status in ("new", "partial"):
@@ -256,8 +262,10 @@ def run_local(dataset: str, method: str, seeds, overrides: dict, results_root, r
     """``mmbench run``: train ``seeds`` (``n_jobs`` at a time; default ``default_jobs``). A
     finished (or failed) seed of the same config is skipped unless ``rerun``; a NaN in one seed
     marks that seed failed and the others still run."""
+    if len(seeds) > MANY_SEEDS:
+        echo(f"planning {len(seeds)} seeds (each checked against its folder; progress every {PLAN_PROGRESS_S} s)")
     jobs = seed_jobs(dataset, method, seeds, overrides, tag, root)
-    todo, done = plan(jobs, results_root, rerun)
+    todo, done = plan(jobs, results_root, rerun, echo=echo)
     for o in done:
         echo(f"seed {o.job.seed}: skipped, {o.reason} (use --rerun to train it again)")
     n_jobs = min(n_jobs or default_jobs(len(todo), device), max(1, len(todo)))
@@ -302,7 +310,7 @@ def _record_note(path: str) -> str:
 def sweep_local(jobs, results_root, n_jobs: int = 1, device: str = "auto", echo=print,
                 rerun: bool = False) -> list[JobOutcome]:
     """``mmbench sweep --launcher local``: plan, then train the pending runs ``n_jobs`` at a time."""
-    todo, outcomes = plan(jobs, results_root, rerun)
+    todo, outcomes = plan(jobs, results_root, rerun, echo=echo)
     report_done(outcomes, echo)
     if not todo:
         echo(f"nothing to run: all {len(outcomes)} runs already have records")

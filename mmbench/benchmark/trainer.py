@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from mmbench.benchmark import record_schema, replace, runstate, store, unimodal_init
 from mmbench.benchmark.config import SPEED_KEYS, RunConfig, speed_keys
+from mmbench.benchmark.config_checks import nonfinite_hint
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.cost import measure_cost, reset_peak_memory
 from mmbench.benchmark.identity import hash_identity, identity_config, identity_hash, run_components
@@ -314,7 +315,7 @@ def run_epoch(session: Session, epoch: int, progress: bool) -> dict:
     train_s = time.time() - t0
     bad = [k for k, v in train_logs.items() if k.startswith("loss") and not _finite(v)]
     if bad:
-        raise NonFiniteLossError(epoch, bad[0])
+        raise NonFiniteLossError(epoch, bad[0], nonfinite_hint(cfg))
     if cfg.train.step_at == "epoch_end":
         _step_schedulers(ctx.optimizers)
     method.before_evaluation(ctx)
