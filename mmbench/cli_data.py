@@ -130,7 +130,7 @@ def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, fl
 @_set_option
 @click.option("--strict", is_flag=True, help="Count and fingerprint mismatches are errors, each listed.")
 @click.option("--quick", is_flag=True, help="Decode a sample of 20 clips per split instead of every file.")
-@click.option("--deep", is_flag=True, hidden=True, help="Decode every file (the default now; kept for old scripts).")
+@click.option("--deep", is_flag=True, help="Decode every file again, also those verified before (same size and mtime).")
 @click.option("--skip-missing", is_flag=True, help="Report samples with missing media as dropped, not as errors.")
 @friendly_errors
 def check(dataset, root, preset, sets, strict, quick, deep, skip_missing):
@@ -139,6 +139,7 @@ def check(dataset, root, preset, sets, strict, quick, deep, skip_missing):
     Every wav, image and array is opened and decoded, in parallel; files verified before (same
     size and mtime) are skipped, so a second check of an unchanged tree is instant."""
     from mmbench.benchmark.registry import get_dataset
+    from mmbench.datasets import media_check
     from mmbench.datasets._checks import collapse_counts
     from mmbench.datasets.raw_fixtures import fixture_preset
 
@@ -152,6 +153,7 @@ def check(dataset, root, preset, sets, strict, quick, deep, skip_missing):
     if skip_missing:
         cfg = replace(cfg, drop_missing=True)
     cfg.check_deep = deep or not quick
+    media_check.trust_memo(not deep)  # --deep: the memo of verified files serves the default path only
     problems = spec.check(resolved, cfg)
     if not strict:
         problems = collapse_counts(problems, dataset)

@@ -71,3 +71,14 @@ class NonFiniteLossError(MMBenchError):
     def __init__(self, epoch: int, key: str = "loss", hint: str = ""):
         super().__init__(f"non-finite {key} at epoch {epoch}" + (f"; {hint}" if hint else ""))
         self.epoch = epoch
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc``; when a DataLoader worker wrapped it in its traceback text, the
+    original message (the last line, ``mmbench.errors.<Error>: <message>``)."""
+    text = str(exc).strip()
+    if "Traceback (most recent call last)" not in text:
+        return text
+    last = [ln for ln in text.splitlines() if ln.strip()][-1]
+    head, sep, rest = last.partition(": ")
+    return rest if sep and head.startswith("mmbench.errors.") else last
