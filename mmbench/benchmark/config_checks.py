@@ -95,7 +95,10 @@ def check_settings(cfg, method_cls) -> None:
 
 
 # --------------------------------------------------------------------------- feasibility
-MAX_LR = 10.0  # far above every published setting (1e-5 to 1e-1); larger rates overflow in the first steps
+# the optimisers step float32 weights: a rate beyond float32's range (3.4e38) cannot be applied at all
+# (torch raises an overflow deep in the step); a large but representable rate trains and fails
+# cleanly with a non-finite loss that names it
+MAX_LR = 1e38
 
 
 def _cpu_count() -> int:
@@ -120,7 +123,7 @@ def check_feasible(cfg, spec) -> None:
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seeds must be >= 0, got {cfg.seed!r}: use --seed-start 0 or above")
     if cfg.train.lr > MAX_LR:
-        _refuse("train.lr", cfg.train.lr, f"<= {MAX_LR:g} (larger rates overflow at once)")
+        _refuse("train.lr", cfg.train.lr, f"<= {MAX_LR:g} (the float32 weights cannot take a larger step)")
     cores = _cpu_count()
     if cfg.train.threads > cores:
         _refuse("train.threads", cfg.train.threads, f"at most this machine's {cores} cores")

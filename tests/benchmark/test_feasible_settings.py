@@ -20,7 +20,7 @@ def _cli(*args):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--set", "lr=1e300"], "train.lr must be <= 10"),
+        (["--set", "lr=1e300"], "train.lr must be <= 1e+38"),
         (["--set", "train.threads=100000"], "train.threads must be at most this machine's"),
         (["--seed-start", "-1"], "seeds must be >= 0"),
         (["--set", "data.limit_train_per_class=-1"], "data.limit_train_per_class must be an integer >= 0"),
