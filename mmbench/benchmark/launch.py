@@ -24,7 +24,6 @@ checkpointed atomically, so a partial run resumes at its last finished epoch).
 from __future__ import annotations
 
 import os
-import signal
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -168,7 +167,9 @@ def _init_worker(slots, gpu_ids: list[str], start_method: str) -> None:
     2-core test machine, BENCHMARKS.md)."""
     import multiprocessing as mp
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from mmbench.benchmark.workers import pool_worker_init
+
+    pool_worker_init()  # SIGINT ignored, default SIGTERM, ends when the parent dies (even by SIGKILL)
     mp.set_start_method(start_method, force=True)
     slot = slots.get()
     if gpu_ids:

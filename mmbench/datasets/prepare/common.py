@@ -184,7 +184,9 @@ def run_jobs(jobs: dict[str, tuple], fn: Callable, n_jobs: int, desc: str, progr
         for cid, args in todo.items():
             finish(cid, _call(fn, args))
     else:
-        pool = ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"))
+        from mmbench.benchmark.workers import pool_worker_init
+
+        pool = ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=pool_worker_init)
         try:
             futures = {pool.submit(_call, fn, args): cid for cid, args in todo.items()}
             for fut in as_completed(futures):
