@@ -229,7 +229,7 @@ def _load_dataset_plugins() -> None:
             register_dataset(ep.load())
         except (Exception, SystemExit) as exc:  # noqa: BLE001
             _PLUGIN_ERRORS.append(
-                PluginError("dataset", ep.name, _dist_label(ep), f"{type(exc).__name__}: {exc}")
+                PluginError("dataset", ep.name, _dist_label(ep), f"{ep.value}: {type(exc).__name__}: {exc}")
             )
 
 
@@ -257,6 +257,11 @@ def get_dataset(name: str):
     """The registered ``DatasetSpec`` called ``name``."""
     _load_one("dataset", name)
     if name not in _DATASETS:
+        errors = [str(e) for e in _PLUGIN_ERRORS if e.kind == "dataset" and e.name == name]
+        if errors:
+            raise MMBenchError(
+                f"dataset {name!r} is a broken plugin: {'; '.join(errors)} (see `mmbench list datasets`)"
+            )
         raise _unknown("dataset", name, _DATASETS)
     return _DATASETS[name]
 
