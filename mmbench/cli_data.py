@@ -103,8 +103,10 @@ def fixture(dataset, out, layout, n_per_class, seed, force):
               help="nvgesture: flow arrays are SIZE x SIZE (data.nvgesture.size).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--force", is_flag=True, help="Write into an --out that holds other files (nothing else is deleted).")
+@click.option("--keep-partial", is_flag=True, help="Keep videos that decode to less than their stated duration.")
 @friendly_errors
-def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, flow_size, no_progress, force):
+def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, flow_size, no_progress, force,
+            keep_partial):
     """Write the tree DATASET's loader reads from the downloaded files: frames, wavs, flow, lists.
 
     Finished clips are skipped on a rerun; an unreadable video is named, skipped and listed at the
@@ -114,7 +116,7 @@ def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, fl
 
     require_names(dataset=dataset)
     check_out_dir(out, dataset, PREPARE_MARKERS, "prepare", force)
-    outcome, record = run_prepare(dataset, raw, out, jobs, not no_progress, split_files=split_files,
+    outcome, record = run_prepare(dataset, raw, out, jobs, not no_progress, keep_partial, split_files=split_files,
                                   split_seed=split_seed, csv_file=csv_file, flow=flow, size=flow_size)
     click.echo(f"{dataset}: {len(outcome.done)} usable ({outcome.resumed} already done), "
                f"{len(outcome.failed)} skipped -> {out} (record: {record})")

@@ -23,11 +23,16 @@ PREPARERS = {
 }
 
 
-def prepare(dataset: str, raw: Path, out: Path, jobs: int = 1, progress: bool = True, **options):
+def prepare(dataset: str, raw: Path, out: Path, jobs: int = 1, progress: bool = True, keep_partial: bool = False,
+            **options):
     """Prepare ``dataset`` from ``raw`` into ``out``; returns (outcome, record path). Raises
     ``DataError`` (one line) for a source that is not the dataset's release, or when no usable
-    clip remains."""
+    clip remains. A truncated video is skipped and named unless ``keep_partial``."""
+    import os
+
     from mmbench.datasets.prepare import common
+
+    os.environ[common.KEEP_PARTIAL_ENV] = "1" if keep_partial else "0"  # decoding worker processes inherit it
 
     if dataset not in PREPARERS:
         raise DataError(f"no `data prepare` for {dataset!r}; it prepares: {', '.join(PREPARERS)}")
