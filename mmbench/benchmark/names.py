@@ -4,20 +4,19 @@ A run folder is ``<results>/<dataset>/<method>[-<tag>]/seed-<n>``. ``check_tag``
 that could leave that layout (``..``, ``/``, a leading dot or dash, control characters, a
 newline) or exceed the file system's 255-byte name limit, before anything is written;
 ``short_auto_tag`` keeps a tag made from many overrides under the limit (a readable prefix and
-a hash of the whole). ``inside(root, path)`` proves that a path stays under the results root.
+a hash of the whole). ``store.run_dir`` refuses any run folder that is not exactly three plain
+parts under the results root.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
 
 from mmbench.errors import ConfigError
 
 TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 MAX_TAG = 120  # characters (ASCII): "<method>-<tag>" stays far below the 255-byte name limit
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # dataset, method and suite names
 
 
 def check_tag(tag: str | None) -> None:
@@ -43,12 +42,3 @@ def short_auto_tag(tag: str | None) -> str | None:
         return tag
     digest = hashlib.sha256(tag.encode()).hexdigest()[:8]
     return f"{tag[: MAX_TAG - 9].rstrip('_')}_{digest}"
-
-
-def inside(root, path) -> Path:
-    """``path`` (resolved) when it lies under ``root``; ``ConfigError`` otherwise."""
-    base = Path(root).resolve()
-    full = Path(path).resolve()
-    if full != base and base not in full.parents:
-        raise ConfigError(f"{path} would be written outside the results root {root}; use a plain --tag")
-    return full

@@ -22,8 +22,7 @@ def _cli(*args):
 def test_a_hostile_tag_is_refused_in_one_line_and_nothing_is_written(tmp_path, tag):
     results = tmp_path / "deep" / "results"
     res = _cli("run", "-m", "joint", "-d", "mfeat", "--results", results, "--tag", tag, "--set", "epochs=1")
-    assert res.exit_code == 2 and res.exception is None or isinstance(res.exception, SystemExit)
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
     assert len(res.output.strip().splitlines()) == 1 and "--tag" in res.output and "Traceback" not in res.output
     assert sorted(p.name for p in tmp_path.rglob("*")) == []  # nothing at all, inside or outside the root
 
@@ -50,5 +49,3 @@ def test_run_dir_never_leaves_the_results_root(tmp_path):
     for run in ("..", "joint/../../x", "", "."):
         with pytest.raises(ConfigError, match="three levels under the results root"):
             store.run_dir(tmp_path, "mfeat", run, 0)
-    with pytest.raises(ConfigError, match="outside the results root"):
-        names.inside(tmp_path / "r", tmp_path / "r" / ".." / "x")
