@@ -64,12 +64,11 @@ def test_pool_workers_end_when_their_parent_is_killed_with_sigkill(tmp_path):
         while time.time() < end and any(_alive(k) for k in kids):
             time.sleep(0.5)
         assert not [k for k in kids if _alive(k)], "orphaned workers kept running"
-    finally:
-        for k in _children(parent.pid) + [parent.pid]:
-            try:
-                os.killpg(os.getpgid(k), signal.SIGKILL)
-            except OSError:
-                pass
+    finally:  # the whole session (start_new_session: its group id is the parent's pid), orphans included
+        try:
+            os.killpg(parent.pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _sigterm_is_default() -> bool:
