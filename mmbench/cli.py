@@ -58,7 +58,7 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
 
-    overrides = parse_overrides(sets)
+    overrides = parse_overrides(sets, once=True)
     if compile_:
         overrides["compile"] = True
     resolve_config(dataset, method, overrides, seed=seed_start, tag=tag, device=device)  # validate first
@@ -238,7 +238,7 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
         raise MMBenchError("--probe with --launcher slurm needs --wait; or run `mmbench probe` once the array ends")
     root_map = parse_roots(roots)
     s = load_suite(suite, seeds, root_map)
-    extra = parse_overrides(sets)
+    extra = parse_overrides(sets, once=True)
     jobs = [j.with_overrides(extra) for j in s.jobs]
     root_dir = results_root(results)
     click.echo(f"suite {s.name}: {len(jobs)} runs -> {root_dir}")
@@ -310,11 +310,11 @@ def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, n
     if data_only:
         from mmbench.benchmark.data_bench import data_benchmark, data_markdown_table
 
-        results = data_benchmark(dataset, parse_overrides(sets), root, device, rounds=rounds, max_batches=steps,
+        results = data_benchmark(dataset, parse_overrides(sets, once=True), root, device, rounds=rounds, max_batches=steps,
                                  warmup_batches=min(warmup, 1), echo=click.echo)
         text = data_markdown_table(results, dataset, machine_description(device), note)
     else:
-        results = benchmark(dataset, methods, parse_overrides(sets), root, device, steps, warmup, rounds)
+        results = benchmark(dataset, methods, parse_overrides(sets, once=True), root, device, steps, warmup, rounds)
         text = markdown_table(results, dataset, machine_description(device), note)
     click.echo(text)
     if append:

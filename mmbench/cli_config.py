@@ -120,7 +120,7 @@ def config_cmd(method, dataset, sets, seed, tag, diff):
     identity hash."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
 
-    cfg = resolve_config(dataset, method, parse_overrides(sets), seed=seed, tag=tag)
+    cfg = resolve_config(dataset, method, parse_overrides(sets, once=True), seed=seed, tag=tag)
     only = None
     if diff:
         only = differing(cfg, resolve_config(dataset, method, {}, seed=seed))

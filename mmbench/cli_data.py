@@ -29,7 +29,7 @@ def _data_config(dataset: str, preset: str | None, sets) -> object:
     """The resolved ``DataConfig`` of a dataset (the shared config, preset and ``--set data.*``)."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
 
-    overrides = parse_overrides(sets)
+    overrides = parse_overrides(sets, once=True)
     bad = [k for k in overrides if not k.startswith("data.")]
     if bad:
         raise MMBenchError(f"only data.* keys can be set here, got {', '.join(bad)}")

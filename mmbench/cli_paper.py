@@ -238,7 +238,7 @@ def reproduce(suite, roots, results, out, n_jobs, sets, seeds, device, select, d
     datasets = sorted({e for r in suite_data(suite).get("runs", []) for e in r.get("datasets", [])}
                       | set(suite_data(suite).get("suite", {}).get("datasets", [])))
     root_map = _root_map(roots, datasets)
-    extra = parse_overrides(sets)
+    extra = parse_overrides(sets, once=True)
     s = load_suite(suite, seeds, root_map)
     jobs = [j.with_overrides(extra) for j in s.jobs]
     root_dir = results_root(results)

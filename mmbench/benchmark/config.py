@@ -178,8 +178,11 @@ def parse_value(text: str) -> Any:
         return s
 
 
-def parse_overrides(items) -> dict[str, Any]:
-    check_overrides_once(items)  # the same key twice with different values is refused
+def parse_overrides(items, once: bool = False) -> dict[str, Any]:
+    """``KEY=VALUE`` items as a dict (a later item wins). ``once`` (the CLI's ``--set``): the same key
+    given twice with different values is refused instead."""
+    if once:
+        check_overrides_once(items)
     out = {}
     for item in items or ():
         if "=" not in item:

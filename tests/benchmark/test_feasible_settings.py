@@ -39,7 +39,7 @@ def test_an_infeasible_setting_is_one_line_and_nothing_is_written(tmp_path, args
 
 
 def test_feasible_settings_still_resolve_and_keep_their_identity():
-    cfg = resolve_config("mfeat", "joint", parse_overrides(["lr=0.1", "lr=0.1", "data.val_fraction=0"]))
+    cfg = resolve_config("mfeat", "joint", parse_overrides(["lr=0.1", "lr=0.1", "data.val_fraction=0"], once=True))
     assert cfg.train.lr == 0.1 and cfg.data.val_fraction == 0
     assert resolve_config("mfeat", "joint", {}).tag is None  # defaults: no tag, same run folder as before
 
@@ -54,9 +54,10 @@ def test_a_non_finite_loss_names_the_likely_settings():
 
 
 def test_duplicate_keys_with_one_value_are_allowed():
-    assert parse_overrides(["epochs=2", "train.epochs=2"]) == {"epochs": 2, "train.epochs": 2}
+    assert parse_overrides(["epochs=2", "train.epochs=2"], once=True) == {"epochs": 2, "train.epochs": 2}
     with pytest.raises(ConfigError, match="given twice"):
-        parse_overrides(["epochs=2", "epochs=3"])
+        parse_overrides(["epochs=2", "epochs=3"], once=True)
+    assert parse_overrides(["epochs=2", "epochs=3"]) == {"epochs": 3}  # programmatic lists: the last wins
 
 
 def test_a_large_seed_count_says_it_is_planning(tmp_path, monkeypatch):
