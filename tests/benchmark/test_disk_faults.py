@@ -52,7 +52,7 @@ def test_a_results_path_with_a_name_too_long_is_one_line(tmp_path):
     assert res.exit_code == 1 and "choose a shorter" in _one_error_line(res)
 
 
-@pytest.mark.parametrize("command", ["table", "report"])
+@pytest.mark.parametrize("command", ["table", pytest.param("report", marks=pytest.mark.slow)])
 def test_an_out_path_whose_parent_is_a_file_is_one_line(tmp_path, command):
     records = _records(tmp_path)
     (tmp_path / "afile").write_text("x")

@@ -113,6 +113,7 @@ def _representatives(paths):
     return out
 
 
+@pytest.mark.slow  # the module's real run (about 10 s) is trained once for these
 @pytest.mark.parametrize("name", ["result.json", "config.json", "probe.json"])
 def test_every_field_swapped_to_a_wrong_type_is_named_by_the_validator(real_run, name):
     record = json.loads((real_run / name).read_text())
@@ -128,6 +129,7 @@ def test_every_field_swapped_to_a_wrong_type_is_named_by_the_validator(real_run,
     assert not missed, missed
 
 
+@pytest.mark.slow  # the module's real run (about 10 s) is trained once for these
 def test_every_history_field_swapped_is_named_and_a_null_metric_is_refused(real_run):
     line = json.loads((real_run / "history.jsonl").read_text().splitlines()[0])
     assert record_schema.check_history_line(line) == []
@@ -200,6 +202,7 @@ def test_every_reader_names_a_mutated_record_in_one_line_without_a_traceback(rea
     assert not failures, failures[:5]
 
 
+@pytest.mark.slow  # the module's real run (about 10 s) is trained once for these
 def test_a_truncated_or_empty_history_is_named_by_the_report(real_run, tmp_path):
     from mmbench.reporting.curves import load_histories_checked
 
@@ -215,6 +218,7 @@ def test_a_truncated_or_empty_history_is_named_by_the_report(real_run, tmp_path)
         assert "truncated or missing" in problems[0].message
 
 
+@pytest.mark.slow  # the module's real run (about 10 s) is trained once for these
 def test_a_last_checkpoint_of_the_wrong_structure_is_one_line(real_run, tmp_path):
     import torch
 
@@ -228,3 +232,21 @@ def test_a_last_checkpoint_of_the_wrong_structure_is_one_line(real_run, tmp_path
     assert (
         "last.ckpt" in res.output and "global_step: missing" in res.output and "Traceback" not in res.output
     )
+
+
+def test_a_synthetic_record_passes_and_each_swapped_top_field_is_named(tmp_path):
+    """The quick-tier check of the validator (the slow tests above mutate a real record)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from reporting_fixtures import write_run
+
+    write_run(tmp_path, "mfeat", "joint", 0, {"fusion": 0.9, "image": 0.8, "fourier": 0.7}, epochs=3)
+    (seed,) = tmp_path.glob("mfeat/*/seed-0")
+    record = json.loads((seed / "result.json").read_text())
+    assert record_schema.check_result(record) == []
+    for key in ("dataset", "seed", "status", "selection", "heads"):
+        problems = record_schema.check_result(_set(record, (key,), _swap(record[key])))
+        assert problems and problems[0].startswith(f"{key}:"), (key, problems)
+    rec, problem = store.read_record(seed)
+    assert rec is not None and problem is None
