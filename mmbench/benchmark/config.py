@@ -34,7 +34,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mmbench.benchmark.config_checks import check_settings
+from mmbench.benchmark.config_checks import check_feasible, check_overrides_once, check_settings
+from mmbench.results import names
 from mmbench.results.errors import ConfigError
 
 
@@ -178,7 +179,11 @@ def parse_value(text: str) -> Any:
         return s
 
 
-def parse_overrides(items) -> dict[str, Any]:
+def parse_overrides(items, once: bool = False) -> dict[str, Any]:
+    """``KEY=VALUE`` items as a dict (a later item wins). ``once`` (the CLI's ``--set``): the same key
+    given twice with different values is refused instead."""
+    if once:
+        check_overrides_once(items)
     out = {}
     for item in items or ():
         if "=" not in item:
@@ -393,10 +398,12 @@ def resolve_config(
     cfg.method_params = params
     cfg.overrides = overrides
     cfg.sources = sources
-    cfg.tag = tag if tag else auto_tag(method_cls, changed, params)
+    names.check_tag(tag)  # one path-safe folder-name part, before anything is written
+    cfg.tag = tag if tag else names.short_auto_tag(auto_tag(method_cls, changed, params))
     method_cls.validate_params(params, spec)
     check_settings(cfg, method_cls)
     method_cls.validate_config(cfg, spec)
+    check_feasible(cfg, spec)
     return cfg
 
 

@@ -92,3 +92,76 @@ def check_settings(cfg, method_cls) -> None:
     check_train(cfg.train)
     check_data_settings(cfg.data)
     check_windows(cfg.method_params, getattr(method_cls, "epoch_windows", ()), cfg.train.epochs)
+
+
+# --------------------------------------------------------------------------- feasibility
+# the optimisers step float32 weights: a rate beyond float32's range (3.4e38) cannot be applied at all
+# (torch raises an overflow deep in the step); a large but representable rate trains and fails
+# cleanly with a non-finite loss that names it
+MAX_LR = 1e38
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def _finite_everywhere(key: str, value) -> None:
+    """Every number inside a method hyper-parameter (lists too) is finite."""
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _finite_everywhere(key, v)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}: fix it with --set {key}=VALUE")
+
+
+def check_feasible(cfg, spec) -> None:
+    """Settings that pass the range checks but cannot work: a negative seed, a learning rate that
+    overflows, more threads than the machine has cores, a negative row limit, a non-finite method
+    hyper-parameter, or a setting the dataset ignores (``DatasetSpec.ignored_settings``)."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError(f"seeds must be >= 0, got {cfg.seed!r}: use --seed-start 0 or above")
+    if cfg.train.lr > MAX_LR:
+        _refuse("train.lr", cfg.train.lr, f"<= {MAX_LR:g} (the float32 weights cannot take a larger step)")
+    cores = _cpu_count()
+    if cfg.train.threads > cores:
+        _refuse("train.threads", cfg.train.threads, f"at most this machine's {cores} cores")
+    limit = cfg.data.options.get("limit_train_per_class")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            _refuse("data.limit_train_per_class", limit, "an integer >= 0 (0 = every row)")
+    for name, value in cfg.method_params.items():
+        _finite_everywhere(f"method.{name}", value)
+    ignored = getattr(spec, "ignored_settings", lambda c: {})(cfg)
+    for key, why in ignored.items():
+        if key in cfg.overrides:
+            raise ConfigError(f"{key} has no effect on {cfg.dataset}: {why}; drop --set {key}")
+
+
+def check_overrides_once(items) -> None:
+    """The same ``--set`` key given twice with different values is refused (the last would win
+    silently)."""
+    seen: dict[str, str] = {}
+    for item in items or ():
+        if "=" not in item:
+            continue
+        key, value = (part.strip() for part in item.split("=", 1))
+        canon = key.removeprefix("train.")
+        if canon in seen and seen[canon] != value:
+            raise ConfigError(f"--set {canon} is given twice ({seen[canon]} and {value}): keep one")
+        seen[canon] = value
+
+
+def nonfinite_hint(cfg) -> str:
+    """What most likely made the loss non-finite: the settings changed from the defaults that act
+    on the step size or the loss, else the learning rate."""
+    changed = [k for k in (cfg.overrides or {}) if k.split(".")[-1] in _STEP_KEYS or k.startswith("method.")]
+    shown = [f"{k}={cfg.overrides[k]!r}" for k in changed[:4]]
+    if not shown:
+        shown = [f"train.lr={cfg.train.lr:g} (the default)"]
+    return (f"the settings most likely to cause it: {', '.join(shown)}; lower train.lr (or undo those overrides) "
+            "and run with --rerun")
+
+
+_STEP_KEYS = {"lr", "momentum", "weight_decay", "gamma", "batch_size", "amp", "betas", "optimizer", "schedule"}

@@ -24,7 +24,6 @@ checkpointed atomically, so a partial run resumes at its last finished epoch).
 from __future__ import annotations
 
 import os
-import signal
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -38,6 +37,8 @@ from mmbench.benchmark.runstate import SeedBusy, SeedDone, seed_status
 from mmbench.results import store
 from mmbench.results.errors import ConfigError, MediaError, MMBenchError, NonFiniteLossError
 
+MANY_SEEDS = 1000  # `run --seeds N` above this says that it is planning
+PLAN_PROGRESS_S = 5  # seconds between planning progress lines
 # busy: another process holds the seed's lock (it is being trained right now)
 OUTCOMES = ("finished", "skipped", "busy", "failed", "interrupted")
 
@@ -109,14 +110,18 @@ def run_job(job, results_root, device: str = "auto", progress: bool = False, ech
 
 
 # --------------------------------------------------------------------------- step 1: plan
-def plan(jobs, results_root, rerun: bool = False, refuse: bool = True) -> tuple[list, list[JobOutcome]]:
+def plan(jobs, results_root, rerun: bool = False, refuse: bool = True, echo=None) -> tuple[list, list[JobOutcome]]:
     """Split ``jobs`` into those to train and those already done, by ``runstate.seed_status``
     (a seed is skipped only when its stored identity hash equals the requested one). A run of
     another config or an unreadable record raises one ``ConfigError`` before anything is
     trained (``refuse=False``, for ``--dry-run``: a ``drift``/``unreadable`` outcome instead).
     With ``rerun`` every job trains (``train_run`` clears its records under the seed's lock)."""
     todo, done, refused = [], [], []
-    for job in jobs:
+    t_last = time.time()
+    for i, job in enumerate(jobs):
+        if echo is not None and time.time() - t_last > PLAN_PROGRESS_S:  # a long plan says where it is
+            echo(f"planning: {i}/{len(jobs)} runs checked against {results_root}")
+            t_last = time.time()
         cfg, out_dir = job_config(job, results_root)
         state = seed_status(out_dir, cfg)
         if rerun or state.status in ("new", "partial"):
@@ -162,7 +167,9 @@ def _init_worker(slots, gpu_ids: list[str], start_method: str) -> None:
     2-core test machine, BENCHMARKS.md)."""
     import multiprocessing as mp
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from mmbench.benchmark.workers import pool_worker_init
+
+    pool_worker_init()  # SIGINT ignored, default SIGTERM, ends when the parent dies (even by SIGKILL)
     mp.set_start_method(start_method, force=True)
     slot = slots.get()
     if gpu_ids:
@@ -256,8 +263,10 @@ def run_local(dataset: str, method: str, seeds, overrides: dict, results_root, r
     """``mmbench run``: train ``seeds`` (``n_jobs`` at a time; default ``seed_workers``). A
     finished (or failed) seed of the same config is skipped unless ``rerun``; a NaN in one seed
     marks that seed failed and the others still run."""
+    if len(seeds) > MANY_SEEDS:
+        echo(f"planning {len(seeds)} seeds (each checked against its folder; progress every {PLAN_PROGRESS_S} s)")
     jobs = seed_jobs(dataset, method, seeds, overrides, tag, root)
-    todo, done = plan(jobs, results_root, rerun)
+    todo, done = plan(jobs, results_root, rerun, echo=echo)
     for o in done:
         echo(f"seed {o.job.seed}: skipped, {o.reason} (use --rerun to train it again)")
     n_jobs = min(n_jobs or seed_workers(len(todo), device), max(1, len(todo)))
@@ -283,16 +292,26 @@ def _seed_line(o: JobOutcome) -> str:
     if o.status == "finished":
         return f"seed {o.job.seed}: {o.summary} -> {o.path}"
     if o.status == "failed":
-        return f"seed {o.job.seed}: FAILED: {o.reason}" + (f"; record marked failed in {o.path}" if o.path else "")
+        return f"seed {o.job.seed}: FAILED: {o.reason}" + _record_note(o.path)
     if o.status in ("skipped", "busy"):
         return f"seed {o.job.seed}: skipped, {o.reason}"
     return f"seed {o.job.seed}: {o.reason}"
 
 
+def _record_note(path: str) -> str:
+    """What the failed seed's folder holds now: claim only a record that was written."""
+    status = store.run_status(path) if path else "new"
+    if status == "failed":
+        return f"; record marked failed in {path}"
+    if status == "finished":
+        return f"; the earlier finished record in {path} was kept"
+    return f"; no record written in {path}" if path else ""
+
+
 def sweep_local(jobs, results_root, n_jobs: int = 1, device: str = "auto", echo=print,
                 rerun: bool = False) -> list[JobOutcome]:
     """``mmbench sweep --launcher local``: plan, then train the pending runs ``n_jobs`` at a time."""
-    todo, outcomes = plan(jobs, results_root, rerun)
+    todo, outcomes = plan(jobs, results_root, rerun, echo=echo)
     report_done(outcomes, echo)
     if not todo:
         echo(f"nothing to run: all {len(outcomes)} runs already have records")

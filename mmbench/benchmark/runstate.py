@@ -15,15 +15,15 @@ record is named with what to do, never skipped or overwritten silently.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmbench.benchmark.identity import differing_keys, identity_config, identity_hash
 from mmbench.results import store
-from mmbench.results.errors import MMBenchError
+from mmbench.results.errors import DiskError, MMBenchError
 
 LOCK = ".lock"
 # status values: new | partial | finished | failed (trainable or skippable) and
@@ -57,8 +57,14 @@ class SeedState:
 def _read(path: Path) -> tuple[dict | None, str | None]:
     """(the JSON object at ``path`` or None if absent, the problem if unreadable)."""
     try:
-        obj = store.read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        obj = store.read_json(path)  # checked against its schema (store.RecordInvalid)
+    except store.RecordInvalid as exc:
+        return None, str(exc).removeprefix(f"{path}: ").split("; restore it")[0]
+    except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):  # the path, not the file
+            raise DiskError.of(path, exc, "use") from None
+        return None, f"{type(exc).__name__}: {exc}"
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         return None, f"{type(exc).__name__}: {exc}"
     if obj is not None and not isinstance(obj, dict):
         return None, "not a JSON object"

@@ -137,24 +137,106 @@ def expand_special(dataset: str, method: str, overrides: dict) -> list[tuple[dic
     return [(overrides, None)]
 
 
+# --------------------------------------------------------------------------- reading and validating
+TOP_KEYS = {"suite": "table", "runs": "array of tables", "paper": "table"}
+SUITE_KEYS = {"description": "string", "seeds": "seeds", "datasets": "names", "methods": "names", "set": "table"}
+RUN_KEYS = {"datasets": "names", "methods": "names", "seeds": "seeds", "set": "table", "tag": "string",
+            "paper_row": "string", "label": "string"}
+PAPER_KEYS = {"tables": "names", "figures": "names"}
+
+
+def _type_problem(where: str, value, kind: str) -> str | None:
+    """Why ``value`` is not of ``kind`` (None when it is)."""
+    ok = {
+        "string": isinstance(value, str),
+        "table": isinstance(value, dict),
+        "array of tables": isinstance(value, list) and all(isinstance(v, dict) for v in value),
+        "names": isinstance(value, list) and all(isinstance(v, str) and v for v in value),
+        "seeds": (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+        or (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)),
+    }[kind]
+    if ok:
+        return None
+    want = {"names": "a list of names, e.g. [\"mfeat\"]", "seeds": "a count >= 1 or a list of seeds >= 0",
+            "array of tables": "[[runs]] tables"}.get(kind, f"a {kind}")
+    return f"{where} is {type(value).__name__} {value!r:.60}, expected {want}"
+
+
+def _unknown(where: str, key: str, known) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+    return f"{where}: unknown key {key!r}{hint}"
+
+
+def _check_keys(where: str, table: dict, spec: dict) -> list[str]:
+    out = []
+    for key, value in table.items():
+        if key not in spec:
+            out.append(_unknown(where, key, spec))
+        elif (p := _type_problem(key if where == "top level" else f"{where}.{key}", value, spec[key])) is not None:
+            out.append(p)
+    return out
+
+
+def suite_problems(data: dict) -> list[str]:
+    """Every problem of a parsed suite file: unknown keys (with a did-you-mean) and wrong types."""
+    problems = _check_keys("top level", data, TOP_KEYS)
+    if isinstance(data.get("suite"), dict):
+        problems += _check_keys("[suite]", data["suite"], SUITE_KEYS)
+    if isinstance(data.get("paper"), dict):
+        problems += _check_keys("[paper]", data["paper"], PAPER_KEYS)
+    runs = data.get("runs")
+    if isinstance(runs, list):
+        for i, entry in enumerate(runs, 1):
+            if isinstance(entry, dict):
+                problems += _check_keys(f"[[runs]] #{i}", entry, RUN_KEYS)
+    return problems
+
+
+def parse_suite_text(raw: bytes, where: str) -> dict:
+    """The parsed, validated suite at ``where`` (a path or a built-in name): one ``ConfigError``
+    listing every problem, one per line (encoding, TOML syntax with line and column, unknown keys,
+    types)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"suite file {where} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"suite file {where} is not valid TOML: {exc}") from None
+    problems = suite_problems(data)
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise ConfigError(f"suite file {where} has {len(problems)} problem(s):\n{lines}")
+    return data
+
+
+def read_suite(name_or_path: str) -> tuple[dict, str]:
+    """``(validated TOML, suite name)`` of a suite given by name (``configs/suites/<name>.toml``)
+    or path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.exists():
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read suite file {path}: {exc.strerror or exc}") from None
+        return parse_suite_text(raw, str(path)), path.stem
+    ref = resources.files("mmbench.configs").joinpath("suites", f"{name_or_path}.toml")
+    if not ref.is_file():
+        raise ConfigError(
+            f"unknown suite {name_or_path!r}; built-in suites: {', '.join(suite_names())} (or give a .toml path)"
+        )
+    return parse_suite_text(ref.read_bytes(), name_or_path), name_or_path
+
+
 def load_suite(name_or_path: str, seeds_override: int | None = None, roots: dict | None = None) -> Suite:
     """Read a suite by name (``mmbench/configs/suites/<name>.toml``) or path and expand its jobs."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" and path.is_file():
-        data = tomllib.loads(path.read_text())
-        name = path.stem
-    else:
-        ref = resources.files("mmbench.configs").joinpath("suites", f"{name_or_path}.toml")
-        if not ref.is_file():
-            raise ConfigError(
-                f"unknown suite {name_or_path!r}; built-in suites: {', '.join(suite_names())} (or give a .toml path)"
-            )
-        data = tomllib.loads(ref.read_text())
-        name = name_or_path
+    data, name = read_suite(name_or_path)
     head = data.get("suite", {})
-    unknown = set(head) - {"description", "seeds", "datasets", "methods", "set"}
-    if unknown:
-        raise ConfigError(f"suite {name}: unknown keys {sorted(unknown)} in [suite]")
     base_seeds = _seeds(head.get("seeds", 1)) if seeds_override is None else list(range(seeds_override))
     base_set = dict(head.get("set", {}))
     entries = []

@@ -15,6 +15,7 @@ record format is docs/records.md.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -30,8 +31,9 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from mmbench.benchmark import runstate, unimodal_init
+from mmbench.benchmark import replace, runstate, unimodal_init
 from mmbench.benchmark.config import SPEED_KEYS, RunConfig, speed_keys
+from mmbench.benchmark.config_checks import nonfinite_hint
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.cost import measure_cost, reset_peak_memory
 from mmbench.benchmark.identity import hash_identity, identity_config, identity_hash, run_components
@@ -42,7 +44,7 @@ from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state, torch_threads
 from mmbench.benchmark.selection import select_all, select_epoch
 from mmbench.datasets.base import as_built, stratified_carve
-from mmbench.results import store
+from mmbench.results import record_schema, store
 from mmbench.results.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
 
 BEST_RULES = ("val", "test-best")  # the rules whose weights best.ckpt keeps
@@ -152,21 +154,22 @@ def train_run(
     data_root, warnings_ = check_data(spec, root, cfg.data)
     fresh = rerun or not (out_dir / store.CHECKPOINT).is_file()
     references = unimodal_init.references_for(cfg, results_root, spec.modalities, fresh)  # refuse first
-    with runstate.seed_lock(out_dir):
-        if rerun:
-            clear_seed(out_dir)
-        else:
+    store.check_writable(out_dir)  # a read-only or full disk is one line before training starts
+    with runstate.seed_lock(out_dir), (replace.replacing(out_dir) if rerun else contextlib.nullcontext()):
+        if not rerun:
             refuse_recorded(out_dir, cfg)
         with torch_threads(cfg.train.threads):
             session = start_session(cfg, spec, out_dir, data_root, device, warnings_, echo, references)
             run_epochs(session, progress, stop_after_epochs)
-            return finish_session(session)
+            result = finish_session(session)
+            replace.drop(out_dir)  # old records set aside by a --rerun submitted earlier (clear_seed)
+            return result
 
 
 def clear_seed(out_dir: Path) -> None:
-    """``--rerun``: remove the seed's records (the run log stays and gets a new ``start`` line)."""
-    for name in (store.RESULT, store.CHECKPOINT, store.HISTORY, store.BEST, store.CONFIG):
-        (out_dir / name).unlink(missing_ok=True)
+    """``--rerun`` of a submitted array: move the seed's records aside (``replace.set_aside``;
+    deleted when the new record is written). The run log stays and gets a new ``start`` line."""
+    replace.set_aside(out_dir)
 
 
 def refuse_recorded(out_dir: Path, cfg: RunConfig) -> None:
@@ -208,6 +211,9 @@ def load_checkpoint(cfg: RunConfig, out_dir: Path, echo) -> dict | None:
     except Exception as exc:  # noqa: BLE001 - a corrupt file must not stop the run
         echo(f"warning: unreadable checkpoint {ckpt_path} ({exc}); starting this seed again")
         return None
+    if problems := record_schema.check_checkpoint(ckpt):
+        raise ConfigError(f"{ckpt_path} is not a checkpoint mmbench can resume (field "
+                          f"{record_schema.first_problem(problems)}); use --rerun to train the seed again")
     if _config_key(ckpt["config"]) != _config_key(cfg.to_dict()):
         raise ConfigError(
             f"{ckpt_path} was written with a different configuration; use --rerun to replace it "
@@ -309,7 +315,7 @@ def run_epoch(session: Session, epoch: int, progress: bool) -> dict:
     train_s = time.time() - t0
     bad = [k for k, v in train_logs.items() if k.startswith("loss") and not _finite(v)]
     if bad:
-        raise NonFiniteLossError(epoch, bad[0])
+        raise NonFiniteLossError(epoch, bad[0], nonfinite_hint(cfg))
     if cfg.train.step_at == "epoch_end":
         _step_schedulers(ctx.optimizers)
     method.before_evaluation(ctx)

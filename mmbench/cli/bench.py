@@ -36,11 +36,11 @@ def bench(dataset, methods, root, sets, device, steps, warmup, rounds, append, n
     if data_only:
         from mmbench.speed.data import data_benchmark, data_markdown_table
 
-        results = data_benchmark(dataset, parse_overrides(sets), root, device, rounds=rounds, max_batches=steps,
+        results = data_benchmark(dataset, parse_overrides(sets, once=True), root, device, rounds=rounds, max_batches=steps,
                                  warmup_batches=min(warmup, 1), echo=click.echo)
         text = data_markdown_table(results, dataset, machine_description(device), note)
     else:
-        results = benchmark(dataset, methods, parse_overrides(sets), root, device, steps, warmup, rounds)
+        results = benchmark(dataset, methods, parse_overrides(sets, once=True), root, device, steps, warmup, rounds)
         text = markdown_table(results, dataset, machine_description(device), note)
     click.echo(text)
     if append:

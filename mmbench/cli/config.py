@@ -25,7 +25,7 @@ def config_cmd(method, dataset, sets, seed, tag, diff):
     from mmbench.benchmark.config import parse_overrides, resolve_config
     from mmbench.benchmark.config_toml import differing, render
 
-    cfg = resolve_config(dataset, method, parse_overrides(sets), seed=seed, tag=tag)
+    cfg = resolve_config(dataset, method, parse_overrides(sets, once=True), seed=seed, tag=tag)
     only = None
     if diff:
         only = differing(cfg, resolve_config(dataset, method, {}, seed=seed))

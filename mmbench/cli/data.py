@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from mmbench.cli.options import dataset_root, friendly_errors, jobs_option, root_option, sets_option
+from mmbench.datasets.out_dir import FIXTURE_MARKERS, PREPARE_MARKERS, check_out_dir
 from mmbench.results.errors import MMBenchError
 
 EXIT_PROBLEMS = 1
@@ -28,7 +29,7 @@ def _data_config(dataset: str, preset: str | None, sets) -> object:
     """The resolved ``DataConfig`` of a dataset (the shared config, preset and ``--set data.*``)."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
 
-    overrides = parse_overrides(sets)
+    overrides = parse_overrides(sets, once=True)
     bad = [k for k in overrides if not k.startswith("data.")]
     if bad:
         raise MMBenchError(f"only data.* keys can be set here, got {', '.join(bad)}")
@@ -59,14 +60,16 @@ def data():
 @click.option("--layout", default=None, help="On-disk layout (default: the dataset's first).")
 @click.option("--n-per-class", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Write into an --out that holds other files (nothing is deleted).")
 @friendly_errors
-def fixture(dataset, out, layout, n_per_class, seed):
+def fixture(dataset, out, layout, n_per_class, seed, force):
     """Write a tiny DATASET tree in its real on-disk format to --out."""
     from mmbench.benchmark.registry import get_dataset
     from mmbench.datasets.fixtures import write_fixture
     from mmbench.datasets.raw_fixtures import mark_fixture
 
     spec = get_dataset(dataset)
+    check_out_dir(out, dataset, FIXTURE_MARKERS, "fixture", force)
     try:
         root = write_fixture(dataset, out, layout, n_per_class, seed)
     except NotImplementedError as exc:
@@ -96,8 +99,11 @@ def fixture(dataset, out, layout, n_per_class, seed):
 @click.option("--flow-size", type=click.IntRange(min=8), default=256, show_default=True,
               help="nvgesture: flow arrays are SIZE x SIZE (data.nvgesture.size).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--force", is_flag=True, help="Write into an --out that holds other files (nothing else is deleted).")
+@click.option("--keep-partial", is_flag=True, help="Keep videos that decode to less than their stated duration.")
 @friendly_errors
-def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, flow_size, no_progress):
+def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, flow_size, no_progress, force,
+            keep_partial):
     """Write the tree DATASET's loader reads from the downloaded files: frames, wavs, flow, lists.
 
     Finished clips are skipped on a rerun; an unreadable video is named, skipped and listed at the
@@ -106,7 +112,8 @@ def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, fl
     from mmbench.datasets.prepare import prepare as run_prepare
 
     require_names(dataset=dataset)
-    outcome, record = run_prepare(dataset, raw, out, jobs, not no_progress, split_files=split_files,
+    check_out_dir(out, dataset, PREPARE_MARKERS, "prepare", force)
+    outcome, record = run_prepare(dataset, raw, out, jobs, not no_progress, keep_partial, split_files=split_files,
                                   split_seed=split_seed, csv_file=csv_file, flow=flow, size=flow_size)
     click.echo(f"{dataset}: {len(outcome.done)} usable ({outcome.resumed} already done), "
                f"{len(outcome.failed)} skipped -> {out} (record: {record})")
@@ -122,7 +129,7 @@ def prepare(dataset, raw, out, jobs, split_files, split_seed, csv_file, flow, fl
 @_set_option
 @click.option("--strict", is_flag=True, help="Count and fingerprint mismatches are errors, each listed.")
 @click.option("--quick", is_flag=True, help="Decode a sample of 20 clips per split instead of every file.")
-@click.option("--deep", is_flag=True, hidden=True, help="Decode every file (the default now; kept for old scripts).")
+@click.option("--deep", is_flag=True, help="Decode every file again, also those verified before (same size and mtime).")
 @click.option("--skip-missing", is_flag=True, help="Report samples with missing media as dropped, not as errors.")
 @friendly_errors
 def check(dataset, root, preset, sets, strict, quick, deep, skip_missing):
@@ -131,6 +138,7 @@ def check(dataset, root, preset, sets, strict, quick, deep, skip_missing):
     Every wav, image and array is opened and decoded, in parallel; files verified before (same
     size and mtime) are skipped, so a second check of an unchanged tree is instant."""
     from mmbench.benchmark.registry import get_dataset
+    from mmbench.datasets import media_check
     from mmbench.datasets._checks import collapse_counts
     from mmbench.datasets.raw_fixtures import fixture_preset
 
@@ -144,6 +152,7 @@ def check(dataset, root, preset, sets, strict, quick, deep, skip_missing):
     if skip_missing:
         cfg = replace(cfg, drop_missing=True)
     cfg.check_deep = deep or not quick
+    media_check.trust_memo(not deep)  # --deep: the memo of verified files serves the default path only
     problems = spec.check(resolved, cfg)
     if not strict:
         problems = collapse_counts(problems, dataset)
@@ -169,8 +178,9 @@ def check(dataset, root, preset, sets, strict, quick, deep, skip_missing):
 @click.option("--workers", type=click.IntRange(min=0), default=None, hidden=True,
               help="Deprecated name of --jobs (kept for old scripts).")
 @click.option("--rebuild", is_flag=True, help="Rebuild even when the cache is up to date.")
+@click.option("--force", is_flag=True, help="Replace a folder at the cache's path that is not an mmbench cache.")
 @friendly_errors
-def cache(dataset, root, preset, sets, jobs, workers, rebuild):
+def cache(dataset, root, preset, sets, jobs, workers, rebuild, force):
     """Decode DATASET once into the packed cache that the loader then uses automatically."""
     from mmbench.benchmark.registry import get_dataset
     from mmbench.benchmark.trainer import check_data
@@ -184,4 +194,5 @@ def cache(dataset, root, preset, sets, jobs, workers, rebuild):
     resolved, warnings = check_data(spec, dataset_root(root, dataset), cfg)
     for w in warnings:
         click.echo(f"warn: {w}")
-    build_cache(spec, resolved, cfg, workers=jobs if workers is None else workers, echo=click.echo, force=rebuild)
+    build_cache(spec, resolved, cfg, workers=jobs if workers is None else workers, echo=click.echo, force=rebuild,
+                replace_foreign=force)

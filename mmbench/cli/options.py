@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from mmbench.results.errors import MMBenchError
+from mmbench.results.errors import MMBenchError, one_line
 
 EXIT_ERROR = 2
 EXIT_FAILED_RUNS = 1
@@ -31,8 +31,8 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except MMBenchError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
+            click.echo(f"error: {one_line(exc)}", err=True)
+            sys.exit(getattr(exc, "exit_code", EXIT_ERROR))  # DiskError: 1, as a failed run
         except KeyboardInterrupt:
             click.echo("interrupted: finished epochs and seeds are saved; rerun the same command to resume", err=True)
             sys.exit(EXIT_INTERRUPTED)

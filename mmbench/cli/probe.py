@@ -37,8 +37,9 @@ def probe(results, datasets, methods, roots, device, rerun):
     from mmbench.results import store
 
     root = results_root(results)
-    records = store.load_results(root, datasets or None, methods or None)
-    if not records:
+    scan = store.scan_results(root, datasets or None, methods or None)
+    records = scan.records
+    if not records and not scan.problems:
         raise MMBenchError(f"no run records under {root}: train with `mmbench run` first, or pass --results DIR")
     counts = probe_results(root, datasets or None, methods or None, rerun=rerun, device=device,
                            roots=parse_roots(roots, sorted({r["dataset"] for r in records})), echo=click.echo)

@@ -72,8 +72,9 @@ def table(results, datasets, methods, select, split, expected, alpha, metrics, l
         else:
             echo_problems(scan.problems, "the table's notes")
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        from mmbench.results.store import write_text
+
+        write_text(out, text)  # a disk fault: one line naming the path (DiskError, exit 1)
         click.echo(f"wrote {out}")
     else:
         click.echo(text)
@@ -103,8 +104,9 @@ def report(results, datasets, methods, select, split, expected, alpha, metrics, 
     html = build_report(records, select, split, metrics or None, expected, alpha, title=title, jobs=jobs,
                         problems=scan.problems, figures_dir=figures_dir)
     echo_problems(scan.problems, f"the report's notes ({out})")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    from mmbench.results.store import write_text
+
+    write_text(out, html)  # a disk fault: one line naming the path (DiskError, exit 1)
     click.echo(f"wrote {out} ({len(records)} run records, {time.time() - t0:.1f} s)")
 
 

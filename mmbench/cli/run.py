@@ -40,7 +40,7 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
 
-    overrides = parse_overrides(sets)
+    overrides = parse_overrides(sets, once=True)
     if compile_:
         overrides["compile"] = True
     resolve_config(dataset, method, overrides, seed=seed_start, tag=tag, device=device)  # validate first

@@ -63,7 +63,7 @@ def _suite_jobs(suite, seeds, roots, sets):
 
     s = load_suite(suite, seeds)
     root_map = parse_roots(roots, sorted({j.dataset for j in s.jobs}))
-    extra = parse_overrides(sets)
+    extra = parse_overrides(sets, once=True)
     jobs = [replace(j.with_overrides(extra), root=root_map.get(j.dataset, j.root)) for j in s.jobs]
     return s.name, jobs, root_map, extra
 

@@ -200,6 +200,11 @@ class DatasetSpec:
         return frozenset(cap for cap, hook in self.CAPABILITIES.items()
                          if getattr(type(self), hook) is not getattr(DatasetSpec, hook))
 
+    def ignored_settings(self, cfg) -> dict[str, str]:
+        """``{dotted key: why}`` of harness settings this dataset ignores at ``cfg``'s values; a run
+        that sets one is refused (``config_checks.check_feasible``) instead of only changing its name."""
+        return {}
+
     def write_fixture(self, root: Path, layout: str | None = None, n_per_class: int = 2, seed: int = 0) -> Path:
         """Write a tiny tree in the real on-disk format (``layout``: one of ``layouts()``);
         return its root."""
@@ -220,8 +225,10 @@ def stratified_carve(labels, fraction: float, seed: int) -> tuple[list[int], lis
     ``0..len(labels)-1``.
 
     One ``numpy.random.default_rng(seed)``; for each class in ascending order, a permutation of
-    its positions (in order); the carved part takes the first ``floor(n_c * fraction + 0.5)``.
-    Returns (kept, carved), both sorted.
+    its positions (in order); the carved part takes the first ``floor(n_c * fraction + 0.5)``,
+    and at least one position of a class with two or more when ``fraction > 0`` (a small tree
+    would otherwise round every class down to an empty validation split; classes that round to
+    one or more are carved exactly as before). Returns (kept, carved), both sorted.
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -230,6 +237,8 @@ def stratified_carve(labels, fraction: float, seed: int) -> tuple[list[int], lis
         rows = np.nonzero(labels == c)[0]
         perm = rng.permutation(rows)
         n = int(np.floor(len(rows) * fraction + 0.5))
+        if n == 0 and fraction > 0 and len(rows) >= 2:
+            n = 1
         carved.extend(perm[:n].tolist())
         kept.extend(perm[n:].tolist())
     return sorted(kept), sorted(carved)

@@ -147,9 +147,23 @@ class DecodedCache:
         self._arrays = None
 
     def arrays(self):
+        """The memory-mapped arrays; a damaged cache (truncated, rewritten) names itself and the
+        command that rebuilds it (``DataError``)."""
         if self._arrays is None:
-            self._arrays = tuple(np.load(self.path / f, mmap_mode="r") for f in ("audio.npy", "frames.npy", "offsets.npy"))
+            try:
+                arrays = tuple(np.load(self.path / f, mmap_mode="r") for f in ("audio.npy", "frames.npy", "offsets.npy"))
+            except (OSError, ValueError, EOFError) as exc:
+                raise DataError(self.damaged(exc)) from None
+            n_frames = int(arrays[2][-1]) if len(arrays[2]) else 0
+            if len(arrays[0]) != len(self.meta["indices"]) or len(arrays[1]) != n_frames:
+                raise DataError(self.damaged("its arrays do not match its meta.json"))
+            self._arrays = arrays
         return self._arrays
+
+    def damaged(self, why) -> str:
+        what = str(why).strip().splitlines()[0] if str(why).strip() else type(why).__name__
+        return (f"the decoded cache {self.path} is damaged ({what}); rebuild it with `mmbench data cache "
+                f"{self.meta.get('dataset', '<dataset>')} --root <data root> --rebuild`, or delete the folder")
 
     def __getstate__(self):  # DataLoader workers re-open the memory maps
         state = dict(self.__dict__)
@@ -367,9 +381,22 @@ class _Decode(Dataset):
         return i, a.to(torch.float16).numpy(), f.numpy()
 
 
-def build_cache(spec, root: Path, cfg, workers: int = 0, echo=print, force: bool = False) -> Path:
+def _refuse_foreign(path: Path, dataset: str, force: bool) -> None:
+    """Never delete a folder at the cache's path that is not an mmbench cache of ``dataset``."""
+    try:
+        ours = json.loads((path / META).read_text()).get("dataset") == dataset
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours and not force:
+        raise DataError(f"{path} exists and is not an mmbench cache of {dataset}; it is left as it is: move it "
+                        "away, set data.cache.dir to another folder, or pass --force to replace it")
+
+
+def build_cache(spec, root: Path, cfg, workers: int = 0, echo=print, force: bool = False,
+                replace_foreign: bool = False) -> Path:
     """Decode every present clip of the index into the cache; an up-to-date cache is kept unless
-    ``force``, a stale one is rebuilt."""
+    ``force``, a stale one is rebuilt. A folder at the cache's path that is not an mmbench cache
+    of the dataset is refused unless ``replace_foreign`` (``mmbench data cache --force``)."""
     from numpy.lib.format import open_memmap
 
     root = Path(root)
@@ -381,6 +408,8 @@ def build_cache(spec, root: Path, cfg, workers: int = 0, echo=print, force: bool
     missing = spec.scan_missing(index, refresh=True)
     rows = [r for r in index.rows if r.label >= 0 and r.index not in missing]
     path = cache_path(spec, root, opts)
+    if path.exists():
+        _refuse_foreign(path, spec.name, replace_foreign)
     existing = _open(path)
     if existing is not None and not force and existing.stale_reason(spec, opts, index, rows) is None:
         echo(f"{path} is up to date ({len(rows)} clips)")

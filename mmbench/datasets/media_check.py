@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from pathlib import Path
 
 MEMO_VERSION = 1
@@ -81,11 +82,22 @@ def _jobs(jobs: int | None) -> int:
     return max(1, int(env)) if env.isdigit() else max(1, os.cpu_count() or 1)
 
 
+_TRUST_MEMO: ContextVar[bool] = ContextVar("mmbench_trust_memo", default=True)
+
+
+def trust_memo(flag: bool) -> None:
+    """Whether ``verify`` skips files the memo lists as verified (same size and mtime). ``mmbench
+    data check --deep`` turns it off: bytes that rot in place keep their size and mtime, so only
+    decoding every file again finds them (the memo is then rewritten from that full pass)."""
+    _TRUST_MEMO.set(bool(flag))
+
+
 def verify(items, root: Path, jobs: int | None = None) -> dict[Path, str]:
-    """Decode every ``(path, kind)`` not verified before; ``{path: problem}`` of the failures.
-    Files that do not exist are the caller's business (reported as missing) and are skipped."""
+    """Decode every ``(path, kind)`` not verified before (every one under ``trust_memo(False)``);
+    ``{path: problem}`` of the failures. Files that do not exist are the caller's business
+    (reported as missing) and are skipped."""
     decoders = _decoders()
-    memo = load_memo(root)
+    memo = load_memo(root) if _TRUST_MEMO.get() else {}
     todo, sigs = [], {}
     for path, kind in dict.fromkeys((Path(p), k) for p, k in items):
         if kind not in decoders:

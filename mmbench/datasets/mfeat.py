@@ -86,6 +86,13 @@ class MfeatSpec(DatasetSpec):
         base = {"limit_train_per_class": 0}
         return {"paper": dict(base), "smoke": {"limit_train_per_class": 20}}
 
+    def ignored_settings(self, cfg) -> dict[str, str]:
+        """The split is fixed (140/30/30 rows per class): a val fraction other than 0 changes nothing."""
+        if cfg.data.val_fraction in (0, 0.0):
+            return {}
+        return {"data.val_fraction": "its validation split is fixed (30 rows per class); only 0 (no val split) "
+                                     "changes the run"}
+
     def splits(self, root, cfg):
         splits = mfeat_splits(cfg.split_seed)
         limit = int(cfg.options.get("limit_train_per_class", 0) or 0)

@@ -8,18 +8,19 @@ of ours the paper has no row for).
 
 from __future__ import annotations
 
-import tomllib
 from importlib import resources
 from pathlib import Path
 
 
 def suite_data(name: str) -> dict:
     """The raw TOML of a suite (a built-in name or a .toml path); ``{}`` where there is none."""
+    from mmbench.benchmark.suites import read_suite
+
     path = Path(name)
-    if path.suffix == ".toml" and path.is_file():
-        return tomllib.loads(path.read_text())
     ref = resources.files("mmbench.configs").joinpath("suites", f"{name}.toml")
-    return tomllib.loads(ref.read_text()) if ref.is_file() else {}
+    if (path.suffix == ".toml" and path.exists()) or ref.is_file():
+        return read_suite(name)[0]  # validated: one line per problem
+    return {}
 
 
 def suite_paper(name: str) -> dict:

@@ -14,7 +14,10 @@ def read_probe(run_dir) -> dict | None:
     """The run's ``probe.json`` (None if absent); an unreadable one raises one clear error."""
     path = Path(run_dir) / store.PROBE
     try:
-        return store.read_json(path)
+        return store.read_json(path)  # checked against record_schema.PROBE
+    except store.RecordInvalid as exc:
+        raise MMBenchError(f"{str(exc).split('; restore it')[0]}; probe the run again with "
+                           "`mmbench probe --rerun`") from None
     except (ValueError, OSError) as exc:
         raise MMBenchError(
             f"{path} is unreadable ({type(exc).__name__}); probe the run again with `mmbench probe --rerun`"

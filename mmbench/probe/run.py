@@ -123,7 +123,11 @@ def probe_results(results_root, datasets=None, methods=None, recipe: ProbeRecipe
     Returns counts ``{"probed", "skipped", "failed"}``; a run that cannot be probed (no
     ``best.ckpt``, missing data) is reported and the others still run."""
     counts = {"probed": 0, "skipped": 0, "failed": 0}
-    for rec in store.load_results(results_root, datasets, methods):
+    scan = store.scan_results(results_root, datasets, methods)
+    for problem in scan.problems:  # named, never dropped; a damaged record counts as a failure
+        echo(f"{'failed ' if problem.kind == 'unreadable' else 'skipped'} {problem.line()}")
+        counts["failed" if problem.kind == "unreadable" else "skipped"] += 1
+    for rec in scan.records:
         if rec.get("status") != "finished":
             continue
         label = f"{rec['dataset']}/{rec['run']} seed {rec['seed']}"

@@ -410,13 +410,13 @@ def _grid_layout(layout: str):
 def _cost_layout(records, fmt, metrics, select, split, expected, alpha, standalone, problems) -> str:
     from mmbench.reporting.cost_table import render_cost
 
-    return render_cost(records, fmt)
+    return render_cost(records, fmt, problems)
 
 
 def _probe_layout(records, fmt, metrics, select, split, expected, alpha, standalone, problems) -> str:
     from mmbench.reporting.probe_table import render_probe
 
-    return render_probe(records, fmt, metrics, select, split, expected, alpha, standalone)
+    return render_probe(records, fmt, metrics, select, split, expected, alpha, standalone, problems)
 
 
 # Table layouts by name: a renderer (records, fmt, metrics, select, split, expected, alpha,

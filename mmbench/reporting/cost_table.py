@@ -74,8 +74,9 @@ def _cell(value, ref) -> list[str]:
     return [f"{value:.4g}", ratio]
 
 
-def render_cost(records: list[dict], fmt: str = "md") -> str:
-    """The cost tables (one per dataset) in ``fmt``."""
+def render_cost(records: list[dict], fmt: str = "md", problems=()) -> str:
+    """The cost tables (one per dataset) in ``fmt``; ``problems`` (unreadable and partial seeds,
+    ``store.scan_results``) are listed after them."""
     values, missing = cost_values(records)
     headers = ["method", "n"]
     for name, unit, _ in COLUMNS:
@@ -107,5 +108,8 @@ def render_cost(records: list[dict], fmt: str = "md") -> str:
     if missing:
         parts.append(render_plain("Runs without a cost block (trained before cost was recorded; retrain with --rerun)",
                                   ["run"], [[m] for m in missing], fmt))
+    if problems:
+        parts.append(render_plain("Records left out (unreadable or partial)", ["record"],
+                                  [[p.line()] for p in problems], fmt))
     text = "\n".join(parts) if parts else "No finished runs with a cost block found.\n"
     return html_page("mmbench cost", text) if fmt == "html" else text

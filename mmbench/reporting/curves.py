@@ -31,11 +31,27 @@ def load_histories_checked(records: list[dict]) -> tuple[list[tuple[dict, list[d
     for rec in records:
         if rec.get("status") != "finished" or not rec.get("path"):
             continue
-        history, problem = store.read_history_checked(Path(rec["path"]) / store.HISTORY)
+        path = Path(rec["path"]) / store.HISTORY
+        history, problem = store.read_history_checked(path)
+        problem = problem or short_history(path, rec, history)
         if problem is not None:
             problems.append(problem)
         out.append((rec, history))
     return out, problems
+
+
+def short_history(path: Path, rec: dict, history: list[dict]) -> store.Problem | None:
+    """A Problem when ``history.jsonl`` lacks epochs its finished record selected (an empty,
+    missing or truncated file: the curves would stop early without a word)."""
+    last = (rec.get("selection") or {}).get("last") or {}
+    wanted = last.get("epoch")
+    have = max((line["epoch"] for line in history), default=None)
+    if wanted is None or (have is not None and have >= wanted):
+        return None
+    got = "no epochs" if have is None else f"epochs up to {have}"
+    return store.Problem(str(path), "unreadable", f"holds {got} but the record's last epoch is {wanted} "
+                         "(truncated or missing); its curves stop early: restore the file, or delete "
+                         f"{path.parent} and train that seed again")
 
 
 def load_histories(records: list[dict]) -> list[tuple[dict, list[dict]]]:

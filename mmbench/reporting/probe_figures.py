@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmbench.errors import MMBenchError
 from mmbench.probe.record import RULE, is_current, read_probe
 from mmbench.reporting.plots import _PANEL_H, _PANEL_W, to_data_uri
 
@@ -75,7 +76,10 @@ def probe_scores(records: list[dict]) -> dict[str, dict]:
     for rec in records:
         if rec.get("status") != "finished":
             continue
-        probe = read_probe(Path(rec["path"]))
+        try:
+            probe = read_probe(Path(rec["path"]))
+        except MMBenchError:  # damaged: the probe table lists it; the figure leaves the run out
+            continue
         if is_current(probe, rec):
             by_run.setdefault(rec["run"], []).append(probe)
     out = {}

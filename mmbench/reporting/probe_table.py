@@ -35,7 +35,11 @@ def probed_records(records: list[dict]) -> tuple[list[tuple[dict, dict]], list[s
         if rec.get("status") != "finished":
             continue
         label = f"{rec['dataset']}/{rec['run']} seed {rec['seed']}"
-        probe = read_probe(Path(rec["path"]))
+        try:
+            probe = read_probe(Path(rec["path"]))
+        except MMBenchError as exc:  # a damaged probe.json is listed, the other runs still table
+            left_out.append(f"{label}: {exc}")
+            continue
         if probe is None:
             left_out.append(f"{label}: no probe.json (run `mmbench probe`)")
         elif not is_current(probe, rec):
@@ -81,12 +85,14 @@ def imbalance_rows(pairs) -> dict[str, list[list[str]]]:
 
 
 def render_probe(records: list[dict], fmt: str = "md", metrics=None, select: str = "val", split: str = "test",
-                 expected=None, alpha: float = 0.05, standalone: bool = False) -> str:
+                 expected=None, alpha: float = 0.05, standalone: bool = False, problems=()) -> str:
     if select != RULE:
         raise MMBenchError(f"probes are fitted on the weights the {RULE!r} rule selects; use --select {RULE}")
     pairs, left_out = probed_records(records)
+    left_out += [p.line() for p in problems]
     if not pairs:
-        raise MMBenchError("no run has a current probe.json: run `mmbench probe` first")
+        why = f" ({len(left_out)} left out: {left_out[0]}{' ...' if len(left_out) > 1 else ''})" if left_out else ""
+        raise MMBenchError(f"no run has a current probe.json{why}: run `mmbench probe` first")
     augmented = [with_probe_heads(r, p) for r, p in pairs]
     if fmt == "csv":
         from mmbench.reporting.aggregate import per_seed_csv

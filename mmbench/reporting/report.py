@@ -152,7 +152,10 @@ def build_report(
         for d in names
     ]
     if jobs > 1 and len(tasks) > 1:
-        with multiprocessing.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
+        from mmbench.benchmark.workers import pool_worker_init
+
+        # forked workers: default SIGTERM (not the CLI's KeyboardInterrupt), gone with the parent
+        with multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)), initializer=pool_worker_init) as pool:
             figures = pool.map(_figures_job, tasks, chunksize=1)
     else:
         figures = [_figures_job(t) for t in tasks]

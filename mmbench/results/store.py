@@ -20,12 +20,16 @@ readable by the group as any file the user creates there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mmbench.results import record_schema
+from mmbench.results.errors import ConfigError, DiskError, MMBenchError
 
 RESULT = "result.json"
 CONFIG = "config.json"
@@ -42,7 +46,12 @@ def default_results_root() -> Path:
 
 
 def run_dir(results_root, dataset: str, run_name: str, seed: int) -> Path:
-    return Path(results_root) / dataset / run_name / f"seed-{seed}"
+    """The seed folder; refused (``ConfigError``) unless it is exactly three levels under the root."""
+    path = Path(results_root) / dataset / run_name / f"seed-{seed}"
+    if any(part in ("", ".", "..") or "/" in part or "\x00" in part for part in (dataset, run_name, f"seed-{seed}")):
+        raise ConfigError(f"{path} is not a folder three levels under the results root {results_root}; "
+                          "use a plain --tag (letters, digits, . _ + = -)")
+    return path
 
 
 def _json_default(obj):
@@ -90,21 +99,57 @@ def file_mode() -> int:
     return 0o666 & ~_current_umask()
 
 
+def _disk_fault(exc: BaseException) -> bool:
+    """An ``OSError``, or the ``RuntimeError`` torch.save raises when its write fails."""
+    return isinstance(exc, OSError) or (
+        isinstance(exc, RuntimeError) and any(s in str(exc) for s in ("inline_container", "PytorchStreamWriter"))
+    )
+
+
 def _atomic_replace(path: Path, write) -> None:
+    """Write ``path`` through a temporary file renamed into place; a disk fault is one
+    ``DiskError`` naming the path (the old file, if any, is left as it was)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if _disk_fault(exc):
+            raise DiskError.of(path, exc) from None
         raise
+
+
+def check_writable(directory) -> None:
+    """Create ``directory`` and write (then remove) a small file in it: a read-only or full disk,
+    a path that is a file or a name too long is one ``DiskError`` before any training starts."""
+    directory = Path(directory)
+    probe = directory / f".write-probe-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"0" * 4096)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise DiskError.of(probe if directory.is_dir() else directory, exc, "create") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+def write_text(path, text: str) -> None:
+    """A user-named output file (``--out``): written atomically; a disk fault is one ``DiskError``."""
+    data = text.encode("utf-8")
+    _atomic_replace(Path(path), lambda fh: fh.write(data))
 
 
 def dumps(obj, indent: int | None = 2) -> str:
@@ -125,9 +170,12 @@ def append_jsonl(path, record: dict) -> None:
     """Append one line to a JSON-lines log (opened in append mode: one ``write`` of a whole line,
     so concurrent appenders never interleave within a line)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fh.write(dumps(record, indent=None) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(dumps(record, indent=None) + "\n")
+    except OSError as exc:
+        raise DiskError.of(path, exc) from None
 
 
 def write_checkpoint(path, state: dict) -> None:
@@ -136,20 +184,50 @@ def write_checkpoint(path, state: dict) -> None:
     _atomic_replace(path, lambda fh: torch.save(state, fh))
 
 
+class RecordInvalid(MMBenchError, ValueError):
+    """A record file that parses but does not match its schema (``record_schema``); the message
+    names the file, the first bad field and what to do (one line in the CLI)."""
+
+
+def schema_problems(path, obj) -> list[str]:
+    """The schema problems of ``obj`` read from ``path`` (by file name: ``result.json``,
+    ``config.json``, ``probe.json``, ``study.json``; other files are not checked)."""
+    check = record_schema.CHECKS.get(Path(path).name)
+    if check is None or Path(path).name == HISTORY:
+        return []
+    return check(obj)
+
+
 def read_json(path) -> dict | None:
+    """The JSON file at ``path`` (None when absent). A record file (``record_schema.CHECKS``) is
+    checked against its schema: ``RecordInvalid`` names the first bad field."""
     path = Path(path)
     if not path.is_file():
         return None
-    with open(path) as fh:
-        return json.load(fh)
+    with open(path, encoding="utf-8") as fh:
+        obj = json.load(fh)
+    problems = schema_problems(path, obj)
+    if problems:
+        raise RecordInvalid(f"{path}: field {record_schema.first_problem(problems)}; {_fix_hint(path)}")
+    return obj
 
 
 def read_history(path) -> list[dict]:
+    """The epochs of a ``history.jsonl`` (each line checked: ``RecordInvalid`` names the line)."""
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if line.strip():
+                item = json.loads(line)
+                problems = record_schema.check_history_line(item)
+                if problems:
+                    raise RecordInvalid(f"{path} line {i}: field {record_schema.first_problem(problems)}; "
+                                        f"{_fix_hint(path)}")
+                out.append(item)
+    return out
 
 
 def run_status(directory) -> str:
@@ -180,9 +258,6 @@ class RecordProblem:
         return f"{self.kind} {self.path}: {self.message}"
 
 
-_REQUIRED = {"dataset": str, "method": str, "seed": int, "status": str}
-
-
 def _fix_hint(path: Path) -> str:
     return f"restore it, or delete {path.parent} and train that seed again"
 
@@ -200,11 +275,9 @@ def read_record(directory) -> tuple[dict | None, RecordProblem | None]:
         return None, RecordProblem(str(path), "unreadable", f"not valid JSON ({_short(exc)}); {_fix_hint(path)}")
     if not isinstance(rec, dict):
         return None, RecordProblem(str(path), "unreadable", f"not a JSON object; {_fix_hint(path)}")
-    bad = [k for k, t in _REQUIRED.items() if not isinstance(rec.get(k), t)]
-    if rec.get("status") == "finished" and not isinstance(rec.get("selection"), dict):
-        bad.append("selection")
-    if bad:
-        return None, RecordProblem(str(path), "unreadable", f"missing or malformed {', '.join(bad)}; {_fix_hint(path)}")
+    problems = record_schema.check_result(rec)
+    if problems:
+        return None, RecordProblem(str(path), "unreadable", f"field {record_schema.first_problem(problems)}; {_fix_hint(path)}")
     return rec, None
 
 
@@ -220,6 +293,9 @@ def read_json_checked(path) -> tuple[dict | None, RecordProblem | None]:
         return None, RecordProblem(str(path), "unreadable", f"not valid JSON ({_short(exc)}); {_fix_hint(path)}")
     if not isinstance(obj, dict):
         return None, RecordProblem(str(path), "unreadable", f"not a JSON object; {_fix_hint(path)}")
+    problems = schema_problems(path, obj)
+    if problems:
+        return None, RecordProblem(str(path), "unreadable", f"field {record_schema.first_problem(problems)}; {_fix_hint(path)}")
     return obj, None
 
 
@@ -243,6 +319,8 @@ def read_history_checked(path) -> tuple[list[dict], RecordProblem | None]:
             item, err = None, _short(exc)
         else:
             err = None if isinstance(item, dict) else "not a JSON object"
+            if err is None and (problems := record_schema.check_history_line(item)):
+                err = f"field {record_schema.first_problem(problems)}"
         if err:
             return out, RecordProblem(str(path), "unreadable", f"line {i}: {err}; {_fix_hint(path)}")
         out.append(item)

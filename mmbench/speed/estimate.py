@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmbench.errors import MMBenchError
+
 _HEADING = re.compile(r"^#+\s*`(?P<dataset>[^`]+)` step time — (?P<machine>.*)$")
 
 
@@ -35,10 +37,19 @@ class BenchFigure:
         return not self.machine.strip().upper().startswith("CPU")
 
 
+def _first(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:100]
+
+
 def read_bench_figures(path) -> list[BenchFigure]:
     """Every method row of every ``mmbench bench`` table in ``path`` (later tables after earlier)."""
     out, dataset, machine = [], None, ""
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MMBenchError(f"cannot read the bench figures {path} ({type(exc).__name__}: {_first(exc)}); "
+                           "give a UTF-8 file written by `mmbench bench --append` with --bench FILE") from None
+    for line in text.splitlines():
         text = line.strip()
         head = _HEADING.match(text)
         if head:

@@ -157,7 +157,7 @@ def test_scan_results_lists_unreadable_and_partial_seeds(tmp_path):
     assert [r["seed"] for r in scan.records] == [0]
     assert [(p.kind, p.path.split("/")[-2] if p.kind == "unreadable" else p.path.split("/")[-1]) for p in scan.problems] == [
         ("unreadable", "seed-1"), ("partial", "seed-2"), ("unreadable", "seed-3")]
-    assert "missing or malformed method, seed, status" in scan.problems[2].message
+    assert "field method: missing (+2 more)" in scan.problems[2].message  # record_schema names the field
     assert store.scan_results(tmp_path, datasets=["other"]).problems == []
 
 

@@ -56,9 +56,28 @@ def _open(path: Path):
         raise ClipError(f"{path}: unreadable video ({type(exc).__name__}: {exc})") from None
 
 
+KEEP_PARTIAL_ENV = "MMBENCH_KEEP_PARTIAL"  # `data prepare --keep-partial` (read by every decoding process)
+
+
+def stated_seconds(container, stream) -> float | None:
+    """The duration the container (else the stream) states, in seconds; None when it states none."""
+    if container.duration:
+        return container.duration / 1_000_000  # av.time_base
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def truncated(decoded: float, stated: float | None, fps: int) -> bool:
+    """A video whose frames cover clearly less than its stated duration (two frames of slack, 10 %)."""
+    return stated is not None and decoded + 2 / fps < 0.9 * stated
+
+
 def decode_frames(path: Path, keep: Callable[[int, int], bool] | None = None):
     """Yield ``(count, fps, frame as (H, W, 3) uint8 RGB)`` of the first video stream, for the
-    frames ``keep(count, fps)`` accepts (all when None). Raises ``ClipError`` naming the file."""
+    frames ``keep(count, fps)`` accepts (all when None). Raises ``ClipError`` naming the file, also
+    after the last frame when the frames cover less than the container's stated duration
+    ("truncated: decoded 0.1 s of 2.5 s"; kept when ``$MMBENCH_KEEP_PARTIAL`` is 1)."""
     import av
 
     container = _open(path)
@@ -67,9 +86,15 @@ def decode_frames(path: Path, keep: Callable[[int, int], bool] | None = None):
             raise ClipError(f"{path}: no video stream")
         stream = container.streams.video[0]
         fps = max(1, int(float(stream.average_rate or stream.guessed_rate or 1)))
+        decoded = 0.0
         for count, frame in enumerate(container.decode(stream)):
+            decoded = max(decoded, (frame.time if frame.time is not None else count / fps) + 1 / fps)
             if keep is None or keep(count, fps):
                 yield count, fps, frame.to_ndarray(format="rgb24")
+        stated = stated_seconds(container, stream)
+        if truncated(decoded, stated, fps) and os.environ.get(KEEP_PARTIAL_ENV) != "1":
+            raise ClipError(f"{path}: truncated: decoded {decoded:.1f} s of {stated:.1f} s "
+                            "(skipped; `mmbench data prepare --keep-partial` keeps such clips)")
     except av.error.FFmpegError as exc:
         raise ClipError(f"{path}: video decode failed ({type(exc).__name__}: {exc})") from None
     finally:
@@ -184,7 +209,9 @@ def run_jobs(jobs: dict[str, tuple], fn: Callable, n_jobs: int, desc: str, progr
         for cid, args in todo.items():
             finish(cid, _call(fn, args))
     else:
-        pool = ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"))
+        from mmbench.benchmark.workers import pool_worker_init
+
+        pool = ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=pool_worker_init)
         try:
             futures = {pool.submit(_call, fn, args): cid for cid, args in todo.items()}
             for fut in as_completed(futures):
