@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mmbench.results import record_schema, store
 from mmbench.cli import cli
+from mmbench.results import record_schema, store
 
 RUN = [
     "-m",

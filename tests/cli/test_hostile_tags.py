@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from mmbench.results import names, store
 from mmbench.cli import cli
 from mmbench.errors import ConfigError
+from mmbench.results import names, store
 
 HOSTILE = ["../../x", "a/b", "/abs", "..", ".", "a\nb", "tab\tx", "x" * 300, ".hidden", "-rf", "a b", "é", "a\x00b",
            "semi;colon", "$(id)", "a\\b"]
