@@ -172,6 +172,35 @@ OFFICIAL = {
         "method.train_added_layers": False,  # train_NVGesture.py:275 optimiser built once
         "method.head_init": "torch",  # train_NVGesture.py:22 imports weight_init, never applies it
     },
+    # GeWu-Lab/InfoReg_CVPR2025 @939b2ed main.py argparse defaults (CREMA-D and KS alike)
+    **{
+        ("inforeg", ds): {
+            "train.epochs": 50,  # main.py:34-45 --epochs 50
+            "train.batch_size": 64,  # main.py --batch_size 64
+            "train.optimizer": "sgd",  # main.py:714 optim.SGD
+            "train.lr": 0.002,  # main.py --learning_rate 0.002
+            "train.momentum": 0.9,  # main.py:714
+            "train.weight_decay": 1e-4,  # main.py:714
+            "train.schedule": "step",  # main.py:715 StepLR
+            "train.step_size": 30,  # main.py --lr_decay_step 30
+            "train.gamma": 0.1,  # main.py --lr_decay_ratio 0.1
+            "train.step_at": "epoch_end",  # main.py:601 scheduler.step() after the batches
+        }
+        for ds in ("cremad", "kinetics_sounds")
+    },
+    # njustkmg/NeurIPS24-LFM @ad44fa0 Crema_epoch.py, data/crema.json
+    ("lfm", "cremad"): {
+        "train.epochs": 200,  # data/crema.json epochs 200
+        "train.batch_size": 64,  # data/crema.json batch_size 64
+        "train.optimizer": "sgd",  # Crema_epoch.py optim.SGD
+        "train.lr": 0.01,  # data/crema.json lr 1e-2
+        "train.momentum": 0.9,
+        "train.weight_decay": 1e-4,
+        "train.schedule": "step",
+        "train.step_size": 70,  # data/crema.json 70
+        "train.gamma": 0.1,
+        "train.step_at": "epoch_start",  # Crema_epoch.py:196 scheduler.step() before the epoch
+    },
 }
 
 

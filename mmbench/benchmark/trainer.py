@@ -41,7 +41,7 @@ from mmbench.benchmark.provenance import environment, reproducibility, runlog_en
 from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state, torch_threads
 from mmbench.benchmark.selection import select_all, select_epoch
-from mmbench.datasets.base import stratified_carve
+from mmbench.datasets.base import counted_carve, stratified_carve
 from mmbench.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
 
 BEST_RULES = ("val", "test-best")  # the rules whose weights best.ckpt keeps
@@ -449,9 +449,13 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         )
 
     heldout_set = None
-    frac = method.heldout_fraction()
-    if frac > 0:
-        kept, carved = stratified_carve(train_set.labels, frac, cfg.data.split_seed)
+    frac, count = method.heldout_fraction(), method.heldout_count()
+    if frac > 0 or count > 0:
+        kept, carved = (
+            stratified_carve(train_set.labels, frac, cfg.data.split_seed)
+            if frac > 0
+            else counted_carve(len(train_set), count, cfg.seed)
+        )
         heldout_set = _subset(train_set, carved)
         train_set = _subset(train_set, kept)
 

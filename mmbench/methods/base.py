@@ -209,6 +209,12 @@ class Method:
         """Fraction of train the harness carves out as ``ctx.heldout_loader`` (G-Blend); 0 = none."""
         return 0.0
 
+    def heldout_count(self) -> int:
+        """Exact number of training items the harness holds out as ``ctx.heldout_loader``, drawn
+        as ``torch.randperm(N)[:count]`` under the run seed and kept in that order (LFM's 16
+        items); 0 = none. Used when ``heldout_fraction()`` is 0."""
+        return 0
+
     # ------------------------------------------------------------------ heads
     def build_heads(self, feature_dims: dict[str, int], num_classes: int) -> nn.Module:
         """Default: one xavier-initialised ``Linear(sum d_m, K)`` over the concatenation."""
