@@ -22,7 +22,11 @@ class Context:
     - ``val_metrics`` (METRICS of this epoch, set before ``on_epoch_end``);
     - ``selectable``: set ``False`` in a hook to exclude this epoch from model selection;
     - ``log(key, value)`` per-step diagnostics (averaged over the epoch; tensors are not
-      synchronised until the epoch ends) and ``log_epoch(key, value)`` per-epoch values.
+      synchronised until the epoch ends) and ``log_epoch(key, value)`` per-epoch values;
+    - ``feature_pass(split, fn=None)``: an eval-mode, no-grad pass over ``"train"``, ``"val"`` or
+      ``"heldout"`` that leaves BN statistics, RNG streams and the epoch's shuffling untouched, and
+      ``initial_encoder_state()``: the encoders' weights before the first step
+      (``mmbench.benchmark.passes``).
     """
 
     model: torch.nn.Module
@@ -42,6 +46,7 @@ class Context:
     step_in_epoch: int = 0
     val_metrics: dict | None = None
     selectable: bool = True
+    initial_encoders: Any = None  # passes.InitialEncoders, set by the trainer
     _step_logs: dict = field(default_factory=dict)
     _step_counts: dict = field(default_factory=dict)
     _epoch_logs: dict = field(default_factory=dict)
@@ -61,6 +66,16 @@ class Context:
         if isinstance(value, torch.Tensor):
             value = value.detach().cpu().tolist()
         self._epoch_logs[key] = value
+
+    def feature_pass(self, split: str, fn=None) -> dict:
+        from mmbench.benchmark.passes import split_pass
+
+        return split_pass(self, split, fn)
+
+    def initial_encoder_state(self) -> dict:
+        if self.initial_encoders is None:
+            raise RuntimeError("this context was built without the encoders' initial state")
+        return self.initial_encoders.state()
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -42,6 +42,7 @@ class EpochLoader:
         device: torch.device | str | None = None,
     ):
         self.dataset = dataset
+        self._options = {"num_workers": num_workers, "pin_memory": pin_memory, "device": device}
         self.device = torch.device(device) if device is not None else None
         self.device_transform = getattr(dataset, "device_transform", None)
         self._augment_generator = augment_generator(seed, 0)
@@ -78,6 +79,11 @@ class EpochLoader:
                 generator=self._generator,
                 persistent_workers=persistent_workers and num_workers > 0,
             )
+
+    def sequential(self, batch_size: int) -> EpochLoader:
+        """A new unshuffled loader over the same dataset (same workers and device, non-persistent
+        workers): an extra pass that leaves this loader's generator and workers untouched."""
+        return EpochLoader(self.dataset, batch_size, False, self.seed, **self._options)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

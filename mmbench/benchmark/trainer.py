@@ -37,6 +37,7 @@ from mmbench.benchmark.cost import measure_cost, reset_peak_memory
 from mmbench.benchmark.identity import hash_identity, identity_config, identity_hash, run_components
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
+from mmbench.benchmark.passes import InitialEncoders
 from mmbench.benchmark.provenance import environment, reproducibility, runlog_entry
 from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state, torch_threads
@@ -439,6 +440,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
 
     # ---- model: encoders first (same initialisation for every method under one seed)
     factories = spec.backbones(cfg.data)
+    initial_encoders = InitialEncoders(factories, torch.get_rng_state(), spec.modalities, device)
     encoders = nn.ModuleDict({m: factories[m][0]() for m in spec.modalities})
     feature_dims = {m: factories[m][1] for m in spec.modalities}
     method = method_cls(hyper, spec.modalities, spec.num_classes, feature_dims)
@@ -503,6 +505,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         heldout_loader=heldout_loader,
         val_loader=val_loader,
         amp_dtype=amp_dtype(tr, device),
+        initial_encoders=initial_encoders,
     )
 
     return RunState(
