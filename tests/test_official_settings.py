@@ -188,6 +188,32 @@ OFFICIAL = {
         }
         for ds in ("cremad", "kinetics_sounds")
     },
+    # GeWu-Lab/Diagnosing_Relearning_ECCV2024 @025085e code/ours.py, code/script/ours.sh
+    ("dnr", "cremad"): {
+        "train.epochs": 90,  # ours.sh --epochs 90
+        "train.batch_size": 64,  # ours.sh --batch_size 64
+        "train.optimizer": "sgd",  # ours.py:367-368
+        "train.lr": 0.002,  # ours.py:38 argparse default
+        "train.momentum": 0.9,
+        "train.weight_decay": 1e-4,
+        "train.schedule": "constant",  # --lr_decay_step parsed, no scheduler built
+        "data.val_fraction": 0.1,  # my_train.csv / val.csv: the diagnosis needs a validation split
+    },
+    # fanyunfeng-bit/DI-MML @83b9b7a main_CFT.py, main_CFT_stage2.py, README
+    ("di_mml", "cremad"): {
+        "train.epochs": 170,  # 150 stage-1 + 20 stage-2 epochs
+        "train.batch_size": 16,  # README --batch_size 16
+        "train.optimizer": "sgd",
+        "train.lr": 1e-3,  # README, both stages
+        "train.momentum": 0.9,
+        "train.weight_decay": 1e-4,
+        "train.schedule": "step",
+        "train.step_size": 70,
+        "train.gamma": 0.1,
+        "train.step_at": "epoch_end",
+        "method.stage2_epochs": 20,  # main_CFT_stage2.py:29
+        "method.duc_start_epoch": 20,  # main_CFT.py:93,318
+    },
     # njustkmg/NeurIPS24-LFM @ad44fa0 Crema_epoch.py, data/crema.json
     ("lfm", "cremad"): {
         "train.epochs": 200,  # data/crema.json epochs 200

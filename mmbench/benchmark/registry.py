@@ -31,7 +31,7 @@ DATASET_ENTRY_POINT = "mmbench.datasets"
 # importing torch; the module is imported on first use (tests check these tables against what the
 # modules register).
 BUILTIN_METHODS = {name: f"mmbench.methods.{name}" for name in (
-    "agm", "dnr", "gblend", "inforeg", "joint", "lfm", "mla", "mmpareto", "mslr", "ogm_ge", "pmr", "reconboost", "sustained_boost",
+    "agm", "di_mml", "dnr", "gblend", "inforeg", "joint", "lfm", "mla", "mmpareto", "mslr", "ogm_ge", "pmr", "reconboost", "sustained_boost",
     "unimodal",
 )}
 BUILTIN_DATASETS = {

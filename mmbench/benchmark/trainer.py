@@ -637,7 +637,7 @@ def _step_schedulers(optimizers) -> None:
 
 
 def _train_epoch(method, model, loader, ctx, cfg, progress) -> dict:
-    model.train()
+    method.train_mode(model, ctx)
     sums: dict = {}
     n = 0
     bar = tqdm(

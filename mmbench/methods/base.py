@@ -133,6 +133,13 @@ def modality_accuracies(logits: dict[str, torch.Tensor], y: torch.Tensor, modali
     return {f"acc_{m}": (logits[m].detach().argmax(1) == y).float().mean() for m in modalities}
 
 
+def fresh_optimizer(params, train_cfg, lr: float | None = None, name: str = "main") -> Optimizers:
+    """A fresh optimiser of ``train.optimizer`` (no momentum yet) at a constant ``lr`` (default
+    ``train.lr``), without the shared scheduler: what a method puts in ``ctx.optimizers`` at a
+    stage switch (ReconBoost's phases, DI-MML's second stage)."""
+    return Optimizers({name: build_optimizer(params, train_cfg, lr=lr)})
+
+
 def single_optimizer(params, train_cfg, name: str = "main") -> Optimizers:
     opt = build_optimizer(params, train_cfg)
     sched = build_scheduler(opt, train_cfg)
@@ -259,6 +266,11 @@ class Method:
         the harness finds and loads them, ``mmbench.benchmark.unimodal_init``): ``weights[m]`` =
         ``{"encoder": state_dict of phi^m, "head": state_dict of its linear head}``."""
         raise ConfigError(f"{self.name} does not support init_from_unimodal")
+
+    def train_mode(self, model: nn.Module, ctx) -> None:
+        """Set the modules' modes before the epoch's training steps (default ``model.train()``);
+        a stage with frozen encoders keeps them in eval mode (DI-MML's second stage)."""
+        model.train()
 
     def on_epoch_start(self, ctx) -> None:
         pass
