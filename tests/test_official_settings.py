@@ -214,6 +214,18 @@ OFFICIAL = {
         "method.stage2_epochs": 20,  # main_CFT_stage2.py:29
         "method.duc_start_epoch": 20,  # main_CFT.py:93,318
     },
+    # GeWu-Lab/Valuate-and-Enhance-Multimodal-Cooperation @7ed12b0 code/sample_level.py:42-55, 282-298
+    ("valuation", "kinetics_sounds"): {
+        "train.epochs": 60,
+        "train.batch_size": 64,
+        "train.optimizer": "adam",
+        "train.lr": 5e-5,
+        "train.weight_decay": 1e-4,
+        "train.schedule": "step",
+        "train.step_size": 30,
+        "train.gamma": 0.1,
+        "train.step_at": "epoch_end",  # after the epoch's valuation pass
+    },
     # njustkmg/NeurIPS24-LFM @ad44fa0 Crema_epoch.py, data/crema.json
     ("lfm", "cremad"): {
         "train.epochs": 200,  # data/crema.json epochs 200

@@ -129,3 +129,52 @@ def to_device(batch: dict, device: torch.device) -> dict:
     if device.type == "cpu":
         return batch
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+class PlannedEpoch:
+    """One epoch over a method's item plan (``mmbench.benchmark.plan``): the plan's items shuffled
+    by the epoch's generator (the one ``set_epoch`` seeded, so the order is a pure function of
+    (seed, epoch)), batched at the loader's batch size, each batch with ``keep`` (B x M bool,
+    modality order). Items are read exactly as the plain loader reads them (same dataset, same
+    transforms, same worker seeding)."""
+
+    def __init__(self, loader: EpochLoader, positions: torch.Tensor, keep: torch.Tensor):
+        self.loader = loader
+        order = torch.randperm(len(positions), generator=epoch_generator(loader.seed, loader.epoch))
+        self.positions = positions[order]
+        self.keep = keep[order]
+        n, b = len(self.positions), loader.batch_size
+        stop = (n // b) * b if loader.drop_last else n
+        self.chunks = [(s, min(s + b, stop)) for s in range(0, stop, b)]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __iter__(self):
+        for (s, e), batch in zip(self.chunks, self._batches()):
+            batch["keep"] = self.keep[s:e].to(batch["label"].device)
+            yield batch
+
+    def _batches(self):
+        ld, ds = self.loader, self.loader.dataset
+        lists = [self.positions[s:e].tolist() for s, e in self.chunks]
+        if ld.in_memory:
+            for items in lists:
+                yield ds.batch(torch.as_tensor(items, dtype=torch.long))
+            return
+        opts = ld._options
+        common = {
+            "num_workers": opts["num_workers"],
+            "pin_memory": opts["pin_memory"],
+            "worker_init_fn": worker_init_fn,
+            "generator": ld._generator,
+        }
+        if hasattr(ds, "get_batch"):
+            loader = DataLoader(_Batches(ds), batch_size=None, sampler=lists, **common)
+        else:
+            loader = DataLoader(ds, batch_sampler=lists, **common)
+        for batch in loader:
+            if ld.device_transform is not None:
+                batch = to_device(batch, ld.device or torch.device("cpu"))
+                batch = ld.device_transform(batch, ld._augment_generator)
+            yield batch

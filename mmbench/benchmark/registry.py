@@ -32,7 +32,7 @@ DATASET_ENTRY_POINT = "mmbench.datasets"
 # modules register).
 BUILTIN_METHODS = {name: f"mmbench.methods.{name}" for name in (
     "agm", "di_mml", "dnr", "gblend", "inforeg", "joint", "lfm", "mla", "mmpareto", "mslr", "ogm_ge", "pmr", "reconboost", "sustained_boost",
-    "unimodal",
+    "unimodal", "valuation",
 )}
 BUILTIN_DATASETS = {
     "cremad": "mmbench.datasets.cremad",

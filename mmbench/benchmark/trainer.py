@@ -38,6 +38,7 @@ from mmbench.benchmark.identity import hash_identity, identity_config, identity_
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
 from mmbench.benchmark.passes import InitialEncoders
+from mmbench.benchmark.plan import planned_loader
 from mmbench.benchmark.provenance import environment, reproducibility, runlog_entry
 from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state, torch_threads
@@ -305,8 +306,9 @@ def run_epoch(session: Session, epoch: int, progress: bool) -> dict:
         _step_schedulers(ctx.optimizers)
     method.on_epoch_start(ctx)
     run.train_loader.set_epoch(epoch)
+    loader = planned_loader(run.train_loader, method.item_plan(ctx), len(ctx.modalities))
     t0 = time.time()
-    train_logs = _train_epoch(method, model, run.train_loader, ctx, cfg, progress)
+    train_logs = _train_epoch(method, model, loader, ctx, cfg, progress)
     train_s = time.time() - t0
     bad = [k for k, v in train_logs.items() if k.startswith("loss") and not _finite(v)]
     if bad:

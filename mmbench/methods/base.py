@@ -267,6 +267,13 @@ class Method:
         ``{"encoder": state_dict of phi^m, "head": state_dict of its linear head}``."""
         raise ConfigError(f"{self.name} does not support init_from_unimodal")
 
+    def item_plan(self, ctx):
+        """The items of the epoch about to train: ``None`` (default) = the plain training set, or a
+        ``mmbench.benchmark.plan.ItemPlan`` of (train position, kept modalities), which the harness
+        shuffles and batches with a ``keep`` mask (sample-level valuation); keep it in
+        ``state_dict`` so that a resumed run trains the same items."""
+        return None
+
     def train_mode(self, model: nn.Module, ctx) -> None:
         """Set the modules' modes before the epoch's training steps (default ``model.train()``);
         a stage with frozen encoders keeps them in eval mode (DI-MML's second stage)."""
