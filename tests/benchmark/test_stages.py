@@ -2,6 +2,7 @@
 mode, their BN statistics do not move), ``fresh_optimizer`` at a stage switch, and epochs a method
 marks not selectable are never chosen by the ``val`` rule."""
 
+import pytest
 import torch
 
 from mmbench.benchmark.config import resolve_config
@@ -37,6 +38,7 @@ class _HeadsOnlyFromEpoch1(Joint):
         ctx.selectable = ctx.epoch >= 1
 
 
+@pytest.mark.slow
 def test_train_mode_freezes_encoders_and_fresh_optimizer_trains_only_the_head(monkeypatch):
     cfg = resolve_config("mfeat", "joint", {"epochs": 3, "data.limit_train_per_class": 10}, device="cpu")
     run = build_run(cfg, get_dataset("mfeat"), _HeadsOnlyFromEpoch1, None, torch.device("cpu"))
@@ -59,6 +61,7 @@ def test_train_mode_freezes_encoders_and_fresh_optimizer_trains_only_the_head(mo
     assert any(not torch.equal(heads0[k], v) for k, v in run.model.heads.state_dict().items())
 
 
+@pytest.mark.slow
 def test_epochs_marked_not_selectable_are_never_selected(tmp_path, monkeypatch):
     import mmbench.benchmark.trainer as trainer
 

@@ -203,11 +203,6 @@ def test_lfm_settings_carry_sources_and_official_setup():
     )
 
 
-def test_lfm_passes_the_conformance_kit():
-    report = check_method(LFM)
-    assert set(report.passed) == {"mfeat", "mfeat3"}
-
-
 @pytest.mark.slow
 def test_lfm_learnable_passes_the_kit_and_resumes_exactly(tmp_path):
     report = check_method(LFM, datasets=("mfeat",), overrides={"method.alpha_mode": "learnable"})
