@@ -232,10 +232,11 @@ class InfoReg(Method):
                 self.hp.c_second,
                 self.hp.regulate_second,
             )
-        if self.regulating:
+        if self.regulating and self._anchor:  # the anchor is taken in on_epoch_start
             for m, beta in ((a, beta_a), (v, beta_v)):
                 add_proximal_gradient(model.encoders[m].parameters(), self._anchor[m], beta)
         for m in self.modalities:
+            self._acc.setdefault(m, torch.zeros((), device=y.device))
             self._acc[m] = self._acc[m] + fisher_increment(fisher_weights(model.encoders[m])).to(
                 self._acc[m].device
             )
@@ -258,7 +259,6 @@ class InfoReg(Method):
             t = float(self._acc[m])
             self.traces[m].append(t)
             ctx.log_epoch(f"trace_{m}", t)
-        self._anchor = {}
 
     def state_dict(self):
         return {"traces": {m: list(t) for m, t in self.traces.items()}, "latched_off": self.latched_off}

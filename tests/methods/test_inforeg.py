@@ -243,3 +243,14 @@ def test_inforeg_resume_equals_uninterrupted_run_with_trace_history(tmp_path):
     )
     ks = [h["diagnostics"]["window_k"] for h in hist]
     assert ks[0] == 1.0 and ks[1] == 1.0 and ks[2] != 1.0  # the traces drove k after the resume point
+
+
+def test_cost_measurement_steps_outside_an_epoch_hook():
+    """``cost.step_flops`` runs one step on copies after the last epoch, without on_epoch_start."""
+    from mmbench.benchmark.cost import step_flops
+    from mmbench.benchmark.registry import get_dataset, get_method
+    from mmbench.benchmark.trainer import build_run
+
+    cfg = resolve_config("mfeat", "inforeg", {"data.limit_train_per_class": 5, "epochs": 2}, device="cpu")
+    run = build_run(cfg, get_dataset("mfeat"), get_method("inforeg"), None, torch.device("cpu"))
+    assert step_flops(run)["train_step"] > 0
