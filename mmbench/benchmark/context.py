@@ -43,6 +43,10 @@ class Context:
       counts the batch in ``global_step``/``step_in_epoch`` (random streams never repeat), leaves
       its returned values out of the epoch's ``train`` means and records ``skipped_steps`` in the
       epoch's diagnostics; schedulers step per epoch as usual.
+    - ``feature_pass(split, fn=None)``: an eval-mode, no-grad pass over ``"train"``, ``"val"`` or
+      ``"heldout"`` that leaves BN statistics, RNG streams and the epoch's shuffling untouched, and
+      ``initial_encoder_state()``: the encoders' weights before the first step
+      (``mmbench.benchmark.passes``).
     """
 
     model: torch.nn.Module
@@ -62,6 +66,7 @@ class Context:
     step_in_epoch: int = 0
     val_metrics: dict | None = None
     selectable: bool = True
+    initial_encoders: Any = None  # passes.InitialEncoders, set by the trainer
     _step_logs: dict = field(default_factory=dict)
     _step_counts: dict = field(default_factory=dict)
     _epoch_logs: dict = field(default_factory=dict)
@@ -102,6 +107,16 @@ class Context:
         """Harness: whether the batch just trained called ``skip_step``; clears the flag."""
         skipped, self._skipped = self._skipped, False
         return skipped
+
+    def feature_pass(self, split: str, fn=None) -> dict:
+        from mmbench.benchmark.passes import split_pass
+
+        return split_pass(self, split, fn)
+
+    def initial_encoder_state(self) -> dict:
+        if self.initial_encoders is None:
+            raise RuntimeError("this context was built without the encoders' initial state")
+        return self.initial_encoders.state()
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -44,6 +44,7 @@ class EpochLoader:
         device: torch.device | str | None = None,
     ):
         self.dataset = dataset = as_built(dataset)
+        self._options = {"num_workers": num_workers, "pin_memory": pin_memory, "device": device}
         self.device = torch.device(device) if device is not None else None
         self.device_transform = dataset.device_transform
         self._augment_generator = augment_generator(seed, 0)
@@ -80,6 +81,11 @@ class EpochLoader:
                 generator=self._generator,
                 persistent_workers=persistent_workers and num_workers > 0,
             )
+
+    def sequential(self, batch_size: int) -> EpochLoader:
+        """A new unshuffled loader over the same dataset (same workers and device, non-persistent
+        workers): an extra pass that leaves this loader's generator and workers untouched."""
+        return EpochLoader(self.dataset, batch_size, False, self.seed, **self._options)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -121,3 +127,50 @@ class _Batches(Dataset):
         return self.dataset.get_batch(indices)
 
 
+class PlannedEpoch:
+    """One epoch over a method's item plan (``mmbench.benchmark.plan``): the plan's items shuffled
+    by the epoch's generator (the one ``set_epoch`` seeded, so the order is a pure function of
+    (seed, epoch)), batched at the loader's batch size, each batch with ``keep`` (B x M bool,
+    modality order). Items are read exactly as the plain loader reads them (same dataset, same
+    transforms, same worker seeding)."""
+
+    def __init__(self, loader: EpochLoader, positions: torch.Tensor, keep: torch.Tensor):
+        self.loader = loader
+        order = torch.randperm(len(positions), generator=epoch_generator(loader.seed, loader.epoch))
+        self.positions = positions[order]
+        self.keep = keep[order]
+        n, b = len(self.positions), loader.batch_size
+        stop = (n // b) * b if loader.drop_last else n
+        self.chunks = [(s, min(s + b, stop)) for s in range(0, stop, b)]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __iter__(self):
+        for (s, e), batch in zip(self.chunks, self._batches()):
+            batch["keep"] = self.keep[s:e].to(batch["label"].device)
+            yield batch
+
+    def _batches(self):
+        ld, ds = self.loader, self.loader.dataset
+        lists = [self.positions[s:e].tolist() for s, e in self.chunks]
+        if ld.in_memory:
+            for items in lists:
+                yield ds.batch(torch.as_tensor(items, dtype=torch.long))
+            return
+        opts = ld._options
+        common = {
+            "num_workers": opts["num_workers"],
+            "pin_memory": opts["pin_memory"],
+            "worker_init_fn": worker_init_fn,
+            "generator": ld._generator,
+        }
+        if hasattr(ds, "get_batch"):
+            loader = DataLoader(_Batches(ds), batch_size=None, sampler=lists, **common)
+        else:
+            loader = DataLoader(ds, batch_sampler=lists, **common)
+        for batch in loader:
+            if ld.device_transform is not None:
+                batch = to_device(batch, ld.device or torch.device("cpu"))
+                batch = ld.device_transform(batch, ld._augment_generator)
+            yield batch

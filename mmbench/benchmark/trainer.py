@@ -39,11 +39,13 @@ from mmbench.benchmark.cost import measure_cost, reset_peak_memory
 from mmbench.benchmark.identity import hash_identity, identity_config, identity_hash, run_components
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
+from mmbench.benchmark.passes import InitialEncoders
+from mmbench.benchmark.plan import planned_loader
 from mmbench.benchmark.provenance import environment, reproducibility, runlog_entry
 from mmbench.benchmark.registry import get_dataset, get_method, method_origin
 from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state, torch_threads
 from mmbench.benchmark.selection import select_all, select_epoch
-from mmbench.datasets.base import as_built, stratified_carve
+from mmbench.datasets.base import as_built, counted_carve, stratified_carve
 from mmbench.results import record_schema, store
 from mmbench.results.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
 
@@ -310,8 +312,9 @@ def run_epoch(session: Session, epoch: int, progress: bool) -> dict:
         _step_schedulers(ctx.optimizers)
     method.on_epoch_start(ctx)
     run.train_loader.set_epoch(epoch)
+    loader = planned_loader(run.train_loader, method.item_plan(ctx), len(ctx.modalities))
     t0 = time.time()
-    train_logs = _train_epoch(method, model, run.train_loader, ctx, cfg, progress)
+    train_logs = _train_epoch(method, model, loader, ctx, cfg, progress)
     train_s = time.time() - t0
     bad = [k for k, v in train_logs.items() if k.startswith("loss") and not _finite(v)]
     if bad:
@@ -448,6 +451,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
 
     # ---- model: encoders first (same initialisation for every method under one seed)
     factories = spec.backbones(cfg.data)
+    initial_encoders = InitialEncoders(factories, torch.get_rng_state(), spec.modalities, device)
     encoders = nn.ModuleDict({m: factories[m][0]() for m in spec.modalities})
     feature_dims = {m: factories[m][1] for m in spec.modalities}
     method = method_cls(hyper, spec.modalities, spec.num_classes, feature_dims)
@@ -458,9 +462,13 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         )
 
     heldout_set = None
-    frac = method.heldout_fraction()
-    if frac > 0:
-        kept, carved = stratified_carve(train_set.labels, frac, cfg.data.split_seed)
+    frac, count = method.heldout_fraction(), method.heldout_count()
+    if frac > 0 or count > 0:
+        kept, carved = (
+            stratified_carve(train_set.labels, frac, cfg.data.split_seed)
+            if frac > 0
+            else counted_carve(len(train_set), count, cfg.seed)
+        )
         heldout_set = _subset(train_set, carved)
         train_set = _subset(train_set, kept)
 
@@ -509,6 +517,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
         heldout_loader=heldout_loader,
         val_loader=val_loader,
         amp_dtype=amp_dtype(tr, device),
+        initial_encoders=initial_encoders,
     )
 
     return BuiltRun(
@@ -637,7 +646,7 @@ def _step_schedulers(optimizers) -> None:
 
 
 def _train_epoch(method, model, loader, ctx, cfg, progress) -> dict:
-    model.train()
+    method.train_mode(model, ctx)
     sums: dict = {}
     n = skipped = 0
     bar = tqdm(

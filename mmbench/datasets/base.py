@@ -244,6 +244,16 @@ def stratified_carve(labels, fraction: float, seed: int) -> tuple[list[int], lis
     return sorted(kept), sorted(carved)
 
 
+def counted_carve(n: int, count: int, seed: int) -> tuple[list[int], list[int]]:
+    """``count`` positions of ``0..n-1`` carved as ``torch.randperm(n)[:count]`` under a generator
+    seeded with ``seed`` (LFM's ``Crema_epoch_learnable.py:216-233``). Returns (kept sorted,
+    carved in draw order: its first items are the ones a method takes first)."""
+    if not 0 < count < n:
+        raise ValueError(f"cannot hold out {count} of {n} training items")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).tolist()
+    return sorted(perm[count:]), perm[:count]
+
+
 class TensorDictDataset(BuiltDataset):
     """An in-memory dataset of equal-length tensors per modality. The harness batches it by
     indexing (no per-item collate), which is what keeps small datasets fast on CPU."""

@@ -136,6 +136,13 @@ def modality_accuracies(logits: dict[str, torch.Tensor], y: torch.Tensor, modali
     return {f"acc_{m}": (logits[m].detach().argmax(1) == y).float().mean() for m in modalities}
 
 
+def fresh_optimizer(params, train_cfg, lr: float | None = None, name: str = "main") -> Optimizers:
+    """A fresh optimiser of ``train.optimizer`` (no momentum yet) at a constant ``lr`` (default
+    ``train.lr``), without the shared scheduler: what a method puts in ``ctx.optimizers`` at a
+    stage switch (ReconBoost's phases, DI-MML's second stage)."""
+    return Optimizers({name: build_optimizer(params, train_cfg, lr=lr)})
+
+
 def single_optimizer(params, train_cfg, name: str = "main") -> Optimizers:
     opt = build_optimizer(params, train_cfg)
     sched = build_scheduler(opt, train_cfg)
@@ -267,6 +274,12 @@ class Method:
         resumes alike): a method whose modules depend on the encoders' structure reads it here
         (``greedy``'s MMTM widths from ``StagedEncoder.stage_widths``). Default nothing."""
 
+    def heldout_count(self) -> int:
+        """Exact number of training items the harness holds out as ``ctx.heldout_loader``, drawn
+        as ``torch.randperm(N)[:count]`` under the run seed and kept in that order (LFM's 16
+        items); 0 = none. Used when ``heldout_fraction()`` is 0."""
+        return 0
+
     # ------------------------------------------------------------------ heads
     def build_heads(self, feature_dims: dict[str, int], num_classes: int) -> nn.Module:
         """Default: one xavier-initialised ``Linear(sum d_m, K)`` over the concatenation."""
@@ -333,6 +346,18 @@ class Method:
         """``needs_unimodal_teachers`` methods: ``heads[m]`` is the reference run's linear head
         (``Linear(d_m, K)``), frozen like the teachers; called right after ``set_teachers``.
         Default: ignored (a method distilling features only needs the encoders)."""
+
+    def item_plan(self, ctx):
+        """The items of the epoch about to train: ``None`` (default) = the plain training set, or a
+        ``mmbench.benchmark.plan.ItemPlan`` of (train position, kept modalities), which the harness
+        shuffles and batches with a ``keep`` mask (sample-level valuation); keep it in
+        ``state_dict`` so that a resumed run trains the same items."""
+        return None
+
+    def train_mode(self, model: nn.Module, ctx) -> None:
+        """Set the modules' modes before the epoch's training steps (default ``model.train()``);
+        a stage with frozen encoders keeps them in eval mode (DI-MML's second stage)."""
+        model.train()
 
     def on_epoch_start(self, ctx) -> None:
         pass

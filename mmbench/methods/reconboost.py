@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.methods.base import Method, Optimizers, build_optimizer
+from mmbench.methods.base import Method, Optimizers, fresh_optimizer
 from mmbench.methods.heads import shared_head_inputs, xavier_linear
 from mmbench.methods.registry import register_method
 from mmbench.results.errors import ConfigError
@@ -202,8 +202,7 @@ class ReconBoost(Method):
     def fresh_optimizers(self, model, epoch: int, train_cfg) -> Optimizers:
         """A fresh optimiser (momentum buffers reset) for the phase of ``epoch``; no scheduler,
         the LR is set per epoch by ``stage_lr``."""
-        opt = build_optimizer(self.phase_params(model, epoch), train_cfg, lr=self.stage_lr(epoch, train_cfg))
-        return Optimizers({"main": opt})
+        return fresh_optimizer(self.phase_params(model, epoch), train_cfg, lr=self.stage_lr(epoch, train_cfg))
 
     def configure_optimizers(self, model, train_cfg):
         """The optimiser structure of the phase of the last finished epoch (so that a resumed run

@@ -27,10 +27,14 @@ BUILTIN_METHODS = {
         "amco",
         "cggm",
         "cml",
+        "di_mml",
+        "dnr",
         "g2d",
         "gblend",
         "greedy",
+        "inforeg",
         "joint",
+        "lfm",
         "mcr",
         "mla",
         "mlb",
@@ -46,6 +50,7 @@ BUILTIN_METHODS = {
         "ume",
         "umt",
         "unimodal",
+        "valuation",
     )
 }
 

@@ -202,6 +202,73 @@ OFFICIAL = {
         }
         for m in ("opm", "ogm_tpami")
     },
+    # GeWu-Lab/InfoReg_CVPR2025 @939b2ed main.py argparse defaults (CREMA-D and KS alike)
+    **{
+        ("inforeg", ds): {
+            "train.epochs": 50,  # main.py:34-45 --epochs 50
+            "train.batch_size": 64,  # main.py --batch_size 64
+            "train.optimizer": "sgd",  # main.py:714 optim.SGD
+            "train.lr": 0.002,  # main.py --learning_rate 0.002
+            "train.momentum": 0.9,  # main.py:714
+            "train.weight_decay": 1e-4,  # main.py:714
+            "train.schedule": "step",  # main.py:715 StepLR
+            "train.step_size": 30,  # main.py --lr_decay_step 30
+            "train.gamma": 0.1,  # main.py --lr_decay_ratio 0.1
+            "train.step_at": "epoch_end",  # main.py:601 scheduler.step() after the batches
+        }
+        for ds in ("cremad", "kinetics_sounds")
+    },
+    # GeWu-Lab/Diagnosing_Relearning_ECCV2024 @025085e code/ours.py, code/script/ours.sh
+    ("dnr", "cremad"): {
+        "train.epochs": 90,  # ours.sh --epochs 90
+        "train.batch_size": 64,  # ours.sh --batch_size 64
+        "train.optimizer": "sgd",  # ours.py:367-368
+        "train.lr": 0.002,  # ours.py:38 argparse default
+        "train.momentum": 0.9,
+        "train.weight_decay": 1e-4,
+        "train.schedule": "constant",  # --lr_decay_step parsed, no scheduler built
+        "data.val_fraction": 0.1,  # my_train.csv / val.csv: the diagnosis needs a validation split
+    },
+    # fanyunfeng-bit/DI-MML @83b9b7a main_CFT.py, main_CFT_stage2.py, README
+    ("di_mml", "cremad"): {
+        "train.epochs": 170,  # 150 stage-1 + 20 stage-2 epochs
+        "train.batch_size": 16,  # README --batch_size 16
+        "train.optimizer": "sgd",
+        "train.lr": 1e-3,  # README, both stages
+        "train.momentum": 0.9,
+        "train.weight_decay": 1e-4,
+        "train.schedule": "step",
+        "train.step_size": 70,
+        "train.gamma": 0.1,
+        "train.step_at": "epoch_end",
+        "method.stage2_epochs": 20,  # main_CFT_stage2.py:29
+        "method.duc_start_epoch": 20,  # main_CFT.py:93,318
+    },
+    # GeWu-Lab/Valuate-and-Enhance-Multimodal-Cooperation @7ed12b0 code/sample_level.py:42-55, 282-298
+    ("valuation", "kinetics_sounds"): {
+        "train.epochs": 60,
+        "train.batch_size": 64,
+        "train.optimizer": "adam",
+        "train.lr": 5e-5,
+        "train.weight_decay": 1e-4,
+        "train.schedule": "step",
+        "train.step_size": 30,
+        "train.gamma": 0.1,
+        "train.step_at": "epoch_end",  # after the epoch's valuation pass
+    },
+    # njustkmg/NeurIPS24-LFM @ad44fa0 Crema_epoch.py, data/crema.json
+    ("lfm", "cremad"): {
+        "train.epochs": 200,  # data/crema.json epochs 200
+        "train.batch_size": 64,  # data/crema.json batch_size 64
+        "train.optimizer": "sgd",  # Crema_epoch.py optim.SGD
+        "train.lr": 0.01,  # data/crema.json lr 1e-2
+        "train.momentum": 0.9,
+        "train.weight_decay": 1e-4,
+        "train.schedule": "step",
+        "train.step_size": 70,  # data/crema.json 70
+        "train.gamma": 0.1,
+        "train.step_at": "epoch_start",  # Crema_epoch.py:196 scheduler.step() before the epoch
+    },
 }
 
 
