@@ -28,6 +28,7 @@ from mmbench.cli_config import config_cmd
 from mmbench.cli_data import data
 from mmbench.cli_paper import figure, reproduce
 from mmbench.cli_probe import probe
+from mmbench.cli_trackers import export, sync
 from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
 
@@ -53,14 +54,19 @@ def cli():
               help="Seeds trained at once, each in its own process (default: one per GPU, else one per CPU core).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the encoders (same as --set compile=true).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--logger", "loggers", multiple=True, type=click.Choice(["tensorboard", "wandb", "mlflow", "csv"]),
+              help="Log each epoch to this tracker, repeatable (same as --set train.loggers=[...]).")
 @friendly_errors
-def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, n_jobs, compile_, no_progress):
+def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, n_jobs, compile_, no_progress,
+        loggers):
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
 
     overrides = parse_overrides(sets)
     if compile_:
         overrides["compile"] = True
+    if loggers:
+        overrides["train.loggers"] = list(loggers)
     resolve_config(dataset, method, overrides, seed=seed_start, tag=tag, device=device)  # validate first
     # imported after validation: a typo answers before torch loads
     from mmbench.benchmark.launch import OUTCOMES, failed_earlier, run_local
@@ -225,9 +231,11 @@ def list_(what):
 @click.option("--log-dir", type=click.Path(path_type=Path), default=None, help="submitit logs (default RESULTS/_slurm).")
 @click.option("--wait/--no-wait", default=False, help="SLURM: wait for the array and summarise.")
 @click.option("--probe", "probe_runs", is_flag=True, help="Probe each finished run (mmbench probe) once the runs end.")
+@click.option("--logger", "loggers", multiple=True, type=click.Choice(["tensorboard", "wandb", "mlflow", "csv"]),
+              help="Log each epoch to this tracker, repeatable (same as --set train.loggers=[...]).")
 @friendly_errors
 def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run, rerun, partition, gpus, cpus, mem_gb,
-          time_min, array_parallelism, cluster, log_dir, wait, probe_runs):
+          time_min, array_parallelism, cluster, log_dir, wait, probe_runs, loggers):
     """Run a SUITE (name or .toml path): finished runs are skipped, partial runs resumed."""
     from mmbench.benchmark.config import parse_overrides
     from mmbench.benchmark.launch import JobOutcome, failed_earlier, plan, summarise_outcomes, sweep_local
@@ -238,6 +246,8 @@ def sweep(suite, launcher, n_jobs, results, sets, seeds, roots, device, dry_run,
     root_map = parse_roots(roots)
     s = load_suite(suite, seeds, root_map)
     extra = parse_overrides(sets)
+    if loggers:
+        extra["train.loggers"] = list(loggers)
     jobs = [j.with_overrides(extra) for j in s.jobs]
     root_dir = results_root(results)
     click.echo(f"suite {s.name}: {len(jobs)} runs -> {root_dir}")
@@ -328,6 +338,8 @@ cli.add_command(probe)
 cli.add_command(config_cmd)
 cli.add_command(figure)
 cli.add_command(reproduce)
+cli.add_command(sync)
+cli.add_command(export)
 
 
 def _stop_like_ctrl_c(signum, frame):

@@ -43,6 +43,7 @@ from mmbench.benchmark.seeding import rng_state, seed_everything, set_rng_state,
 from mmbench.benchmark.selection import select_all, select_epoch
 from mmbench.datasets.base import stratified_carve
 from mmbench.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
+from mmbench.trackers import live as trackers
 
 BEST_RULES = ("val", "test-best")  # the rules whose weights best.ckpt keeps
 
@@ -159,8 +160,9 @@ def train_run(
             refuse_recorded(out_dir, cfg)
         with torch_threads(cfg.train.threads):
             session = start_session(cfg, spec, out_dir, data_root, device, warnings_, echo, references)
-            run_epochs(session, progress, stop_after_epochs)
-            return finish_session(session)
+            with trackers.attached(session):  # train.loggers: fed from history.jsonl after each epoch
+                run_epochs(session, progress, stop_after_epochs)
+                return finish_session(session)
 
 
 def clear_seed(out_dir: Path) -> None:
@@ -370,6 +372,7 @@ def save_epoch(session: Session, record: dict) -> None:
             "initialised_from": session.initialised_from,
         },
     )
+    trackers.epoch_written(session)  # the epoch is on disk: the loggers read it from there
 
 
 def epoch_line(cfg: RunConfig, record: dict) -> str:
