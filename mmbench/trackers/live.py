@@ -37,12 +37,13 @@ class LiveTrackers:
         """Called by the trainer after an epoch's record is on disk; returns at once."""
         self._queue.put((_EPOCH, None))
 
-    def close(self, status: str, timeout: float = CLOSE_TIMEOUT_S) -> None:
+    def close(self, status: str, timeout: float | None = None) -> None:
+        timeout = CLOSE_TIMEOUT_S if timeout is None else timeout
         self._queue.put((_CLOSE, status))
         self._thread.join(timeout)
         if self._thread.is_alive():
             self.warn(
-                f"warning: the {', '.join(self.names)} logger(s) did not finish within {timeout:.0f} s; left "
+                f"warning: the {', '.join(self.names)} logger(s) did not finish within {timeout:g} s; left "
                 f"behind: `mmbench sync --logger NAME` replays {self.replayer.run_dir} later"
             )
 

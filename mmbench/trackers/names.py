@@ -22,11 +22,12 @@ LOGGERS = {
 
 def logger_names(value) -> tuple[str, ...]:
     """``train.loggers`` as a tuple of names: a list, one name, or a comma-separated string
-    (``--set train.loggers=tensorboard,csv``); duplicates dropped, order kept."""
+    (``--set train.loggers=tensorboard,csv`` or ``=[tensorboard,csv]``); duplicates dropped,
+    order kept."""
     if value is None or value == "":
         return ()
     if isinstance(value, str):
-        items = [v.strip() for v in value.split(",")]
+        items = [v.strip().strip("'\"") for v in value.strip().strip("[]").split(",")]
     elif isinstance(value, (list, tuple)):
         items = [str(v).strip() for v in value]
     else:
