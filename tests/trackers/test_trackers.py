@@ -336,3 +336,30 @@ def test_a_suite_sets_train_loggers_for_its_runs(tmp_path):
     seed_dir = tmp_path / "results" / "mfeat" / "joint-epochs2_limit_train_per_class20" / "seed-0"
     assert (seed_dir / "metrics.csv").is_file()
     assert json.loads((seed_dir / STATE).read_text())["csv"]["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_a_rerun_record_gets_a_new_tracker_run_and_leaves_the_old_one(results):
+    args = (
+        "run",
+        "-m",
+        "joint",
+        "-d",
+        "mfeat",
+        *SETS,
+        "--results",
+        str(results),
+        "--no-progress",
+        "--logger",
+        "tensorboard",
+    )
+    assert invoke(*args).exit_code == 0
+    seed_dir = results / "mfeat" / "joint-epochs2_limit_train_per_class20" / "seed-0"
+    first = json.loads((seed_dir / STATE).read_text())["tensorboard"]
+    assert invoke(*args, "--rerun").exit_code == 0
+    second = json.loads((seed_dir / STATE).read_text())["tensorboard"]
+    assert first["logdir"].endswith("seed-0") and second["logdir"].endswith("seed-0~2")
+    assert first["digest"] != second["digest"]  # the history was replaced (its epoch times differ)
+    for state in (first, second):
+        tb, _ = tensorboard_scalars(results / state["logdir"])
+        assert [s for s, _ in tb["test/fusion/acc"]] == [0, 1]
