@@ -25,6 +25,7 @@ which is one table row.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -231,6 +232,26 @@ _MLFLOW_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
 _MLFLOW_STATUS = {"finished": "FINISHED", "failed": "FAILED"}
 
 
+@contextlib.contextmanager
+def _sqlite_lock(uri: str):
+    """An exclusive ``flock`` on ``<db>.lock`` beside a ``sqlite:///`` store while it is opened:
+    two processes opening a new store at once both run its table migrations and one fails
+    ("duplicate column name"); two creating the experiment at once collide the same way."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock = Path(uri[len("sqlite:///") :] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class MlflowTracker(Tracker):
     name = "mlflow"
 
@@ -255,20 +276,21 @@ class MlflowTracker(Tracker):
         self.tracking_uri = (
             previous.get("tracking_uri") or self.tracking_uri or self.default_uri(info.results_root)
         )
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
-        if previous.get("run_id"):
-            self.run_id = previous["run_id"]
-            self.client.update_run(self.run_id, status="RUNNING")
-            return self.ids()
-        name = self.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "mmbench"
-        exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            exp_id = exp.experiment_id
-        else:
-            where = None
-            if self.tracking_uri.startswith("sqlite:"):
-                where = (Path(info.results_root).resolve() / "mlartifacts").as_uri()
-            exp_id = self.client.create_experiment(name, artifact_location=where)
+        with _sqlite_lock(self.tracking_uri):  # pool workers: one creates the tables, one the experiment
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+            if previous.get("run_id"):
+                self.run_id = previous["run_id"]
+                self.client.update_run(self.run_id, status="RUNNING")
+                return self.ids()
+            name = self.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "mmbench"
+            exp = self.client.get_experiment_by_name(name)
+            if exp is not None:
+                exp_id = exp.experiment_id
+            else:
+                where = None
+                if self.tracking_uri.startswith("sqlite:"):
+                    where = (Path(info.results_root).resolve() / "mlartifacts").as_uri()
+                exp_id = self.client.create_experiment(name, artifact_location=where)
         tags = {f"mmbench.{k}": v for k, v in info.tags().items()}
         tags["mmbench.group"] = info.group
         run = self.client.create_run(exp_id, run_name=info.name, tags=tags)

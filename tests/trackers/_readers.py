@@ -76,3 +76,29 @@ def wandb_offline_runs(wandb_dir, run_id: str) -> list[dict]:
                 )
         out.append({"folder": folder, "run": run, "steps": steps})
     return out
+
+
+def open_mlflow_run(root: str, seed: int, answers) -> None:
+    """In a spawned process (a pool worker): open an MLflow tracker run on ``root``'s default
+    store and log one step; put ``("ok", seed, run_id)`` or ``("error", seed, message)``."""
+    try:
+        from mmbench.trackers.backends import MlflowTracker
+        from mmbench.trackers.replay import RunInfo
+
+        info = RunInfo(
+            Path(root) / "mfeat" / "joint" / f"seed-{seed}",
+            Path(root),
+            "mfeat",
+            "joint",
+            "joint",
+            None,
+            seed,
+            "abc",
+            {"train": {"epochs": 2}},
+        )
+        tracker = MlflowTracker()
+        tracker.open(info, None)
+        tracker.log(0, {"test/fusion/acc": 0.5})
+        answers.put(("ok", seed, tracker.run_id))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        answers.put(("error", seed, f"{type(exc).__name__}: {str(exc)[:200]}"))

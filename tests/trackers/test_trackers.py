@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _readers import tensorboard_scalars, wandb_offline_runs
+from _readers import open_mlflow_run, tensorboard_scalars, wandb_offline_runs
 
 from mmbench.benchmark import store
 from mmbench.benchmark.config import resolve_config
@@ -363,3 +363,28 @@ def test_a_rerun_record_gets_a_new_tracker_run_and_leaves_the_old_one(results):
     for state in (first, second):
         tb, _ = tensorboard_scalars(results / state["logdir"])
         assert [s for s, _ in tb["test/fusion/acc"]] == [0, 1]
+
+
+@pytest.mark.slow
+def test_two_workers_opening_a_new_mlflow_store_at_once_both_get_their_run(tmp_path):
+    """Pool workers start their runs together: without the lock on the new SQLite store both
+    processes run its table migrations and one fails ("duplicate column name: step", seen in a
+    2-worker `mmbench run`, and in 2 of 2 tries of this test without the lock)."""
+    import multiprocessing as mp
+
+    from mlflow import MlflowClient
+
+    root = tmp_path / "results"
+    ctx = mp.get_context("spawn")
+    answers = ctx.Queue()
+    procs = [ctx.Process(target=open_mlflow_run, args=(str(root), seed, answers)) for seed in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    got = sorted(answers.get(timeout=5) for _ in procs)
+    assert [g[:2] for g in got] == [("ok", 0), ("ok", 1)], got
+    client = MlflowClient(backends.MlflowTracker.default_uri(root))
+    runs = [client.get_run(run_id) for _, _, run_id in got]
+    assert [r.data.tags["mmbench.seed"] for r in runs] == ["0", "1"]
+    assert len({r.info.experiment_id for r in runs}) == 1
