@@ -1,78 +1,94 @@
 """Live logging while a run trains: after each epoch's record is written (``history.jsonl``, then
-``last.ckpt``), a background thread replays the new lines into the run's trackers
-(``replay.Replayer``). Training never waits for a tracker: the loop only puts a token on a queue;
-a slow or failing tracker (server down, disk full) delays or loses its own curves, never the run.
+``last.ckpt``), a separate process replays the new lines into the run's trackers
+(``replay.Replayer``). The training process only writes one byte to a pipe: a slow or failing
+tracker (server down, disk full) delays or loses its own curves, never the run. A process, not a
+thread: tracker libraries then hold no lock the training loop needs (the interpreter's included),
+capture no output of it, and their Python warnings never mix with the harness's own (which
+records the warnings raised while it evaluates).
 
-At the end of the run (finished, failed or interrupted) the thread catches up once more and
-closes the tracker runs; the trainer waits for that at most ``CLOSE_TIMEOUT_S`` seconds, then
-leaves the thread behind (a daemon) with a warning: ``mmbench sync`` replays what it missed.
+At the end of the run (finished, failed or interrupted) the logger process catches up once more
+and closes the tracker runs; the trainer waits for that at most ``CLOSE_TIMEOUT_S`` seconds, then
+leaves it (a daemon process, ended with the command) with a warning: ``mmbench sync`` replays
+what it missed. The logger process ignores Ctrl-C (the trainer tells it how the run ended) and
+stops by itself when the training process dies (its pipe closes).
 """
 
 from __future__ import annotations
 
-import functools
-import queue
-import threading
+import multiprocessing as mp
+import signal
 from contextlib import contextmanager
 
 from mmbench.trackers.names import logger_names
 from mmbench.trackers.replay import Replayer, stderr_warn
 
 CLOSE_TIMEOUT_S = 60.0
-_EPOCH, _CLOSE = "epoch", "close"
+_EPOCH = "epoch"
+
+
+def _serve(run_dir: str, names: tuple, conn) -> None:
+    """The logger process: a catch-up per message (several queued epochs: one catch-up), then,
+    on the closing message (the run's status) or a closed pipe, a last catch-up and close."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    replayer = Replayer(run_dir, names, stderr_warn)
+    status = "interrupted"  # the training process died without saying how the run ended
+    while True:
+        try:
+            message = conn.recv()
+            while message == _EPOCH and conn.poll():
+                message = conn.recv()
+        except (EOFError, OSError):
+            break
+        _safe(replayer.catch_up)
+        if message != _EPOCH:
+            status = message
+            break
+    _safe(replayer.catch_up)
+    _safe(lambda: replayer.close(status))
+
+
+def _safe(fn) -> None:
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - the replayer reports per tracker; this is a last guard
+        stderr_warn(f"warning: tracker logging stopped ({type(exc).__name__}: {exc})")
 
 
 class LiveTrackers:
-    """The trackers of one training call, driven by one background thread."""
+    """The trackers of one training call, driven by one logger process."""
 
-    def __init__(self, run_dir, names, warn=stderr_warn, options: dict | None = None):
+    def __init__(self, run_dir, names, warn=stderr_warn):
         self.names = logger_names(names)
+        self.run_dir = run_dir
         self.warn = warn
-        self.replayer = Replayer(run_dir, self.names, warn, options)
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name="mmbench-trackers", daemon=True)
-        self._thread.start()
+        ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
+        reader, self._conn = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(
+            target=_serve, args=(str(run_dir), self.names, reader), name="mmbench-trackers", daemon=True
+        )
+        self._proc.start()
+        reader.close()
+
+    def _send(self, message: str) -> None:
+        try:
+            self._conn.send(message)
+        except (OSError, ValueError):  # the logger process is gone: it reported why on stderr
+            pass
 
     def epoch_written(self) -> None:
         """Called by the trainer after an epoch's record is on disk; returns at once."""
-        self._queue.put((_EPOCH, None))
+        self._send(_EPOCH)
 
     def close(self, status: str, timeout: float | None = None) -> None:
         timeout = CLOSE_TIMEOUT_S if timeout is None else timeout
-        self._queue.put((_CLOSE, status))
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        self._send(status)
+        self._proc.join(timeout)
+        self._conn.close()
+        if self._proc.is_alive():
             self.warn(
                 f"warning: the {', '.join(self.names)} logger(s) did not finish within {timeout:g} s; left "
-                f"behind: `mmbench sync --logger NAME` replays {self.replayer.run_dir} later"
+                f"behind: `mmbench sync --logger NAME` replays {self.run_dir} later"
             )
-
-    def _work(self) -> None:
-        while True:
-            kind, status = self._queue.get()
-            if kind == _EPOCH:
-                pending_close = None
-                while True:  # several epochs queued meanwhile: one catch-up covers them
-                    try:
-                        kind, status = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if kind == _CLOSE:
-                        pending_close = status
-                        break
-                self._safe(self.replayer.catch_up)
-                if pending_close is None:
-                    continue
-                status = pending_close
-            self._safe(self.replayer.catch_up)
-            self._safe(functools.partial(self.replayer.close, status))
-            return
-
-    def _safe(self, fn) -> None:
-        try:
-            fn()
-        except Exception as exc:  # noqa: BLE001 - the replayer reports per tracker; this is a last guard
-            self.warn(f"warning: tracker logging stopped ({type(exc).__name__}: {exc})")
 
 
 def run_status(exc: BaseException | None) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from pathlib import Path
 
@@ -255,20 +254,18 @@ def _tiny(tmp_path, loggers, method="joint"):
 
 
 @pytest.mark.slow
-def test_a_failing_logger_warns_once_and_the_run_and_other_loggers_finish(tmp_path, monkeypatch, capfd):
-    def disk_full(self, step, values):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(backends.TensorBoardTracker, "log", disk_full)
+def test_a_failing_logger_warns_once_and_the_run_and_other_loggers_finish(tmp_path, capfd):
     cfg, root = _tiny(tmp_path, ["tensorboard", "csv"])
+    root.mkdir(parents=True)
+    (root / "_tensorboard").write_text("a file where TensorBoard's folder should be")  # cannot write there
     result = train_run(cfg, root, progress=False, echo=lambda *_: None)
     assert result["status"] == "finished"
     err = capfd.readouterr().err
-    assert err.count("the tensorboard logger failed") == 1 and "No space left on device" in err
+    assert err.count("the tensorboard logger failed") == 1 and "Not a directory" in err
     assert "mmbench sync --logger tensorboard" in err
     seed_dir = store.run_dir(root, "mfeat", cfg.run_name, 0)
     state = json.loads((seed_dir / STATE).read_text())
-    assert state["tensorboard"]["epochs"] == 0 and state["csv"]["epochs"] == 2
+    assert "tensorboard" not in state and state["csv"]["epochs"] == 2
     # the same record trained without any logger: identical numbers
     plain = train_run(
         _tiny(tmp_path / "plain", [])[0], tmp_path / "plain", progress=False, echo=lambda *_: None
@@ -286,23 +283,28 @@ def test_an_unreachable_mlflow_server_never_fails_the_run(tmp_path, monkeypatch,
     assert capfd.readouterr().err.count("the mlflow logger failed") == 1
 
 
-def test_a_slow_logger_does_not_hold_up_training(tmp_path, monkeypatch, capfd):
-    release = threading.Event()
-    calls = []
+@pytest.mark.slow
+def test_a_hanging_tracker_server_does_not_hold_up_training(tmp_path, monkeypatch, capfd):
+    """An MLflow server that accepts the connection and never answers: both epochs train, the
+    trainer waits for the logger at most CLOSE_TIMEOUT_S and says so."""
+    import socket
 
-    def stuck(self, history):
-        calls.append(len(history))
-        release.wait(30)
-
-    monkeypatch.setattr(backends.CsvTracker, "write_all", stuck)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # the kernel completes the handshakes; nobody ever reads or answers
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setattr(live, "CLOSE_TIMEOUT_S", 0.5)
-    cfg, root = _tiny(tmp_path, ["csv"])
+    cfg, root = _tiny(tmp_path, ["mlflow"])
     t0 = time.time()
-    result = train_run(cfg, root, progress=False, echo=lambda *_: None)
-    elapsed = time.time() - t0
-    release.set()
-    assert result["status"] == "finished" and elapsed < 30  # both epochs ran while the logger was stuck
-    assert calls and "did not finish within 0.5 s" in capfd.readouterr().err
+    try:
+        result = train_run(cfg, root, progress=False, echo=lambda *_: None)
+        elapsed = time.time() - t0
+    finally:
+        server.close()  # the logger's request fails now; it reports that and exits
+    assert result["status"] == "finished" and elapsed < 100  # not held for the 120 s request
+    assert "did not finish within 0.5 s" in capfd.readouterr().err
 
 
 @pytest.mark.slow
