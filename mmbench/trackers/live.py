@@ -10,12 +10,15 @@ At the end of the run (finished, failed or interrupted) the logger process catch
 and closes the tracker runs; the trainer waits for that at most ``CLOSE_TIMEOUT_S`` seconds, then
 leaves it (a daemon process, ended with the command) with a warning: ``mmbench sync`` replays
 what it missed. The logger process ignores Ctrl-C (the trainer tells it how the run ended) and
-stops by itself when the training process dies (its pipe closes).
+stops by itself when the training process dies (its pipe closes). It runs at a lower CPU
+priority (``LOGGER_NICENESS``): on a machine with few cores, tracker start-up (MLflow's store
+migrations, the W&B service) otherwise takes CPU time from the epochs.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 from contextlib import contextmanager
 
@@ -23,6 +26,7 @@ from mmbench.trackers.names import logger_names
 from mmbench.trackers.replay import Replayer, stderr_warn
 
 CLOSE_TIMEOUT_S = 60.0
+LOGGER_NICENESS = 10  # the logger process (and a W&B service it starts) runs at a lower CPU priority
 _EPOCH = "epoch"
 
 
@@ -30,6 +34,10 @@ def _serve(run_dir: str, names: tuple, conn) -> None:
     """The logger process: a catch-up per message (several queued epochs: one catch-up), then,
     on the closing message (the run's status) or a closed pipe, a last catch-up and close."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.nice(LOGGER_NICENESS)  # where cores are scarce, training gets them first
+    except OSError:
+        pass
     replayer = Replayer(run_dir, names, stderr_warn)
     status = "interrupted"  # the training process died without saying how the run ended
     while True:
