@@ -64,6 +64,8 @@ class TrainConfig:
     # torch intra-op threads the run computes with (torch.set_num_threads at start and resume).
     # Part of the identity: CPU float reductions, hence metrics, depend on it.
     threads: int = 1
+    # experiment trackers fed from history.jsonl (mmbench/trackers): never in the identity
+    loggers: list = field(default_factory=list)  # tensorboard | wandb | mlflow | csv
 
 
 @dataclass
@@ -138,7 +140,7 @@ PROTOCOL_DEFAULTS = {
         ),
     }
 }
-# settings that change speed, not results: they never tag a run and never block a resume
+# settings that change speed (or where curves go), not results: they never tag a run and never block a resume
 SPEED_KEYS = (
     "train.compile",
     "train.channels_last",
@@ -146,6 +148,7 @@ SPEED_KEYS = (
     "data.num_workers",
     "data.pin_memory",
     "data.persistent_workers",
+    "train.loggers",
 )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from mmbench.results.errors import ConfigError
+from mmbench.trackers.names import check_loggers
 
 CHOICES = {
     "train.optimizer": ("sgd", "adam", "adamw", "adagrad"),
@@ -92,6 +93,7 @@ def check_settings(cfg, method_cls) -> None:
     check_train(cfg.train)
     check_data_settings(cfg.data)
     check_windows(cfg.method_params, getattr(method_cls, "epoch_windows", ()), cfg.train.epochs)
+    check_loggers(getattr(cfg.train, "loggers", ()))  # unknown name, or its package missing: one line
 
 
 # --------------------------------------------------------------------------- feasibility

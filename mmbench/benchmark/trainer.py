@@ -48,6 +48,7 @@ from mmbench.benchmark.selection import select_all, select_epoch
 from mmbench.datasets.base import as_built, counted_carve, stratified_carve
 from mmbench.results import record_schema, store
 from mmbench.results.errors import ConfigError, DataError, MediaError, MMBenchError, NonFiniteLossError
+from mmbench.trackers import live as trackers
 
 BEST_RULES = ("val", "test-best")  # the rules whose weights best.ckpt keeps
 
@@ -162,8 +163,9 @@ def train_run(
             refuse_recorded(out_dir, cfg)
         with torch_threads(cfg.train.threads):
             session = start_session(cfg, spec, out_dir, data_root, device, warnings_, echo, references)
-            run_epochs(session, progress, stop_after_epochs)
-            result = finish_session(session)
+            with trackers.attached(session):  # train.loggers: fed from history.jsonl after each epoch
+                run_epochs(session, progress, stop_after_epochs)
+                result = finish_session(session)
             replace.drop(out_dir)  # old records set aside by a --rerun submitted earlier (clear_seed)
             return result
 
@@ -380,6 +382,7 @@ def save_epoch(session: Session, record: dict) -> None:
             "teachers_from": session.teachers_from,
         },
     )
+    trackers.epoch_written(session)  # the epoch is on disk: the loggers read it from there
 
 
 def epoch_line(cfg: RunConfig, record: dict) -> str:

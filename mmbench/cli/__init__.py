@@ -23,7 +23,7 @@ import signal
 
 import click
 
-from mmbench.cli import bench, config, data, probe, report, run, sweep
+from mmbench.cli import bench, config, data, probe, report, run, sweep, trackers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,6 +45,8 @@ cli.add_command(probe.probe)
 cli.add_command(config.config_cmd)
 cli.add_command(config.list_)
 cli.add_command(bench.bench)
+cli.add_command(trackers.sync)
+cli.add_command(trackers.export)
 
 
 def _stop_like_ctrl_c(signum, frame):

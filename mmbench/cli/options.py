@@ -212,3 +212,14 @@ def echo_plan(jobs, root_dir, echo=click.echo) -> tuple[list, bool]:
     for o in done:
         echo(f"  {'skip' if o.status == 'skipped' else o.status:<7} {o.job.label()}: {o.reason}")
     return todo, any(o.status in ("drift", "unreadable") for o in done)
+
+
+LOGGERS = ("tensorboard", "wandb", "mlflow", "csv")
+
+
+def logger_option(fn):
+    """``--logger NAME`` (repeatable): the trackers a run feeds from its history (``train.loggers``)."""
+    return click.option(
+        "--logger", "loggers", multiple=True, type=click.Choice(LOGGERS),
+        help="Log each epoch to this tracker, repeatable (same as --set train.loggers=[...]).",
+    )(fn)

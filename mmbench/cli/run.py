@@ -13,6 +13,7 @@ from mmbench.cli.options import (
     device_option,
     friendly_errors,
     jobs_option,
+    logger_option,
     results_option,
     results_root,
     root_option,
@@ -35,12 +36,16 @@ from mmbench.cli.options import (
              default=None)
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the encoders (same as --set compile=true).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@logger_option
 @friendly_errors
-def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, jobs, compile_, no_progress):
+def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, rerun, jobs, compile_, no_progress,
+        loggers):
     """Train METHOD on DATASET for each seed; finished seeds are skipped, partial ones resume."""
     from mmbench.benchmark.config import parse_overrides, resolve_config
 
     overrides = parse_overrides(sets, once=True)
+    if loggers:
+        overrides["train.loggers"] = list(loggers)
     if compile_:
         overrides["compile"] = True
     resolve_config(dataset, method, overrides, seed=seed_start, tag=tag, device=device)  # validate first

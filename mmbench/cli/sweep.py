@@ -18,6 +18,7 @@ from mmbench.cli.options import (
     echo_plan,
     friendly_errors,
     jobs_option,
+    logger_option,
     parse_roots,
     results_option,
     results_root,
@@ -64,6 +65,8 @@ def _suite_jobs(suite, seeds, roots, sets):
     s = load_suite(suite, seeds)
     root_map = parse_roots(roots, sorted({j.dataset for j in s.jobs}))
     extra = parse_overrides(sets, once=True)
+    if loggers:
+        extra["train.loggers"] = list(loggers)
     jobs = [replace(j.with_overrides(extra), root=root_map.get(j.dataset, j.root)) for j in s.jobs]
     return s.name, jobs, root_map, extra
 
@@ -83,8 +86,10 @@ def _suite_jobs(suite, seeds, roots, sets):
 @click.option("--log-dir", type=click.Path(path_type=Path), default=None, help="submitit logs (default RESULTS/_slurm).")
 @click.option("--wait/--no-wait", default=False, help="SLURM: wait for the array and summarise.")
 @click.option("--probe", "probe_runs", is_flag=True, help="Probe each finished run (mmbench probe) once the runs end.")
+@logger_option
 @friendly_errors
-def sweep(suite, launcher, jobs, results, sets, seeds, roots, device, dry_run, rerun, slurm, log_dir, wait, probe_runs):
+def sweep(suite, launcher, jobs, results, sets, seeds, roots, device, dry_run, rerun, slurm, log_dir, wait, probe_runs,
+          loggers):
     """Run a SUITE (name or .toml path): finished runs are skipped, partial runs resumed."""
     from mmbench.benchmark.launch import failed_earlier, summarise_outcomes, sweep_local
 
