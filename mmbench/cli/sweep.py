@@ -57,8 +57,8 @@ def slurm_options(fn):
     return wrapper
 
 
-def _suite_jobs(suite, seeds, roots, sets):
-    """The suite's jobs with ``--root`` and ``--set`` applied, and the root map."""
+def _suite_jobs(suite, seeds, roots, sets, loggers=()):
+    """The suite's jobs with ``--root``, ``--set`` and ``--logger`` applied, and the root map."""
     from mmbench.benchmark.config import parse_overrides
     from mmbench.benchmark.suites import load_suite
 
@@ -95,7 +95,7 @@ def sweep(suite, launcher, jobs, results, sets, seeds, roots, device, dry_run, r
 
     if probe_runs and launcher == "slurm" and not wait:
         raise MMBenchError("--probe with --launcher slurm needs --wait; or run `mmbench probe` once the array ends")
-    name, runs, root_map, _ = _suite_jobs(suite, seeds, roots, sets)
+    name, runs, root_map, _ = _suite_jobs(suite, seeds, roots, sets, loggers)
     root_dir = results_root(results)
     click.echo(f"suite {name}: {len(runs)} runs -> {root_dir}")
     if dry_run:
