@@ -15,6 +15,7 @@ imports no torch: the worker processes start fast.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -208,6 +209,10 @@ def run_jobs(jobs: dict[str, tuple], fn: Callable, n_jobs: int, desc: str, progr
     if n_jobs <= 1 or len(todo) <= 1:
         for cid, args in todo.items():
             finish(cid, _call(fn, args))
+        # free PyAV's decoders and filter graphs now, while their slice threads exist: a process
+        # forked later (DataLoader workers of a run in the same process) that collects them waits
+        # forever on threads it does not have
+        gc.collect()
     else:
         from mmbench.benchmark.workers import pool_worker_init
 
