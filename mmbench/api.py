@@ -21,7 +21,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmbench.errors import ConfigError
+from mmbench.results.errors import ConfigError
 
 COLUMNS = [
     "dataset",
@@ -43,7 +43,7 @@ SPLITS = ("val", "test")
 
 
 def _root(results_dir) -> Path:
-    from mmbench.benchmark.store import default_results_root
+    from mmbench.results.store import default_results_root
 
     return Path(results_dir) if results_dir is not None else default_results_root()
 
@@ -90,7 +90,7 @@ def load_results(
     """
     import pandas as pd
 
-    from mmbench.benchmark.store import scan_results
+    from mmbench.results.store import scan_results
 
     def as_set(v):
         return None if v is None else ({v} if isinstance(v, str) else set(v))
@@ -208,8 +208,8 @@ def table(
 ) -> Table:
     """The table ``mmbench table --layout LAYOUT`` renders, as a ``Table`` (same records, same
     options, same notes about damaged or partial records)."""
-    from mmbench.benchmark.store import scan_results
     from mmbench.reporting.aggregate import EXTRA_LAYOUTS, LAYOUTS, build_tables
+    from mmbench.results.store import scan_results
 
     if layout not in LAYOUTS + EXTRA_LAYOUTS:
         raise ConfigError(f"unknown layout {layout!r}; choose {', '.join(LAYOUTS + EXTRA_LAYOUTS)}")
@@ -260,7 +260,7 @@ def run(
     ``mmbench.errors.ConfigError`` before anything is written."""
     from mmbench.benchmark.config import resolve_config
     from mmbench.benchmark.launch import run_local
-    from mmbench.benchmark.store import read_record, run_dir
+    from mmbench.results.store import read_record, run_dir
 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
@@ -312,7 +312,7 @@ def check_export_format(fmt: str) -> None:
 
 def write_frame(frame, out, fmt: str) -> Path:
     """``frame`` to ``out`` as parquet or csv (written to a temporary file, then renamed)."""
-    from mmbench.benchmark.store import _atomic_replace
+    from mmbench.results.store import _atomic_replace
 
     check_export_format(fmt)
     out = Path(out)

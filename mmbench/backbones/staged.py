@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from mmbench.errors import ConfigError
+from mmbench.results.errors import ConfigError
 
 
 @runtime_checkable

@@ -167,7 +167,7 @@ def _init_worker(slots, gpu_ids: list[str], start_method: str) -> None:
     2-core test machine, BENCHMARKS.md)."""
     import multiprocessing as mp
 
-    from mmbench.benchmark.workers import pool_worker_init
+    from mmbench.results.workers import pool_worker_init
 
     pool_worker_init()  # SIGINT ignored, default SIGTERM, ends when the parent dies (even by SIGKILL)
     mp.set_start_method(start_method, force=True)

@@ -17,8 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
-from mmbench.benchmark import store
-from mmbench.errors import MMBenchError
+from mmbench.results import store
+from mmbench.results.errors import MMBenchError
 
 ASIDE = ".replaced"
 FILES = (store.RESULT, store.CONFIG, store.HISTORY, store.CHECKPOINT, store.BEST, store.PROBE)

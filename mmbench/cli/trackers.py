@@ -60,7 +60,7 @@ def export(fmt, out, results, datasets, methods, with_config):
     """Write the tidy results frame (mmbench.load_results: one row per run x seed x head x
     selection rule x split x metric) as parquet (needs pyarrow) or csv."""
     from mmbench.api import check_export_format, load_results, write_frame
-    from mmbench.errors import MMBenchError
+    from mmbench.results.errors import MMBenchError
 
     check_export_format(fmt)
     root = results_root(results)

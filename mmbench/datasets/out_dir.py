@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mmbench.errors import DataError
+from mmbench.results.errors import DataError
 
 FIXTURE_MARKERS = ("mmbench-fixture.json",)
 PREPARE_STARTED = ".mmbench-prepare-started"

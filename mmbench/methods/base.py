@@ -349,7 +349,7 @@ class Method:
 
     def item_plan(self, ctx):
         """The items of the epoch about to train: ``None`` (default) = the plain training set, or a
-        ``mmbench.benchmark.plan.ItemPlan`` of (train position, kept modalities), which the harness
+        ``mmbench.methods.plan.ItemPlan`` of (train position, kept modalities), which the harness
         shuffles and batches with a ``keep`` mask (sample-level valuation); keep it in
         ``state_dict`` so that a resumed run trains the same items."""
         return None

@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.benchmark.registry import register_method
 from mmbench.methods.base import Method, Optimizers, build_optimizer, build_scheduler, check_choices
 from mmbench.methods.heads import ConcatHead
+from mmbench.methods.registry import register_method
 
 _CHOICES = {
     "cls_optimizer": ("adam", "adamw"),

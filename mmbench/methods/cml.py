@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mmbench.benchmark.registry import register_method
 from mmbench.methods.base import Method, check_choices, modality_accuracies
+from mmbench.methods.registry import register_method
 
 _CHOICES = {
     "sign_rule": ("miwae", "cpm", "bmm"),

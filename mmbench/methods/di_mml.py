@@ -37,10 +37,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, check_choices, fresh_optimizer, single_optimizer
 from mmbench.methods.heads import shared_head_inputs, xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {"duc_dims": ("once", "every_epoch"), "fusion_heads": ("own+fusion", "own")}
 

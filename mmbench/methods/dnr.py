@@ -36,10 +36,10 @@ import torch
 import torch.nn as nn
 from sklearn.cluster import KMeans
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, check_choices
 from mmbench.methods.heads import ConcatHead
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {
     "reinit_timing": ("after_eval", "before_eval"),

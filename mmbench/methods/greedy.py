@@ -44,10 +44,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmbench.backbones.staged import encoder_classes, is_staged, refuse_unstaged
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError, MMBenchError
 from mmbench.methods.base import Method, check_choices
 from mmbench.methods.heads import ConcatHead, xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError, MMBenchError
 
 _CHOICES = {
     "mode": ("guided", "random"),

@@ -36,10 +36,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, check_choices, modality_accuracies, true_class_prob_sum
 from mmbench.methods.heads import ConcatHead, xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {"unimodal_logits": ("split", "aux_heads")}
 

@@ -34,11 +34,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmbench.benchmark.loaders import to_device
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
-from mmbench.methods.base import Method, check_choices, modality_accuracies
+from mmbench.methods.base import Method, check_choices, modality_accuracies, to_device
 from mmbench.methods.heads import xavier_linear
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {
     "alpha_mode": ("fitted", "learnable", "heuristic"),

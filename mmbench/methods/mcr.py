@@ -44,11 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, check_choices
 from mmbench.methods.divergences import js_divergence, nt_xent
 from mmbench.methods.heads import ConcatHead
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {
     "game": ("greedy", "independent", "collaborative"),

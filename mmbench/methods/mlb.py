@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.benchmark.registry import register_method
 from mmbench.methods.base import Method, check_choices
 from mmbench.methods.divergences import js_divergence
 from mmbench.methods.heads import ConcatHead, xavier_linear
+from mmbench.methods.registry import register_method
 
 _CHOICES = {"rule": ("beta", "symmetric"), "score": ("prob", "jsd")}
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, check_choices, modality_accuracies
 from mmbench.methods.heads import ConcatHead
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {"eval_logits": ("cosine", "linear"), "fusion": ("concat",), "head_init": ("torch", "xavier")}
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import modality_accuracies
 from mmbench.methods.ogm_ge import OGMGE, confidence_scores, modulate_gradients, scoped_params
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {
     "modulation": ("OGM_GE", "OGM"),

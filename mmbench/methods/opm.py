@@ -34,11 +34,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import TwoModalityMethod, modality_accuracies
 from mmbench.methods.ogm_ge import confidence_scores
 from mmbench.methods.ogm_tpami import tpami_active, tpami_coefficients, tpami_gradient_step
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {
     "q_timing": ("same_step", "next_step"),

@@ -27,9 +27,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmbench.benchmark.registry import register_method
 from mmbench.methods.base import Method, check_choices, modality_accuracies
 from mmbench.methods.heads import xavier_linear
+from mmbench.methods.registry import register_method
 
 _CHOICES = {"ume_combine": ("logits", "probs"), "ume_source": ("joint_run", "reference_runs")}
 

@@ -40,11 +40,11 @@ from itertools import combinations
 import torch
 import torch.nn.functional as F
 
-from mmbench.benchmark.plan import ItemPlan
-from mmbench.benchmark.registry import register_method
-from mmbench.errors import ConfigError
 from mmbench.methods.base import Method, check_choices, modality_accuracies
 from mmbench.methods.heads import ConcatHead
+from mmbench.methods.plan import ItemPlan
+from mmbench.methods.registry import register_method
+from mmbench.results.errors import ConfigError
 
 _CHOICES = {
     "level": ("sample", "modality"),

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mmbench.errors import MMBenchError
 from mmbench.probe.record import RULE, is_current, read_probe
 from mmbench.reporting.plots import _PANEL_H, _PANEL_W, to_data_uri
+from mmbench.results.errors import MMBenchError
 
 
 def _figure(panels: int, bottom: float = 0.28):

@@ -152,7 +152,7 @@ def build_report(
         for d in names
     ]
     if jobs > 1 and len(tasks) > 1:
-        from mmbench.benchmark.workers import pool_worker_init
+        from mmbench.results.workers import pool_worker_init
 
         # forked workers: default SIGTERM (not the CLI's KeyboardInterrupt), gone with the parent
         with multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)), initializer=pool_worker_init) as pool:

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmbench.errors import MMBenchError
+from mmbench.results.errors import MMBenchError
 
 _HEADING = re.compile(r"^#+\s*`(?P<dataset>[^`]+)` step time — (?P<machine>.*)$")
 

@@ -36,7 +36,7 @@ import time
 import uuid
 from pathlib import Path
 
-from mmbench.benchmark import store
+from mmbench.results import store
 
 
 class Tracker:

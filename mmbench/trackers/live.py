@@ -103,7 +103,7 @@ def run_status(exc: BaseException | None) -> str:
     """The tracker-run status of a training call that ended with ``exc``."""
     if exc is None:
         return "finished"
-    from mmbench.errors import MediaError, NonFiniteLossError
+    from mmbench.results.errors import MediaError, NonFiniteLossError
 
     return "failed" if isinstance(exc, (NonFiniteLossError, MediaError)) else "interrupted"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from mmbench.errors import ConfigError
+from mmbench.results.errors import ConfigError
 
 # name -> (module that must be importable, what to install)
 LOGGERS = {

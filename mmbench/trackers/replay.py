@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmbench.benchmark import store
+from mmbench.results import store
 from mmbench.trackers.names import logger_names
 
 STATE = "trackers.json"  # beside the record; not part of it (docs/records.md)

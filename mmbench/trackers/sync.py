@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmbench.benchmark import store
+from mmbench.results import store
 from mmbench.trackers.names import check_loggers
 from mmbench.trackers.replay import Replayer, stderr_warn
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mmbench.benchmark import workers
+from mmbench.results import workers
 
 
 def _children(pid: int) -> list[int]:
@@ -97,7 +97,7 @@ def test_a_watched_child_ends_when_its_parent_dies(tmp_path):
     script.write_text(
         "import os, sys, time\n"
         "sys.path.insert(0, sys.argv[1])\n"
-        "from mmbench.benchmark.workers import exit_with_parent\n"
+        "from mmbench.results.workers import exit_with_parent\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    exit_with_parent(0.1)\n"

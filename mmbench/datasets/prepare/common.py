@@ -214,7 +214,7 @@ def run_jobs(jobs: dict[str, tuple], fn: Callable, n_jobs: int, desc: str, progr
         # forever on threads it does not have
         gc.collect()
     else:
-        from mmbench.benchmark.workers import pool_worker_init
+        from mmbench.results.workers import pool_worker_init
 
         pool = ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=pool_worker_init)
         try:
