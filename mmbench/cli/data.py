@@ -21,6 +21,7 @@ import click
 from mmbench.cli.options import dataset_root, friendly_errors, jobs_option, root_option, sets_option
 from mmbench.datasets.out_dir import FIXTURE_MARKERS, PREPARE_MARKERS, check_out_dir
 from mmbench.results.errors import MMBenchError
+from mmbench.results.registry import BASELINE_METHOD
 
 EXIT_PROBLEMS = 1
 
@@ -35,7 +36,7 @@ def _data_config(dataset: str, preset: str | None, sets) -> object:
         raise MMBenchError(f"only data.* keys can be set here, got {', '.join(bad)}")
     if preset:
         overrides["data.preset"] = preset
-    return resolve_config(dataset, "joint", overrides).data
+    return resolve_config(dataset, BASELINE_METHOD, overrides).data
 
 
 def _root(spec, dataset: str, root: str | None) -> Path | None:
