@@ -165,7 +165,7 @@ class PlannedEpoch:
             "worker_init_fn": worker_init_fn,
             "generator": ld._generator,
         }
-        if hasattr(ds, "get_batch"):
+        if ds.builds_batches:
             loader = DataLoader(_Batches(ds), batch_size=None, sampler=lists, **common)
         else:
             loader = DataLoader(ds, batch_sampler=lists, **common)

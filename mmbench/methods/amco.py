@@ -105,6 +105,7 @@ class AMCoHeads(nn.Module):
 @register_method
 class AMCo(Method):
     name = "amco"
+    settings_toml = "amco.toml"
     paper = '"Adaptive Mask Co-Optimization for Modal Dependence in Multimodal Learning", ICASSP 2023'
     Hyper = AMCoHyper
     modality_logits = "split of the concat head, W_m phi^m + b/M (unmasked at evaluation)"

@@ -131,6 +131,7 @@ class CGGMHeads(nn.Module):
 @register_method
 class CGGM(Method):
     name = "cggm"
+    settings_toml = "cggm.toml"
     paper = '"Classifier-guided Gradient Modulation for Enhanced Multimodal Learning", NeurIPS 2024'
     Hyper = CGGMHyper
 

@@ -106,6 +106,7 @@ def rank_penalty(
 @register_method
 class CML(Method):
     name = "cml"
+    settings_toml = "cml.toml"
     Hyper = CMLHyper
 
     @classmethod

@@ -124,6 +124,7 @@ class DIHeads(nn.Module):
 @register_method
 class DIMML(Method):
     name = "di_mml"
+    settings_toml = "di_mml.toml"
     Hyper = DIMMLHyper
     max_modalities = 2
     modality_logits = "own Linear(d_m, K) head, trained on its modality alone"

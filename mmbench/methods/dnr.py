@@ -109,6 +109,7 @@ def is_reinit_epoch(epoch: int, every: int, num: int) -> bool:
 @register_method
 class DnR(Method):
     name = "dnr"
+    settings_toml = "dnr.toml"
     Hyper = DnRHyper
     # the kit's 2 epochs: diagnose after epoch 1 (the resumed half), so theta_init must survive a resume
     conformance_overrides = {"method.reinit_epoch": 1, "epochs": 3}

@@ -115,6 +115,7 @@ class LateFusionHeads(nn.Module):
 @register_method
 class G2D(Method):
     name = "g2d"
+    settings_toml = "g2d.toml"
     paper = '"G2D: Boosting Multimodal Learning with Gradient-Guided Distillation", ICCV 2025'
     Hyper = G2DHyper
     needs_unimodal_teachers = True

@@ -201,6 +201,7 @@ class Controller:
 @register_method
 class Greedy(Method):
     name = "greedy"
+    settings_toml = "greedy.toml"
     Hyper = GreedyHyper
     max_modalities = 2
     modality_logits = "branch m's head on MMTM-fused features (not unimodal)"

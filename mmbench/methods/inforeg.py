@@ -137,6 +137,7 @@ class AuxHeadsConcat(ConcatHead):
 @register_method
 class InfoReg(Method):
     name = "inforeg"
+    settings_toml = "inforeg.toml"
     Hyper = InfoRegHyper
     max_modalities = 2
 

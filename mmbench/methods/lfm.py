@@ -133,6 +133,7 @@ class UnimodalHeads(nn.Module):
 @register_method
 class LFM(Method):
     name = "lfm"
+    settings_toml = "lfm.toml"
     Hyper = LFMHyper
     fusion_logits = "mean of the unimodal heads' logits, (1/M) sum_m z^m"
     modality_logits = "own Linear(d_m, K) head on phi^m"

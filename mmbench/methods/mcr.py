@@ -196,6 +196,7 @@ class MCRHeads(nn.Module):
 @register_method
 class MCR(Method):
     name = "mcr"
+    settings_toml = "mcr.toml"
     paper = '"Balancing Multimodal Training Through Game-Theoretic Regularization", NeurIPS 2025'
     Hyper = MCRHyper
     modality_logits = "the modality's own unimodal head (multi-loss)"

@@ -106,6 +106,7 @@ class MultiLossHeads(nn.Module):
 @register_method
 class MLB(Method):
     name = "mlb"
+    settings_toml = "mlb.toml"
     paper = '"Improving Multimodal Learning with Multi-Loss Gradient Modulation", BMVC 2024'
     Hyper = MLBHyper
     modality_logits = "the modality's auxiliary linear head (multi-loss)"

@@ -74,6 +74,7 @@ class CosineHead(ConcatHead):
 @register_method
 class MMCosine(Method):
     name = "mmcosine"
+    settings_toml = "mmcosine.toml"
     Hyper = MMCosineHyper
     modality_logits = "s * cos(phi^m, class vectors of W_m)"
     fusion_logits = "sum of the per-modality cosine logits"

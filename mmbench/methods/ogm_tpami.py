@@ -97,6 +97,7 @@ def tpami_gradient_step(model, modalities, scores: dict, hp, generator: torch.Ge
 @register_method
 class OGMTPAMI(OGMGE):
     name = "ogm_tpami"
+    settings_toml = "ogm_tpami.toml"
     Hyper = OGMTPAMIHyper
     choices = _CHOICES
 

@@ -102,6 +102,7 @@ def drop_features(feats: list[torch.Tensor], keep: torch.Tensor, theta: torch.Te
 @register_method
 class OPM(TwoModalityMethod):
     name = "opm"
+    settings_toml = "opm.toml"
     Hyper = OPMHyper
     choices = _CHOICES
     epoch_windows = (("modulation_starts", "modulation_ends"),)

@@ -74,6 +74,7 @@ class UnimodalHeads(nn.Module):
 @register_method
 class UME(Method):
     name = "ume"
+    settings_toml = "ume.toml"
     Hyper = UMEHyper
     modality_logits = "independently trained unimodal head"
     fusion_logits = "mean of the unimodal logits"

@@ -82,6 +82,7 @@ def umt_loss(ce: torch.Tensor, distill: dict[str, torch.Tensor], lam: float) -> 
 @register_method
 class UMT(Method):
     name = "umt"
+    settings_toml = "umt.toml"
     Hyper = UMTHyper
     needs_unimodal_teachers = True
 

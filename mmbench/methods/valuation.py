@@ -140,6 +140,7 @@ def modality_level_extra(
 @register_method
 class Valuation(Method):
     name = "valuation"
+    settings_toml = "valuation.toml"
     Hyper = ValuationHyper
     conformance_overrides = {"method.warmup": 1, "epochs": 3}
 
