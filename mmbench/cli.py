@@ -28,6 +28,7 @@ from mmbench.cli_config import config_cmd
 from mmbench.cli_data import data
 from mmbench.cli_paper import figure, reproduce
 from mmbench.cli_probe import probe
+from mmbench.cli_tune import tune
 from mmbench.errors import MMBenchError
 from mmbench.reporting.cli_report import report
 
@@ -328,6 +329,7 @@ cli.add_command(probe)
 cli.add_command(config_cmd)
 cli.add_command(figure)
 cli.add_command(reproduce)
+cli.add_command(tune)
 
 
 def _stop_like_ctrl_c(signum, frame):

@@ -62,6 +62,12 @@ class TrainConfig:
     # torch intra-op threads the run computes with (torch.set_num_threads at start and resume).
     # Part of the identity: CPU float reductions, hence metrics, depend on it.
     threads: int = 1
+    # evaluate the test split every epoch; false (tuning trial runs) records "test": null and
+    # no test-best selection, so test can never feed a tuning decision. Speed only, not identity.
+    eval_test: bool = True
+    # keep last.ckpt/best.ckpt once result.json is written; false deletes them then (last.ckpt
+    # is still written while the run is partial, for resume). Speed only, not identity.
+    keep_checkpoints: bool = True
 
 
 @dataclass
@@ -76,6 +82,10 @@ class DataConfig:
     pin_memory: bool = True
     persistent_workers: bool | None = None  # None: on CUDA only (exact resume needs them off)
     options: dict = field(default_factory=dict)  # resolved preset options of the dataset
+    # K >= 2: re-partition train ∪ val into K stratified folds, fold (seed mod K) validates and
+    # the test rows stay those of the standard split (mmbench.tuning.folds); 0 = off. In the
+    # identity only when set.
+    cv_folds: int = 0
 
 
 @dataclass
@@ -144,6 +154,8 @@ SPEED_KEYS = (
     "data.num_workers",
     "data.pin_memory",
     "data.persistent_workers",
+    "train.eval_test",
+    "train.keep_checkpoints",
 )
 
 
