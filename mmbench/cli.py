@@ -123,19 +123,28 @@ def run(method, dataset, seeds, seed_start, root, results, sets, device, tag, re
                    "(no records needed).")
 @click.option("--paper-table", "paper_tables", multiple=True, type=click.Choice([f"table{i}" for i in range(1, 7)]),
               help="With --paper: which of the paper's tables (default: table1 layout -> Tables 1 and 3, table2 -> 2).")
+@click.option("--tuned", "tuned_label", default=None, metavar="LABEL",
+              help="Default and tuned (mmbench tune --final) rows side by side, with the study's footnote.")
+@click.option("--strict-budget", is_flag=True, help="--tuned: refuse rows tuned with different budgets.")
+@click.option("--include-tuning", is_flag=True, help="Also show the tuning trial runs (hidden by default).")
 @friendly_errors
 def table(results, datasets, methods, select, split, expected, alpha, metrics, layout, fmt, standalone, out, paper,
-          paper_tables):
+          paper_tables, tuned_label, strict_budget, include_tuning):
     """Mean ± std over seeds for fusion and every modality; best bold, top three shaded,
     Welch's t-test against each column's best."""
     from mmbench.reporting.aggregate import render_table
 
-    if paper or paper_tables:
+    if tuned_label:
+        from mmbench.tuning.table import render as tuned_table
+
+        scan = scan_records(results, datasets, methods)
+        text = tuned_table(scan.records, results_root(results), tuned_label, datasets, strict_budget)
+    elif paper or paper_tables:
         from mmbench.cli_paper import paper_table_text
 
         text = paper_table_text(results, datasets, methods, select, split, layout, fmt, standalone, paper_tables)
     else:
-        scan = scan_records(results, datasets, methods)
+        scan = scan_records(results, datasets, methods, include_tuning)
         text = render_table(
             scan.records, fmt, metrics or None, select, layout=layout, split=split, expected=expected, alpha=alpha,
             standalone=standalone, problems=scan.problems,

@@ -75,6 +75,8 @@ def tune(suite, methods, datasets, trials, folds, repeats, metric, sampler, labe
         for line in commands.dry_run_lines(studies, figures=commands.bench_figures(), roots=req.roots):
             click.echo(line)
         return
+    if final or rebuild_ledger:
+        commands.require_existing(studies, root_dir)
     storage_spec = commands.prepare(studies, root_dir, storage, workers_n, journal_lock)
     if rebuild_ledger:
         for line in commands.rebuild(studies, storage_spec, root_dir):

@@ -300,3 +300,42 @@ def rebuild(studies, storage_spec, results) -> list[str]:
     storage = storage_spec.open()
     return [f"{st.name}: rebuilt {rebuild_ledger(st, storage, results, optuna)} trials from the run records"
             for st in studies]
+
+
+def final(studies, storage_spec, results, seeds, seed_start, partial, n_jobs, device, roots, echo) -> int:
+    """``--final``: check every study is ready (nothing runs otherwise), then run each best
+    configuration with seeds ``seed_start..+seeds-1`` under ``tuned-<label>``."""
+    from mmbench.benchmark.launch import run_local
+    from mmbench.tuning import final as final_mod
+    from mmbench.tuning.runner import study_state
+    from mmbench.tuning.study import final_tag
+
+    optuna, _, opened = _open(studies, storage_spec)
+    plans = []
+    for st, study in zip(studies, opened, strict=True):
+        state = study_state(st, study, results, optuna)
+        final_mod.check_ready(st, state, partial)
+        best = final_mod.best_trial(st, state)
+        plans.append((st, state, best))
+    code = 0
+    for st, state, best in plans:
+        overrides = final_mod.final_overrides(st, best)
+        block = final_mod.tuning_block(st, state, best, partial)
+        echo(f"{st.name}: best trial {best[0]} (val {st.metric} {100 * best[1]:.2f}); the same as:")
+        echo("  " + final_mod.run_line(st, overrides, seeds, seed_start))
+        outcomes = run_local(st.dataset, st.method, range(seed_start, seed_start + seeds), overrides, results,
+                             root=roots.get(st.dataset), device=device, tag=final_tag(st.base, st.method, st.label),
+                             progress=False, echo=echo, n_jobs=n_jobs)
+        final_mod.stamp(outcomes, block)
+        if any(o.status == "failed" for o in outcomes):
+            code = 1
+    return code
+
+
+def require_existing(studies, results) -> None:
+    """``--final`` / ``--rebuild-ledger`` need the study to exist (nothing is created)."""
+    from mmbench.tuning.study import read_study_json
+
+    for st in studies:
+        if read_study_json(st, results) is None:
+            raise ConfigError(f"no study {st.name} under {results}/_tune: run `mmbench tune` with this --study first")
