@@ -139,7 +139,7 @@ def write_figures(name, records, out_dir, select="val", split="test", seed=0, ro
 
 
 @click.command()
-@click.argument("name", type=click.Choice(["sensitivity", "classifiers", "tsne"]))
+@click.argument("name", type=click.Choice(["sensitivity", "classifiers", "tsne", "tuning"]))
 @results_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("figures"), show_default=True)
 @click.option("--dataset", "-d", "datasets", multiple=True, help="Only these datasets (repeatable).")
@@ -150,11 +150,24 @@ def write_figures(name, records, out_dir, select="val", split="test", seed=0, ro
 @click.option("--root", "roots", multiple=True, metavar="DATASET=DIR", help="tsne: data root of a dataset, repeatable.")
 @click.option("--points", type=click.IntRange(min=0), default=2000, show_default=True,
               help="tsne: at most this many items of the split (stratified, seeded); 0 = all.")
+@click.option("--study", "label", default=None, help="tuning: the study label (mmbench tune --status lists them).")
+@click.option("--x", "x_axis", type=click.Choice(["trials", "hours"]), default="trials", show_default=True)
+@click.option("--estimator", type=click.Choice(["dodge", "unbiased"]), default="dodge", show_default=True)
+@click.option("--band", type=click.Choice(["bootstrap", "std"]), default="bootstrap", show_default=True)
 @friendly_errors
-def figure(name, results, out, datasets, methods, select, split, seed, roots, points):
+def figure(name, results, out, datasets, methods, select, split, seed, roots, points, label, x_axis, estimator, band):
     """The paper's figures from run records, as PDF and PNG: sensitivity (Fig. 3), classifiers
-    (Fig. 4), tsne (Fig. 5)."""
+    (Fig. 4), tsne (Fig. 5); tuning: expected best validation score against the tuning budget."""
     from mmbench.cli_common import load_records
+
+    if name == "tuning":
+        from mmbench.cli_common import results_root
+        from mmbench.tuning import curves
+
+        if not label:
+            raise MMBenchError("figure tuning needs --study LABEL (mmbench tune --status lists them)")
+        curves.write(results_root(results), label, datasets, out, x_axis, estimator, band, click.echo)
+        return
 
     records = load_records(results, datasets, methods)
     write_figures(name, records, out, select, split, seed, _root_map(roots, sorted({r["dataset"] for r in records})),
