@@ -77,6 +77,8 @@ def tune(suite, methods, datasets, trials, folds, repeats, metric, sampler, labe
         return
     if final or rebuild_ledger:
         commands.require_existing(studies, root_dir)
+    if rebuild_ledger:
+        click.echo(commands.set_aside_damaged(storage, root_dir, journal_lock) or "", nl=False)
     storage_spec = commands.prepare(studies, root_dir, storage, workers_n, journal_lock)
     if rebuild_ledger:
         for line in commands.rebuild(studies, storage_spec, root_dir):

@@ -205,7 +205,7 @@ def _open(studies, storage_spec):
 
     optuna = require_optuna()
     storage = storage_spec.open()
-    return optuna, storage, [open_optuna_study(st, storage, optuna) for st in studies]
+    return optuna, storage, [open_optuna_study(st, storage, optuna, storage_spec.display) for st in studies]
 
 
 def resume_lines(studies, storage_spec, results) -> list[str]:
@@ -339,3 +339,25 @@ def require_existing(studies, results) -> None:
     for st in studies:
         if read_study_json(st, results) is None:
             raise ConfigError(f"no study {st.name} under {results}/_tune: run `mmbench tune` with this --study first")
+
+
+def set_aside_damaged(storage_value, results, journal_lock) -> str | None:
+    """``--rebuild-ledger`` on a journal that cannot be replayed: rename it to
+    ``<name>.damaged-<UTC time>`` (kept, never deleted) so the rebuild starts a fresh one."""
+    import time
+    from pathlib import Path
+
+    from mmbench.tuning.study import parse_storage
+
+    spec = parse_storage(storage_value, results, 1, journal_lock)
+    if spec.kind != "journal" or not Path(spec.url).is_file():
+        return None
+    try:
+        storage = spec.open()
+        for summary in storage.get_all_studies():
+            storage.get_all_trials(summary._study_id, deepcopy=False)
+        return None
+    except (ConfigError, ValueError, KeyError):
+        aside = Path(f"{spec.url}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        Path(spec.url).rename(aside)
+        return f"the damaged ledger was moved to {aside}\n"

@@ -205,7 +205,7 @@ def work(studies: list[Study], storage_spec, results, root=None, device="cpu", e
     """One worker: trials round-robin over ``studies`` until none is free."""
     optuna = require_optuna()
     storage = storage_spec.open()
-    opened = [(st, open_optuna_study(st, storage, optuna)) for st in studies]
+    opened = [(st, open_optuna_study(st, storage, optuna, storage_spec.display)) for st in studies]
     report = WorkReport()
     tried: dict[str, set] = {st.name: set() for st in studies}
     active = list(opened)

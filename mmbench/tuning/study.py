@@ -347,9 +347,14 @@ def plan_sampler(st: Study, optuna):
     return PlanSampler()
 
 
-def open_optuna_study(st: Study, storage, optuna):
-    study = optuna.create_study(storage=storage, study_name=st.name, direction="maximize",
-                                sampler=plan_sampler(st, optuna), load_if_exists=True)
+def open_optuna_study(st: Study, storage, optuna, where: str = "in the results directory"):
+    """Create or load the Optuna study of ``st`` (a journal that cannot be replayed: one line)."""
+    try:
+        study = optuna.create_study(storage=storage, study_name=st.name, direction="maximize",
+                                    sampler=plan_sampler(st, optuna), load_if_exists=True)
+    except (ValueError, KeyError, TypeError, OSError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ConfigError(f"the tuning ledger {where} is damaged: {_short(exc)}; "
+                          "mmbench tune --rebuild-ledger rebuilds it from the run records") from None
     if not study.user_attrs.get("mmbench_study_hash"):
         with warnings.catch_warnings():  # ExperimentalWarning: the metric name is for the dashboard only
             warnings.simplefilter("ignore")
