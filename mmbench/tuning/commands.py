@@ -20,8 +20,10 @@ from mmbench.tuning.study import (
     write_study_json,
 )
 
-PROTOCOL_OFFICIAL = ("tuning needs a validation split; protocol=official has none and is the paper's own "
-                     "setting: use protocol=shared")
+PROTOCOL_OFFICIAL = (
+    "tuning needs a validation split; protocol=official has none and is the paper's own "
+    "setting: use protocol=shared"
+)
 
 
 @dataclass
@@ -78,13 +80,23 @@ def resolve_studies(req: Request, results) -> list[Study]:
         raise ConfigError(PROTOCOL_OFFICIAL)
     for key in ("data.cv_folds", "train.eval_test", "train.keep_checkpoints"):
         if key in req.fixed:
-            raise ConfigError(f"--set {key} is the tuner's own setting for trial runs; use --folds / --keep-checkpoints")
+            raise ConfigError(
+                f"--set {key} is the tuner's own setting for trial runs; use --folds / --keep-checkpoints"
+            )
     the_cells = cells(req)
-    label = req.label or default_label({
-        "sampler": req.sampler, "study_seed": req.study_seed, "folds": req.folds, "repeats": req.repeats,
-        "metric": req.metric, "fixed": dict(sorted(req.fixed.items())), "suite": req.suite,
-        "cells": sorted({(d, m) for d, m, _ in the_cells}), "space_file": _file_text(req.space_file),
-    })
+    label = req.label or default_label(
+        {
+            "sampler": req.sampler,
+            "study_seed": req.study_seed,
+            "folds": req.folds,
+            "repeats": req.repeats,
+            "metric": req.metric,
+            "fixed": dict(sorted(req.fixed.items())),
+            "suite": req.suite,
+            "cells": sorted({(d, m) for d, m, _ in the_cells}),
+            "space_file": _file_text(req.space_file),
+        }
+    )
     if not label.replace("_", "").replace(".", "").isalnum():
         raise ConfigError(f"--study {label!r}: use letters, digits, '_' and '.' only")
     studies, checked = [], {}
@@ -102,8 +114,20 @@ def resolve_studies(req: Request, results) -> list[Study]:
             raise ConfigError(f"{dataset} has {n} items of class {c} in train∪val: at most --folds {n}")
         dims = space_mod.load_space(dataset, method, req.space_file)
         base = space_mod.validate(dims, dataset, method, fixed)
-        st = build_study(label, dataset, method, fixed, dims, base, req.sampler, req.study_seed, req.folds,
-                         req.repeats, req.metric, req.trials)
+        st = build_study(
+            label,
+            dataset,
+            method,
+            fixed,
+            dims,
+            base,
+            req.sampler,
+            req.study_seed,
+            req.folds,
+            req.repeats,
+            req.metric,
+            req.trials,
+        )
         st.space_origin = {d.key: f"{d.source} ({d.origin})" for d in dims}
         studies.append(st)
     return studies
@@ -166,9 +190,11 @@ def dry_run_lines(studies: list[Study], rows: int = 4, figures=(), roots=None) -
             unknown = why
         else:
             total_s += est * runs
-        lines.append(f"{st.name}: {len(st.plan)} trials (anchor + {len(st.plan) - 1}) x {st.folds} folds x "
-                     f"{st.repeats} repeats = {runs} runs of {st.epochs} epochs, seeds "
-                     f"{TRIAL_SEED_START}..{TRIAL_SEED_START + st.n_folds() - 1}, sampler {st.sampler}")
+        lines.append(
+            f"{st.name}: {len(st.plan)} trials (anchor + {len(st.plan) - 1}) x {st.folds} folds x "
+            f"{st.repeats} repeats = {runs} runs of {st.epochs} epochs, seeds "
+            f"{TRIAL_SEED_START}..{TRIAL_SEED_START + st.n_folds() - 1}, sampler {st.sampler}"
+        )
         for d in st.dims:
             lines.append(f"  {d.key} {d.describe()}  default {st.anchor[d.key]!r}  {d.source}")
         for i, row in enumerate(st.plan[:rows]):
@@ -194,9 +220,16 @@ def space_text(req: Request) -> str:
     """``mmbench tune --show-space -m M -d D``: the resolved space as TOML with sources."""
     parts = []
     for dataset, method, fixed in cells(req):
-        dims = space_mod.load_space(dataset, method, req.space_file if str(req.space_file).endswith(".toml") else None)
+        dims = space_mod.load_space(
+            dataset, method, req.space_file if str(req.space_file).endswith(".toml") else None
+        )
         base = space_mod.validate(dims, dataset, method, fixed)
-        parts.append(f"# {method} on {dataset}" + (f" ({fixed})" if fixed else "") + "\n" + space_mod.space_toml(dims, base))
+        parts.append(
+            f"# {method} on {dataset}"
+            + (f" ({fixed})" if fixed else "")
+            + "\n"
+            + space_mod.space_toml(dims, base)
+        )
     return "\n\n".join(parts)
 
 
@@ -218,14 +251,17 @@ def resume_lines(studies, storage_spec, results) -> list[str]:
         done = len(s.complete) + len(s.failed)
         if done or s.running:
             orphans = [n for n, free in s.running if free]
-            out.append(f"resuming {st.name}: {done} finished, {len(orphans)} orphaned"
-                       + (f" (trial {', '.join(map(str, orphans))})" if orphans else "")
-                       + f", {s.not_started} not started")
+            out.append(
+                f"resuming {st.name}: {done} finished, {len(orphans)} orphaned"
+                + (f" (trial {', '.join(map(str, orphans))})" if orphans else "")
+                + f", {s.not_started} not started"
+            )
     return out
 
 
-def run_studies(studies, storage_spec, results, n_jobs, launcher, workers, device, roots, keep_checkpoints,
-                echo) -> int:
+def run_studies(
+    studies, storage_spec, results, n_jobs, launcher, workers, device, roots, keep_checkpoints, echo
+) -> int:
     """Train every study's trials; 1 when a trial crashed (it is left for resume), else 0."""
     import time
 
@@ -235,18 +271,24 @@ def run_studies(studies, storage_spec, results, n_jobs, launcher, workers, devic
     for line in resume_lines(studies, storage_spec, results):
         echo(line)
     runs = sum(len(st.plan) * st.n_folds() for st in studies)
-    echo(f"tuning {len(studies)} studies ({runs} fold runs) -> {results} with "
-         + ("this process" if n_jobs == 1 else f"{n_jobs} workers"))
+    echo(
+        f"tuning {len(studies)} studies ({runs} fold runs) -> {results} with "
+        + ("this process" if n_jobs == 1 else f"{n_jobs} workers")
+    )
     if launcher == "slurm":
         from mmbench.tuning.slurm import submit_workers
 
         return submit_workers(studies, storage_spec, results, workers, device, roots, keep_checkpoints, echo)
     device = "cpu" if device == "auto" and not _cuda() else device
     report = work_pool(studies, storage_spec, results, n_jobs, roots, device, echo, keep_checkpoints)
-    for line in status_lines(results, studies[0].label, only={st.name for st in studies}, storage_spec=storage_spec):
+    for line in status_lines(
+        results, studies[0].label, only={st.name for st in studies}, storage_spec=storage_spec
+    ):
         echo(line)
-    echo(f"{report.told} trials told ({report.failed} failed by divergence) in {time.time() - t0:.0f}s"
-         + (f"; {report.busy} trials being trained by another worker" if report.busy else ""))
+    echo(
+        f"{report.told} trials told ({report.failed} failed by divergence) in {time.time() - t0:.0f}s"
+        + (f"; {report.busy} trials being trained by another worker" if report.busy else "")
+    )
     for line in report.crashed:
         echo(f"crashed: {line}")
     return 1 if report.crashed else 0
@@ -298,8 +340,10 @@ def rebuild(studies, storage_spec, results) -> list[str]:
 
     optuna = require_optuna()
     storage = storage_spec.open()
-    return [f"{st.name}: rebuilt {rebuild_ledger(st, storage, results, optuna)} trials from the run records"
-            for st in studies]
+    return [
+        f"{st.name}: rebuilt {rebuild_ledger(st, storage, results, optuna)} trials from the run records"
+        for st in studies
+    ]
 
 
 def final(studies, storage_spec, results, seeds, seed_start, partial, n_jobs, device, roots, echo) -> int:
@@ -323,9 +367,19 @@ def final(studies, storage_spec, results, seeds, seed_start, partial, n_jobs, de
         block = final_mod.tuning_block(st, state, best, partial)
         echo(f"{st.name}: best trial {best[0]} (val {st.metric} {100 * best[1]:.2f}); the same as:")
         echo("  " + final_mod.run_line(st, overrides, seeds, seed_start))
-        outcomes = run_local(st.dataset, st.method, range(seed_start, seed_start + seeds), overrides, results,
-                             root=roots.get(st.dataset), device=device, tag=final_tag(st.base, st.method, st.label),
-                             progress=False, echo=echo, n_jobs=n_jobs)
+        outcomes = run_local(
+            st.dataset,
+            st.method,
+            range(seed_start, seed_start + seeds),
+            overrides,
+            results,
+            root=roots.get(st.dataset),
+            device=device,
+            tag=final_tag(st.base, st.method, st.label),
+            progress=False,
+            echo=echo,
+            n_jobs=n_jobs,
+        )
         final_mod.stamp(outcomes, block)
         if any(o.status == "failed" for o in outcomes):
             code = 1
@@ -338,7 +392,9 @@ def require_existing(studies, results) -> None:
 
     for st in studies:
         if read_study_json(st, results) is None:
-            raise ConfigError(f"no study {st.name} under {results}/_tune: run `mmbench tune` with this --study first")
+            raise ConfigError(
+                f"no study {st.name} under {results}/_tune: run `mmbench tune` with this --study first"
+            )
 
 
 def set_aside_damaged(storage_value, results, journal_lock) -> str | None:

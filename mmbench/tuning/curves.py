@@ -66,7 +66,9 @@ def band(values, estimator: str = "dodge", kind: str = "bootstrap", resamples: i
     fn = ESTIMATORS[estimator]
     if kind == "std":
         curve, sd = fn(values), max_std_dodge(values)
-        return np.clip(curve - sd, values.min(), values.max()), np.clip(curve + sd, values.min(), values.max())
+        return np.clip(curve - sd, values.min(), values.max()), np.clip(
+            curve + sd, values.min(), values.max()
+        )
     rng = np.random.default_rng(seed)
     boots = np.stack([fn(rng.choice(values, size=len(values), replace=True)) for _ in range(resamples)])
     return np.percentile(boots, 5, axis=0), np.percentile(boots, 95, axis=0)
@@ -75,8 +77,12 @@ def band(values, estimator: str = "dodge", kind: str = "bootstrap", resamples: i
 def study_curve(values, estimator="dodge", band_kind="bootstrap", seed=0) -> dict:
     curve = ESTIMATORS[estimator](values)
     lo, hi = band(values, estimator, band_kind, seed=seed)
-    return {"n": list(range(1, len(values) + 1)), "expected_max": curve.tolist(), "low": lo.tolist(),
-            "high": hi.tolist()}
+    return {
+        "n": list(range(1, len(values) + 1)),
+        "expected_max": curve.tolist(),
+        "low": lo.tolist(),
+        "high": hi.tolist(),
+    }
 
 
 def curve_data(results, label: str, dataset: str, estimator="dodge", band_kind="bootstrap") -> list[dict]:
@@ -97,10 +103,17 @@ def curve_data(results, label: str, dataset: str, estimator="dodge", band_kind="
         vals = {n: v for n, v, _ in state.complete}
         vals.update({n: 0.0 for n, _, _ in state.failed})
         planned = [vals[i] for i in sorted(vals) if i > 0]
-        entry = {"study": st.name, "method": st.base, "sampler": st.sampler, "trials": len(planned),
-                 "failed": sum(1 for n, _, _ in state.failed if n > 0), "anchor": vals.get(0),
-                 "values": planned, "hours_per_trial": state.hours / max(1, len(state.complete)),
-                 "edge_warnings": []}
+        entry = {
+            "study": st.name,
+            "method": st.base,
+            "sampler": st.sampler,
+            "trials": len(planned),
+            "failed": sum(1 for n, _, _ in state.failed if n > 0),
+            "anchor": vals.get(0),
+            "values": planned,
+            "hours_per_trial": state.hours / max(1, len(state.complete)),
+            "edge_warnings": [],
+        }
         if planned:
             entry.update(study_curve(planned, estimator, band_kind))
         if state.best is not None:
@@ -142,7 +155,9 @@ def figure(entries: list[dict], dataset: str, x: str = "trials", estimator: str 
             ax.plot(xs, ys, "o", color=c, label=label)
         else:
             ax.plot(xs, ys, "-", color=c, label=label)
-            ax.fill_between(xs, 100 * np.asarray(e["low"]), 100 * np.asarray(e["high"]), color=c, alpha=0.15, lw=0)
+            ax.fill_between(
+                xs, 100 * np.asarray(e["low"]), 100 * np.asarray(e["high"]), color=c, alpha=0.15, lw=0
+            )
         if e["anchor"] is not None:
             ax.axhline(100 * e["anchor"], color=c, ls=":", lw=1)
     if x != "hours":
@@ -154,14 +169,17 @@ def figure(entries: list[dict], dataset: str, x: str = "trials", estimator: str 
     ax.set_title(f"{dataset}: tuning curves")
     ax.legend(loc="lower right")
     name = "Dodge et al. 2019 (with replacement)" if estimator == "dodge" else "Tang et al. 2020 (unbiased)"
-    caption = (f"Expected best validation score of n random trials (estimator: {name}), per method; shaded: 5-95 % "
-               "bootstrap band (approximate, Tang et al. 2020); dotted: the published setting (anchor trial, not in "
-               "the curve). Diverged trials count with value 0.")
+    caption = (
+        f"Expected best validation score of n random trials (estimator: {name}), per method; shaded: 5-95 % "
+        "bootstrap band (approximate, Tang et al. 2020); dotted: the published setting (anchor trial, not in "
+        "the curve). Diverged trials count with value 0."
+    )
     return fig, caption
 
 
-def write(results, label: str, datasets, out_dir, x="trials", estimator="dodge", band_kind="bootstrap",
-          echo=print) -> list:
+def write(
+    results, label: str, datasets, out_dir, x="trials", estimator="dodge", band_kind="bootstrap", echo=print
+) -> list:
     import json
     from pathlib import Path
 
@@ -173,14 +191,18 @@ def write(results, label: str, datasets, out_dir, x="trials", estimator="dodge",
     if not docs:
         raise MMBenchError(f"no tuning study labelled {label!r} under {results}/_tune")
     written = []
-    for dataset in sorted({d["spec"]["dataset"] for d in docs} & set(datasets or [d["spec"]["dataset"] for d in docs])):
+    for dataset in sorted(
+        {d["spec"]["dataset"] for d in docs} & set(datasets or [d["spec"]["dataset"] for d in docs])
+    ):
         entries = curve_data(results, label, dataset, estimator, band_kind)
         fig, caption = figure(entries, dataset, x, estimator)
         stem = f"tuning_{dataset}_{label}"
         written += figs.save(fig, out_dir, stem)
         notes = [w for e in entries for w in (f"{e['method']}: {x}" for x in e["edge_warnings"])]
         (Path(out_dir) / f"{stem}.txt").write_text(caption + "\n" + "\n".join(notes) + "\n", encoding="utf-8")
-        (Path(out_dir) / "figure-data.json").write_text(json.dumps({dataset: entries}, indent=2), encoding="utf-8")
+        (Path(out_dir) / "figure-data.json").write_text(
+            json.dumps({dataset: entries}, indent=2), encoding="utf-8"
+        )
         echo(f"wrote {', '.join(str(p) for p in written[-2:])}")
         for n in notes:
             echo(f"warning: {n}")

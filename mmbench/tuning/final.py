@@ -29,10 +29,14 @@ def check_ready(st: Study, state, partial: bool) -> None:
     total = len(st.plan)
     unfinished = total - len(state.complete) - len(state.failed)
     if not state.complete:
-        raise ConfigError(f"{st.name}: no trial has completed yet ({unfinished} of {total} trials not finished); "
-                          "run the study first")
+        raise ConfigError(
+            f"{st.name}: no trial has completed yet ({unfinished} of {total} trials not finished); "
+            "run the study first"
+        )
     if unfinished and not partial:
-        raise ConfigError(f"{st.name}: {unfinished} of {total} trials not finished; finish the study or pass --partial")
+        raise ConfigError(
+            f"{st.name}: {unfinished} of {total} trials not finished; finish the study or pass --partial"
+        )
 
 
 def tuning_block(st: Study, state, best, partial: bool) -> dict:
@@ -70,8 +74,10 @@ def final_overrides(st: Study, best) -> dict:
 def run_line(st: Study, overrides: dict, seeds: int, seed_start: int) -> str:
     sets = " ".join(f"--set {shlex.quote(f'{k}={v}')}" for k, v in overrides.items())
     start = f" --seed-start {seed_start}" if seed_start else ""
-    return (f"mmbench run -m {st.method} -d {st.dataset} --seeds {seeds}{start} "
-            f"--tag {final_tag(st.base, st.method, st.label)} {sets}").strip()
+    return (
+        f"mmbench run -m {st.method} -d {st.dataset} --seeds {seeds}{start} "
+        f"--tag {final_tag(st.base, st.method, st.label)} {sets}"
+    ).strip()
 
 
 def stamp(outcomes, block: dict) -> int:

@@ -66,7 +66,10 @@ def grid_size(dims: list[Dim]) -> int:
 
 
 def grid_order(dims: list[Dim], study_seed: int) -> list[dict]:
-    combos = [dict(zip([d.key for d in dims], c, strict=True)) for c in itertools.product(*[d.choices for d in dims])]
+    combos = [
+        dict(zip([d.key for d in dims], c, strict=True))
+        for c in itertools.product(*[d.choices for d in dims])
+    ]
     order = np.random.default_rng([study_seed, 2]).permutation(len(combos))
     return [combos[i] for i in order]
 

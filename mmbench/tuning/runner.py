@@ -61,8 +61,14 @@ class WorkReport:
 def fold_job(st: Study, index: int, j: int, root=None, keep_checkpoints: bool = False):
     from mmbench.benchmark.suites import Job, freeze
 
-    return Job(st.dataset, st.method, TRIAL_SEED_START + j, freeze(st.trial_overrides(index, keep_checkpoints)),
-               st.trial_tag(index), None if root is None else str(root))
+    return Job(
+        st.dataset,
+        st.method,
+        TRIAL_SEED_START + j,
+        freeze(st.trial_overrides(index, keep_checkpoints)),
+        st.trial_tag(index),
+        None if root is None else str(root),
+    )
 
 
 def record_value(rec: dict, metric: str) -> float:
@@ -74,8 +80,9 @@ def _is_divergence(error: str | None) -> bool:
     return bool(error) and str(error).startswith("non-finite")
 
 
-def run_fold(st: Study, index: int, j: int, results, root=None, device="cpu", echo=None,
-             keep_checkpoints: bool = False) -> FoldResult:
+def run_fold(
+    st: Study, index: int, j: int, results, root=None, device="cpu", echo=None, keep_checkpoints: bool = False
+) -> FoldResult:
     from mmbench.benchmark.launch import job_config
     from mmbench.benchmark.runstate import SeedBusy, SeedDone, seed_status
     from mmbench.benchmark.trainer import train_run
@@ -102,7 +109,9 @@ def run_fold(st: Study, index: int, j: int, results, root=None, device="cpu", ec
             if _is_divergence(rec.get("error")):
                 return FoldResult("diverged", path=str(out_dir), reason=rec["error"])
             return FoldResult("crash", path=str(out_dir), reason=str(rec.get("error")))
-        return FoldResult("finished", record_value(rec, st.metric), str(out_dir), float(rec.get("seconds", 0.0)))
+        return FoldResult(
+            "finished", record_value(rec, st.metric), str(out_dir), float(rec.get("seconds", 0.0))
+        )
     except MMBenchError as exc:
         return FoldResult("crash", reason=str(exc))
     except Exception as exc:  # noqa: BLE001 - a crash of one trial must not stop the others
@@ -123,8 +132,10 @@ def _tell(study, storage, number: int, value: float | None, attrs: dict, optuna)
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
     if frozen.state.is_finished():
         if value is not None and frozen.value is not None and frozen.value != value:
-            raise ConfigError(f"trial {number} of {study.study_name} was told {frozen.value} but its records "
-                              f"give {value}: rebuild the ledger (mmbench tune --rebuild-ledger)")
+            raise ConfigError(
+                f"trial {number} of {study.study_name} was told {frozen.value} but its records "
+                f"give {value}: rebuild the ledger (mmbench tune --rebuild-ledger)"
+            )
         return
     _set_attrs(storage, study, number, attrs)
     if value is None:
@@ -133,8 +144,18 @@ def _tell(study, storage, number: int, value: float | None, attrs: dict, optuna)
         study.tell(number, value)
 
 
-def run_trial(st: Study, study, storage, index: int, results, optuna, root=None, device="cpu", echo=print,
-              keep_checkpoints: bool = False) -> str:
+def run_trial(
+    st: Study,
+    study,
+    storage,
+    index: int,
+    results,
+    optuna,
+    root=None,
+    device="cpu",
+    echo=print,
+    keep_checkpoints: bool = False,
+) -> str:
     """Train trial ``index``'s folds and tell: ``complete``, ``failed`` (divergence), ``busy``
     (a fold is trained elsewhere) or ``crash``."""
     values, paths, seconds = [], [], 0.0
@@ -145,22 +166,46 @@ def run_trial(st: Study, study, storage, index: int, results, optuna, root=None,
             return "busy"
         if fr.status == "crash":
             _set_attrs(storage, study, index, {"last_error": fr.reason[:500]})
-            echo(f"{st.name} trial {index}: CRASHED in fold run seed {TRIAL_SEED_START + j}: {fr.reason} "
-                 f"({fr.path or 'no record'}); left for resume")
+            echo(
+                f"{st.name} trial {index}: CRASHED in fold run seed {TRIAL_SEED_START + j}: {fr.reason} "
+                f"({fr.path or 'no record'}); left for resume"
+            )
             return "crash"
         if fr.status == "diverged":
-            _tell(study, storage, index, None, {"reason": fr.reason, "runs": paths, "plan_index": index,
-                                                "fold_values": values}, optuna)
-            echo(f"{st.name} trial {index}: FAIL ({fr.reason} in fold seed {TRIAL_SEED_START + j}) {st.plan[index]}")
+            _tell(
+                study,
+                storage,
+                index,
+                None,
+                {"reason": fr.reason, "runs": paths, "plan_index": index, "fold_values": values},
+                optuna,
+            )
+            echo(
+                f"{st.name} trial {index}: FAIL ({fr.reason} in fold seed {TRIAL_SEED_START + j}) {st.plan[index]}"
+            )
             return "failed"
         values.append(fr.value)
         seconds += fr.seconds
     value = math.fsum(values) / len(values)
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    _tell(study, storage, index, value, {"plan_index": index, "fold_values": values, "fold_std": sd, "runs": paths,
-                                         "seconds": round(seconds, 2)}, optuna)
+    _tell(
+        study,
+        storage,
+        index,
+        value,
+        {
+            "plan_index": index,
+            "fold_values": values,
+            "fold_std": sd,
+            "runs": paths,
+            "seconds": round(seconds, 2),
+        },
+        optuna,
+    )
     shown = " ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in st.plan[index].items())
-    echo(f"{st.name} trial {index}: val {st.metric} {100 * value:.2f} ± {100 * sd:.2f} ({seconds:.0f}s) {shown}")
+    echo(
+        f"{st.name} trial {index}: val {st.metric} {100 * value:.2f} ± {100 * sd:.2f} ({seconds:.0f}s) {shown}"
+    )
     return "complete"
 
 
@@ -174,8 +219,12 @@ def _claim(st: Study, study, storage, results, optuna, tried: set):
         trials = study.get_trials(deepcopy=False)
         RUNNING = optuna.trial.TrialState.RUNNING
         for t in trials:
-            if (t.state == RUNNING and t.number < len(st.plan) and not t.user_attrs.get(OVERFLOW)
-                    and t.number not in tried):
+            if (
+                t.state == RUNNING
+                and t.number < len(st.plan)
+                and not t.user_attrs.get(OVERFLOW)
+                and t.number not in tried
+            ):
                 lock = trial_lock(st, results, t.number)
                 if lock.__enter__():
                     return t.number, lock
@@ -200,8 +249,15 @@ def _claim(st: Study, study, storage, results, optuna, tried: set):
         lock.__exit__(None, None, None)
 
 
-def work(studies: list[Study], storage_spec, results, root=None, device="cpu", echo=print,
-         keep_checkpoints: bool = False) -> WorkReport:
+def work(
+    studies: list[Study],
+    storage_spec,
+    results,
+    root=None,
+    device="cpu",
+    echo=print,
+    keep_checkpoints: bool = False,
+) -> WorkReport:
     """One worker: trials round-robin over ``studies`` until none is free."""
     optuna = require_optuna()
     storage = storage_spec.open()
@@ -219,8 +275,9 @@ def work(studies: list[Study], storage_spec, results, root=None, device="cpu", e
             try:
                 tried[st.name].add(number)
                 roots = root.get(st.dataset) if isinstance(root, dict) else root
-                outcome = run_trial(st, study, storage, number, results, optuna, roots, device, echo,
-                                    keep_checkpoints)
+                outcome = run_trial(
+                    st, study, storage, number, results, optuna, roots, device, echo, keep_checkpoints
+                )
             finally:
                 lock.__exit__(None, None, None)
             if outcome == "crash":
@@ -240,14 +297,24 @@ def _worker_main(studies, storage_spec, results, root, device, keep_checkpoints,
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        rep = work(studies, storage_spec, results, root, device, lambda m: print(m, flush=True), keep_checkpoints)
+        rep = work(
+            studies, storage_spec, results, root, device, lambda m: print(m, flush=True), keep_checkpoints
+        )
         queue.put(("ok", rep.told, rep.failed, rep.crashed, rep.busy))
     except MMBenchError as exc:
         queue.put(("error", str(exc)))
 
 
-def work_pool(studies, storage_spec, results, n_jobs: int, root=None, device="cpu", echo=print,
-              keep_checkpoints: bool = False) -> WorkReport:
+def work_pool(
+    studies,
+    storage_spec,
+    results,
+    n_jobs: int,
+    root=None,
+    device="cpu",
+    echo=print,
+    keep_checkpoints: bool = False,
+) -> WorkReport:
     """``--jobs J``: J spawned worker processes, each running ``work`` on the same studies."""
     if n_jobs <= 1:
         return work(studies, storage_spec, results, root, device, echo, keep_checkpoints)
@@ -255,8 +322,13 @@ def work_pool(studies, storage_spec, results, n_jobs: int, root=None, device="cp
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(studies, storage_spec, str(results), root, device,
-                                                    keep_checkpoints, queue)) for _ in range(n_jobs)]
+    procs = [
+        ctx.Process(
+            target=_worker_main,
+            args=(studies, storage_spec, str(results), root, device, keep_checkpoints, queue),
+        )
+        for _ in range(n_jobs)
+    ]
     for p in procs:
         p.start()
     report = WorkReport()
@@ -330,8 +402,10 @@ def edge_warnings(st: Study, params: dict) -> list[str]:
         v = params.get(d.key)
         if d.kind == "categorical" or v is None:
             if d.kind == "categorical" and len(d.choices) > 2 and v in (d.choices[0], d.choices[-1]):
-                out.append(f"best {d.key.split('.')[-1]} = {v!r} is the {'first' if v == d.choices[0] else 'last'} "
-                           f"choice of {d.describe()}")
+                out.append(
+                    f"best {d.key.split('.')[-1]} = {v!r} is the {'first' if v == d.choices[0] else 'last'} "
+                    f"choice of {d.describe()}"
+                )
             continue
         lo, hi, x = (math.log(d.low), math.log(d.high), math.log(v)) if d.log else (d.low, d.high, float(v))
         pos = (x - lo) / (hi - lo)
@@ -343,8 +417,13 @@ def edge_warnings(st: Study, params: dict) -> list[str]:
 
 def status_line(st: Study, state: StudyState) -> str:
     orphans = sum(1 for _, free in state.running if free)
-    parts = [f"{len(state.complete)} complete", f"{len(state.failed)} failed",
-             f"{len(state.running) - orphans} running", f"{orphans} orphaned", f"{state.not_started} not started"]
+    parts = [
+        f"{len(state.complete)} complete",
+        f"{len(state.failed)} failed",
+        f"{len(state.running) - orphans} running",
+        f"{orphans} orphaned",
+        f"{state.not_started} not started",
+    ]
     text = f"{st.name}: " + ", ".join(parts) + f" of {len(st.plan)}"
     if state.best is not None:
         n, v, sd = state.best
@@ -389,13 +468,20 @@ def rebuild_ledger(st: Study, storage, results, optuna) -> int:
         attrs = {"plan_index": index, "fold_values": values, "runs": paths, "rebuilt": True}
         if complete:
             value = math.fsum(values) / len(values)
-            attrs.update(fold_std=statistics.stdev(values) if len(values) > 1 else 0.0, seconds=round(seconds, 2))
-            trial = optuna.trial.create_trial(params=st.plan[index], distributions=dists, value=value,
-                                              user_attrs=attrs)
+            attrs.update(
+                fold_std=statistics.stdev(values) if len(values) > 1 else 0.0, seconds=round(seconds, 2)
+            )
+            trial = optuna.trial.create_trial(
+                params=st.plan[index], distributions=dists, value=value, user_attrs=attrs
+            )
         else:
             attrs["reason"] = failed
-            trial = optuna.trial.create_trial(params=st.plan[index], distributions=dists,
-                                              state=optuna.trial.TrialState.FAIL, user_attrs=attrs)
+            trial = optuna.trial.create_trial(
+                params=st.plan[index],
+                distributions=dists,
+                state=optuna.trial.TrialState.FAIL,
+                user_attrs=attrs,
+            )
         study.add_trial(trial)
         added += 1
     return added

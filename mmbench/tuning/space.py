@@ -78,14 +78,18 @@ class Dim:
 
 def _dim(key: str, spec, where: str, group: int) -> Dim:
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: {key} must be a table such as {{ low = 0.1, high = 1.0, source = \"[guess] ...\" }}")
+        raise ConfigError(
+            f'{where}: {key} must be a table such as {{ low = 0.1, high = 1.0, source = "[guess] ..." }}'
+        )
     source = spec.get("source")
     if not isinstance(source, str) or not source.startswith(SOURCE_TAGS):
         raise ConfigError(f"{where}: {key} needs a source starting with [paper], [code] or [guess]")
     unknown = set(spec) - {"low", "high", "log", "int", "choices", "source"}
     if unknown:
-        raise ConfigError(f"{where}: {key} has unknown field(s) {', '.join(sorted(unknown))}; "
-                          "use low, high, log, int, choices, source")
+        raise ConfigError(
+            f"{where}: {key} has unknown field(s) {', '.join(sorted(unknown))}; "
+            "use low, high, log, int, choices, source"
+        )
     if "choices" in spec:
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
@@ -148,17 +152,26 @@ def load_space(dataset: str, method: str, space_file: str | None = None) -> list
             raise ConfigError(f"--space {path}: cannot read it ({exc})") from None
         dims = _table_dims(table, f"{path} [search]", dataset, _group)
     else:
-        dims = _table_dims(dataset_preset(dataset).get("search", {}), f"configs/{dataset}.toml [search]",
-                           dataset, lambda k: 0)
+        dims = _table_dims(
+            dataset_preset(dataset).get("search", {}),
+            f"configs/{dataset}.toml [search]",
+            dataset,
+            lambda k: 0,
+        )
         for key in dims:
             if not key.startswith(SHARED_PREFIXES):
-                raise ConfigError(f"configs/{dataset}.toml [search]: {key} is not a shared train./data. setting")
-        mdims = _table_dims(method_preset(method).get("search", {}), f"{_method_file(method)} [search]",
-                            dataset, lambda k: 1)
+                raise ConfigError(
+                    f"configs/{dataset}.toml [search]: {key} is not a shared train./data. setting"
+                )
+        mdims = _table_dims(
+            method_preset(method).get("search", {}), f"{_method_file(method)} [search]", dataset, lambda k: 1
+        )
         for key in mdims:
             if not key.startswith("method."):
-                raise ConfigError(f"{_method_file(method)} [search]: {key} is not a method setting; "
-                                  "shared settings are searched in the dataset's TOML")
+                raise ConfigError(
+                    f"{_method_file(method)} [search]: {key} is not a method setting; "
+                    "shared settings are searched in the dataset's TOML"
+                )
         dims.update(mdims)
     if sum(d.group == 1 for d in dims.values()) > MAX_METHOD_DIMS and space_file is None:
         raise ConfigError(f"{_method_file(method)} [search]: at most {MAX_METHOD_DIMS} method dimensions")
@@ -188,7 +201,9 @@ def validate(dims: list[Dim], dataset: str, method: str, fixed: dict) -> dict:
             f"nothing to tune for {method} on {dataset}: its TOML has no [search] and the dataset's "
             "shared dimensions were removed"
         )
-    valid = {config_mod._canonical(k) for k in config_mod.valid_keys(get_dataset(dataset), get_method(method))}
+    valid = {
+        config_mod._canonical(k) for k in config_mod.valid_keys(get_dataset(dataset), get_method(method))
+    }
     fixed_keys = {config_mod._canonical(k) for k in fixed}
     for d in dims:
         if d.key not in valid:
@@ -206,7 +221,9 @@ def validate(dims: list[Dim], dataset: str, method: str, fixed: dict) -> dict:
             try:
                 config_mod.resolve_config(dataset, method, {**fixed, d.key: corner})
             except ConfigError as exc:
-                raise ConfigError(f"{d.origin}: {d.key} = {corner!r} is refused by the harness ({exc})") from None
+                raise ConfigError(
+                    f"{d.origin}: {d.key} = {corner!r} is refused by the harness ({exc})"
+                ) from None
     return base
 
 

@@ -162,8 +162,9 @@ class Study:
         return out
 
 
-def build_study(label, dataset, method, fixed, dims, anchor, sampler, study_seed, folds, repeats, metric,
-                trials) -> Study:
+def build_study(
+    label, dataset, method, fixed, dims, anchor, sampler, study_seed, folds, repeats, metric, trials
+) -> Study:
     from mmbench.benchmark.config import resolve_config
     from mmbench.benchmark.identity import component_info
 
@@ -173,11 +174,27 @@ def build_study(label, dataset, method, fixed, dims, anchor, sampler, study_seed
         if not size:
             raise ConfigError("--sampler grid needs every dimension categorical (choices = [...])")
         if trials != size:
-            raise ConfigError(f"--sampler grid: the grid of {method} on {dataset} has {size} points; pass --trials {size}")
-    st = Study(label, dataset, method, run_base(method, fixed), dims, anchor, sampler, study_seed, folds, repeats,
-               metric, dict(fixed), trials,
-               {"method": component_info("method", method), "dataset": component_info("dataset", dataset)},
-               cfg.train.epochs, cfg.protocol)
+            raise ConfigError(
+                f"--sampler grid: the grid of {method} on {dataset} has {size} points; pass --trials {size}"
+            )
+    st = Study(
+        label,
+        dataset,
+        method,
+        run_base(method, fixed),
+        dims,
+        anchor,
+        sampler,
+        study_seed,
+        folds,
+        repeats,
+        metric,
+        dict(fixed),
+        trials,
+        {"method": component_info("method", method), "dataset": component_info("dataset", dataset)},
+        cfg.train.epochs,
+        cfg.protocol,
+    )
     st.plan = make_plan(st)
     return st
 
@@ -250,9 +267,24 @@ def load_study_json(results, label: str, dataset: str, base: str) -> dict | None
 
 def study_from_json(doc: dict) -> Study:
     spec = doc["spec"]
-    st = Study(doc["label"], spec["dataset"], spec["method"], spec["run"], [Dim.from_dict(d) for d in spec["space"]],
-               spec["anchor"], spec["sampler"], spec["study_seed"], spec["folds"], spec["repeats"], spec["metric"],
-               spec["fixed"], doc["trials"], spec["components"], spec["epochs"], spec["protocol"])
+    st = Study(
+        doc["label"],
+        spec["dataset"],
+        spec["method"],
+        spec["run"],
+        [Dim.from_dict(d) for d in spec["space"]],
+        spec["anchor"],
+        spec["sampler"],
+        spec["study_seed"],
+        spec["folds"],
+        spec["repeats"],
+        spec["metric"],
+        spec["fixed"],
+        doc["trials"],
+        spec["components"],
+        spec["epochs"],
+        spec["protocol"],
+    )
     st.plan = doc["plan"]
     return st
 
@@ -285,8 +317,10 @@ class Storage:
         except Exception as exc:  # noqa: BLE001 - driver missing, server refused, file unreadable
             if self.kind == "journal" and Path(self.url).is_file():
                 raise ConfigError(self.damaged(exc)) from None
-            raise ConfigError(f"cannot open the tuning storage {self.display!r}: {_short(exc)}; "
-                              "the default journal file needs no server") from None
+            raise ConfigError(
+                f"cannot open the tuning storage {self.display!r}: {_short(exc)}; "
+                "the default journal file needs no server"
+            ) from None
         try:
             storage.get_all_studies()
         except Exception as exc:  # noqa: BLE001
@@ -294,8 +328,10 @@ class Storage:
         return storage
 
     def damaged(self, exc) -> str:
-        return (f"the tuning ledger {self.display} is damaged: {_short(exc)}; "
-                "mmbench tune --rebuild-ledger rebuilds it from the run records")
+        return (
+            f"the tuning ledger {self.display} is damaged: {_short(exc)}; "
+            "mmbench tune --rebuild-ledger rebuilds it from the run records"
+        )
 
 
 def _short(exc: BaseException) -> str:
@@ -314,15 +350,21 @@ def parse_storage(value: str | None, results, workers: int, journal_lock: str = 
         scheme = value.split("://", 1)[0].split("+", 1)[0].lower()
         if scheme == "sqlite":
             if workers > 1:
-                raise ConfigError("SQLite cannot serve parallel workers (Optuna FAQ); use the default journal "
-                                  "file or PostgreSQL")
+                raise ConfigError(
+                    "SQLite cannot serve parallel workers (Optuna FAQ); use the default journal "
+                    "file or PostgreSQL"
+                )
             return Storage(value, shown, "rdb")
         if scheme in ("postgresql", "mysql"):
             return Storage(value, shown, "rdb")
-        raise ConfigError(f"cannot open the tuning storage {shown!r}: unknown scheme {scheme!r}; give a journal "
-                          "file path, postgresql://..., mysql://... or sqlite:///... (one worker)")
+        raise ConfigError(
+            f"cannot open the tuning storage {shown!r}: unknown scheme {scheme!r}; give a journal "
+            "file path, postgresql://..., mysql://... or sqlite:///... (one worker)"
+        )
     if Path(value).is_dir():
-        raise ConfigError(f"cannot open the tuning storage {shown!r}: it is a directory; give a journal file path")
+        raise ConfigError(
+            f"cannot open the tuning storage {shown!r}: it is a directory; give a journal file path"
+        )
     return Storage(value, shown, "journal", journal_lock)
 
 
@@ -350,11 +392,18 @@ def plan_sampler(st: Study, optuna):
 def open_optuna_study(st: Study, storage, optuna, where: str = "in the results directory"):
     """Create or load the Optuna study of ``st`` (a journal that cannot be replayed: one line)."""
     try:
-        study = optuna.create_study(storage=storage, study_name=st.name, direction="maximize",
-                                    sampler=plan_sampler(st, optuna), load_if_exists=True)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=st.name,
+            direction="maximize",
+            sampler=plan_sampler(st, optuna),
+            load_if_exists=True,
+        )
     except (ValueError, KeyError, TypeError, OSError) as exc:  # json.JSONDecodeError is a ValueError
-        raise ConfigError(f"the tuning ledger {where} is damaged: {_short(exc)}; "
-                          "mmbench tune --rebuild-ledger rebuilds it from the run records") from None
+        raise ConfigError(
+            f"the tuning ledger {where} is damaged: {_short(exc)}; "
+            "mmbench tune --rebuild-ledger rebuilds it from the run records"
+        ) from None
     if not study.user_attrs.get("mmbench_study_hash"):
         with warnings.catch_warnings():  # ExperimentalWarning: the metric name is for the dashboard only
             warnings.simplefilter("ignore")

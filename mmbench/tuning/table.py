@@ -44,7 +44,9 @@ def tuned_rows(records, results, label: str, datasets=None) -> list[dict]:
     if datasets:
         docs = [d for d in docs if d["spec"]["dataset"] in datasets]
     if not docs:
-        raise ConfigError(f"no tuning study labelled {label!r} under {results}/_tune (see mmbench tune --status)")
+        raise ConfigError(
+            f"no tuning study labelled {label!r} under {results}/_tune (see mmbench tune --status)"
+        )
     rows = []
     for doc in docs:
         st = study_from_json(doc)
@@ -53,10 +55,24 @@ def tuned_rows(records, results, label: str, datasets=None) -> list[dict]:
         metric = st.metric
         d = _scores(records, st.dataset, default_run, metric)
         t = _scores(records, st.dataset, tuned_run, metric)
-        block = next((r.get("tuning") for r in records if r["dataset"] == st.dataset and r["run"] == tuned_run
-                      and r.get("tuning")), None)
-        rows.append({"study": st, "default_run": default_run, "tuned_run": tuned_run, "default": d, "tuned": t,
-                     "block": block})
+        block = next(
+            (
+                r.get("tuning")
+                for r in records
+                if r["dataset"] == st.dataset and r["run"] == tuned_run and r.get("tuning")
+            ),
+            None,
+        )
+        rows.append(
+            {
+                "study": st,
+                "default_run": default_run,
+                "tuned_run": tuned_run,
+                "default": d,
+                "tuned": t,
+                "block": block,
+            }
+        )
     return rows
 
 
@@ -79,36 +95,52 @@ def _paired(d: dict, t: dict) -> tuple[str, float | None]:
 def budget_key(block: dict | None) -> tuple | None:
     if not block:
         return None
-    return (block["trials"], block["finished"], block["folds"], block["repeats"], block["metric"], block["sampler"])
+    return (
+        block["trials"],
+        block["finished"],
+        block["folds"],
+        block["repeats"],
+        block["metric"],
+        block["sampler"],
+    )
 
 
 def render(records, results, label: str, datasets=None, strict: bool = False) -> str:
     from scipy.stats import kendalltau
 
     rows = tuned_rows(records, results, label, datasets)
-    lines = [f"Default vs tuned (study {label}): fusion test score at the val-selected epoch, mean ± sd over seeds",
-             "", "| dataset | method | default | tuned | tuned − default (paired) | best params |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Default vs tuned (study {label}): fusion test score at the val-selected epoch, mean ± sd over seeds",
+        "",
+        "| dataset | method | default | tuned | tuned − default (paired) | best params |",
+        "|---|---|---|---|---|---|",
+    ]
     budgets = {}
     for r in rows:
         st, b = r["study"], r["block"]
         if b:
             n = f"{b['finished']} of {b['trials']} trials" if b.get("partial") else f"{b['trials']} trials"
             tuned_label = f"{r['tuned_run']} (tuned, {n} × {b['folds']} folds)"
-            params = ", ".join(f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
-                               for k, v in b["params"].items())
+            params = ", ".join(
+                f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+                for k, v in b["params"].items()
+            )
             params += f" (trial {b['best_trial']}{', the anchor' if b['best_trial'] == 0 else ''})"
             budgets[st.name] = budget_key(b)
         else:
             tuned_label, params = "(no final runs: mmbench tune --final)", "-"
         diff, _ = _paired(r["default"], r["tuned"])
-        lines.append(f"| {st.dataset} | {r['default_run']} / {tuned_label} | {_ms(list(r['default'].values()))} | "
-                     f"{_ms(list(r['tuned'].values()))} | {diff} | {params} |")
+        lines.append(
+            f"| {st.dataset} | {r['default_run']} / {tuned_label} | {_ms(list(r['default'].values()))} | "
+            f"{_ms(list(r['tuned'].values()))} | {diff} | {params} |"
+        )
     notes = []
     distinct = sorted({v for v in budgets.values() if v is not None})
     if len(distinct) > 1:
-        names = "; ".join(f"{k}: {v[0]} trials ({v[1]} finished) × {v[2]} folds × {v[3]} repeats, {v[4]}, {v[5]}"
-                          for k, v in budgets.items())
+        names = "; ".join(
+            f"{k}: {v[0]} trials ({v[1]} finished) × {v[2]} folds × {v[3]} repeats, {v[4]}, {v[5]}"
+            for k, v in budgets.items()
+        )
         if strict:
             raise ConfigError(f"tuned rows have different budgets ({names}); --strict-budget refuses them")
         notes.append(f"Budgets differ between rows: {names}.")
@@ -121,12 +153,18 @@ def render(records, results, label: str, datasets=None, strict: bool = False) ->
             hours += b.get("hours", 0.0)
     first = next((r["block"] for r in rows if r["block"]), None)
     if first:
-        kind = {"random": "random search (i.i.d.)", "sobol": "scrambled Sobol (QMC)", "grid": "grid",
-                "tpe": "TPE (adaptive)"}[first["sampler"]]
-        notes.append(f"Sampler: {kind}, study seed {first['study_seed']}, plus one anchor trial at the published "
-                     f"setting; no pruning; every trial trains the full epochs. Hyper-parameters chosen by "
-                     f"{first['folds']}-fold CV on train ∪ val ({first['metric']}); the test set and the final seeds "
-                     f"were never used in tuning. Tuning cost {hours:.2f} training hours in all.")
+        kind = {
+            "random": "random search (i.i.d.)",
+            "sobol": "scrambled Sobol (QMC)",
+            "grid": "grid",
+            "tpe": "TPE (adaptive)",
+        }[first["sampler"]]
+        notes.append(
+            f"Sampler: {kind}, study seed {first['study_seed']}, plus one anchor trial at the published "
+            f"setting; no pruning; every trial trains the full epochs. Hyper-parameters chosen by "
+            f"{first['folds']}-fold CV on train ∪ val ({first['metric']}); the test set and the final seeds "
+            f"were never used in tuning. Tuning cost {hours:.2f} training hours in all."
+        )
     notes += ranking_notes(rows, kendalltau)
     return "\n".join(lines + [""] + [f"- {n}" for n in notes])
 
@@ -144,6 +182,8 @@ def ranking_notes(rows, kendalltau) -> list[str]:
         order_t = [n for _, n in sorted(zip(t, names, strict=True), reverse=True)]
         tau = kendalltau(d, t).statistic
         tau_text = "undefined" if tau is None or math.isnan(tau) else f"{tau:.2f}"
-        out.append(f"{dataset} ranking, default: {' > '.join(order_d)}; tuned: {' > '.join(order_t)}; "
-                   f"Kendall's tau {tau_text}.")
+        out.append(
+            f"{dataset} ranking, default: {' > '.join(order_d)}; tuned: {' > '.join(order_t)}; "
+            f"Kendall's tau {tau_text}."
+        )
     return out

@@ -37,7 +37,9 @@ def _study(method, trials=5, sampler="random", seed=0):
 
     dims = space.load_space("mfeat", method)
     base = space.validate(dims, "mfeat", method, {"data.preset": "smoke"})
-    return build_study("t", "mfeat", method, {"data.preset": "smoke"}, dims, base, sampler, seed, 3, 1, "acc", trials)
+    return build_study(
+        "t", "mfeat", method, {"data.preset": "smoke"}, dims, base, sampler, seed, 3, 1, "acc", trials
+    )
 
 
 def test_plan_is_a_pure_function_shared_dims_match_and_growing_keeps_indices():
@@ -98,7 +100,16 @@ def test_every_builtin_space_validates_on_every_dataset_it_has_settings_for():
 
     for m in sorted(builtin_method_names()):
         pre = method_preset(m)
-        for d in ("mfeat", "mfeat3", "cremad", "kinetics_sounds", "vggsound", "nvgesture", "twitter15", "sarcasm"):
+        for d in (
+            "mfeat",
+            "mfeat3",
+            "cremad",
+            "kinetics_sounds",
+            "vggsound",
+            "nvgesture",
+            "twitter15",
+            "sarcasm",
+        ):
             if pre and d not in pre.get("datasets", {}):
                 continue
             fixed = {"method.modality": get_dataset(d).modalities[0]} if m == "unimodal" else {}
@@ -112,9 +123,15 @@ def test_every_builtin_space_validates_on_every_dataset_it_has_settings_for():
         ('"train.lr" = { low = 0.1, high = 0.01, source = "[guess] x" }', "low 0.1 >= high 0.01"),
         ('"train.lr" = { low = 0.0, high = 0.1, log = true, source = "[guess] x" }', "log-scaled but low"),
         ('"train.lr" = { low = 0.001, high = 0.1, source = "a guess" }', "needs a source"),
-        ('"train.lr" = { low = 0.02, high = 0.1, source = "[guess] x" }', "does not contain the resolved default"),
+        (
+            '"train.lr" = { low = 0.02, high = 0.1, source = "[guess] x" }',
+            "does not contain the resolved default",
+        ),
         ('"train.lr" = { choices = [], source = "[guess] x" }', "empty choices"),
-        ('"method.modulation_starts" = { low = 0, high = 40, int = true, source = "[guess] x" }', "refused by the harness"),
+        (
+            '"method.modulation_starts" = { low = 0, high = 40, int = true, source = "[guess] x" }',
+            "refused by the harness",
+        ),
         ('"train.epochs" = { low = 1.5, high = 4, int = true, source = "[guess] x" }', "non-integer bound"),
     ],
 )
@@ -122,8 +139,24 @@ def test_bad_space_is_one_line_exit_2_nothing_written(tmp_path, body, message):
     f = tmp_path / "space.toml"
     f.write_text("[search]\n" + body + "\n")
     results = tmp_path / "results"
-    r = CliRunner().invoke(cli, ["tune", "-m", "ogm_ge", "-d", "mfeat", "--space", str(f), "--results", str(results),
-                                 "--trials", "1", *SMOKE, "--dry-run"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "tune",
+            "-m",
+            "ogm_ge",
+            "-d",
+            "mfeat",
+            "--space",
+            str(f),
+            "--results",
+            str(results),
+            "--trials",
+            "1",
+            *SMOKE,
+            "--dry-run",
+        ],
+    )
     assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
     assert listing(results) == []
 
@@ -172,8 +205,9 @@ def test_cv_folds_enters_the_identity_only_when_set_and_known_hashes_hold():
     assert identity_hash(resolve_config("mfeat", "joint", {})) == "8e3364450f0f6bfa"
     assert identity_hash(resolve_config("mfeat", "ogm_ge", {"data.preset": "smoke"})) == "ca28b3f99eced390"
     base = resolve_config("mfeat", "joint", {})
-    assert identity_hash(resolve_config("mfeat", "joint", {"train.eval_test": False,
-                                                            "train.keep_checkpoints": False})) == identity_hash(base)
+    assert identity_hash(
+        resolve_config("mfeat", "joint", {"train.eval_test": False, "train.keep_checkpoints": False})
+    ) == identity_hash(base)
     assert identity_hash(resolve_config("mfeat", "joint", {"data.cv_folds": 3})) != identity_hash(base)
 
 
@@ -195,8 +229,21 @@ def test_tune_final_table_and_ledger_end_to_end(tmp_path):
     from optuna.storages.journal import JournalFileBackend
 
     results = tmp_path / "results"
-    args = ["-m", "joint", "-d", "mfeat", "--trials", "2", "--folds", "2", "--study", "e2e", "--results", str(results),
-            *SMOKE]
+    args = [
+        "-m",
+        "joint",
+        "-d",
+        "mfeat",
+        "--trials",
+        "2",
+        "--folds",
+        "2",
+        "--study",
+        "e2e",
+        "--results",
+        str(results),
+        *SMOKE,
+    ]
     r = tune(*args)
     assert r.exit_code == 0, r.output
     doc = json.loads((results / "_tune/e2e/mfeat/joint/study.json").read_text())
@@ -233,11 +280,14 @@ def test_tune_final_table_and_ledger_end_to_end(tmp_path):
     spec2 = parse_storage(str(tmp_path / "rebuilt.journal"), results, 1)
     from mmbench.tuning.commands import Request, resolve_studies
 
-    studies = resolve_studies(Request(["joint"], ["mfeat"], None, 2, 2, label="e2e", fixed={"data.preset": "smoke"}),
-                              results)
+    studies = resolve_studies(
+        Request(["joint"], ["mfeat"], None, 2, 2, label="e2e", fixed={"data.preset": "smoke"}), results
+    )
     assert rebuild(studies, spec2, results) == ["e2e:mfeat:joint: rebuilt 3 trials from the run records"]
     again = optuna.load_study(study_name="e2e:mfeat:joint", storage=spec2.open())
-    assert [(t.params, t.value, t.state) for t in again.trials] == [(t.params, t.value, t.state) for t in study.trials]
+    assert [(t.params, t.value, t.state) for t in again.trials] == [
+        (t.params, t.value, t.state) for t in study.trials
+    ]
     # tables hide the trial runs unless asked
     from mmbench.benchmark.store import load_results
 
@@ -251,13 +301,16 @@ def test_tune_final_table_and_ledger_end_to_end(tmp_path):
     assert fin["tuning"]["study"] == "e2e:mfeat:joint" and fin["tuning"]["trials"] == 2
     assert fin["tuning"]["params"] == doc["plan"][fin["tuning"]["best_trial"]]
     assert fin["test_evaluated"] is True
-    CliRunner().invoke(cli, ["run", "-m", "joint", "-d", "mfeat", "--seeds", "2", "--results", str(results), *SMOKE])
+    CliRunner().invoke(
+        cli, ["run", "-m", "joint", "-d", "mfeat", "--seeds", "2", "--results", str(results), *SMOKE]
+    )
     t = CliRunner().invoke(cli, ["table", "--tuned", "e2e", "--results", str(results)])
     assert t.exit_code == 0 and "(tuned, 2 trials × 2 folds)" in t.output and "paired" in t.output, t.output
     assert "no pruning" in t.output and "2-fold CV on train ∪ val" in t.output
     # the curve figure and its data
-    f = CliRunner().invoke(cli, ["figure", "tuning", "--study", "e2e", "--results", str(results), "--out",
-                                 str(tmp_path / "fig")])
+    f = CliRunner().invoke(
+        cli, ["figure", "tuning", "--study", "e2e", "--results", str(results), "--out", str(tmp_path / "fig")]
+    )
     assert f.exit_code == 0 and (tmp_path / "fig/tuning_mfeat_e2e.png").is_file()
     data = json.loads((tmp_path / "fig/figure-data.json").read_text())["mfeat"][0]
     assert data["trials"] == 2 and data["anchor"] == study.trials[0].value
@@ -270,11 +323,38 @@ def test_final_before_the_budget_is_spent_and_a_changed_spec_are_refused(tmp_pat
     req = Request(["joint"], ["mfeat"], None, 2, 2, label="x", fixed={"data.preset": "smoke"})
     prepare(resolve_studies(req, results), results, None, 1, "symlink")
     before = listing(results)
-    r = tune("-m", "joint", "-d", "mfeat", "--trials", "2", "--folds", "2", "--study", "x", "--results", str(results),
-             *SMOKE, "--final")
+    r = tune(
+        "-m",
+        "joint",
+        "-d",
+        "mfeat",
+        "--trials",
+        "2",
+        "--folds",
+        "2",
+        "--study",
+        "x",
+        "--results",
+        str(results),
+        *SMOKE,
+        "--final",
+    )
     assert r.exit_code == 2 and "no trial has completed yet (3 of 3 trials not finished)" in r.output
-    r = tune("-m", "joint", "-d", "mfeat", "--trials", "2", "--folds", "3", "--study", "x", "--results", str(results),
-             *SMOKE)
+    r = tune(
+        "-m",
+        "joint",
+        "-d",
+        "mfeat",
+        "--trials",
+        "2",
+        "--folds",
+        "3",
+        "--study",
+        "x",
+        "--results",
+        str(results),
+        *SMOKE,
+    )
     assert r.exit_code == 2 and "differs in folds" in r.output and "--study NEW" in r.output
     assert listing(results) == before
 
@@ -286,10 +366,15 @@ def test_final_before_the_budget_is_spent_and_a_changed_spec_are_refused(tmp_pat
         (["-m", "nope", "-d", "mfeat"], "unknown method"),
         (["-m", "joint", "-d", "nope"], "unknown dataset"),
         (["nosuchsuite"], "unknown suite"),
-        (["-m", "joint", "-d", "mfeat", "--storage", "sqlite:///x.db", "--jobs", "2"], "SQLite cannot serve parallel"),
+        (
+            ["-m", "joint", "-d", "mfeat", "--storage", "sqlite:///x.db", "--jobs", "2"],
+            "SQLite cannot serve parallel",
+        ),
         (["-m", "joint", "-d", "mfeat", "--storage", "redis://u:secret@h/0"], "unknown scheme"),
-        (["-m", "joint", "-d", "mfeat", "--storage", "postgresql://nobody:secret@127.0.0.1:1/x"],
-         "cannot open the tuning storage 'postgresql://nobody:***@127.0.0.1:1/x'"),
+        (
+            ["-m", "joint", "-d", "mfeat", "--storage", "postgresql://nobody:secret@127.0.0.1:1/x"],
+            "cannot open the tuning storage 'postgresql://nobody:***@127.0.0.1:1/x'",
+        ),
         (["-m", "joint", "-d", "mfeat", "--set", "data.cv_folds=3"], "tuner's own setting"),
         (["-m", "joint", "-d", "mfeat", "--set", "train.lr=0.05"], "both searched and fixed"),
     ],
@@ -327,7 +412,9 @@ def test_damaged_journal_is_one_line(tmp_path):
 
 def test_dry_run_writes_nothing(tmp_path):
     results = tmp_path / "results"
-    r = tune("-m", "joint", "-m", "ogm_ge", "-d", "mfeat", "--trials", "3", "--results", str(results), "--dry-run")
+    r = tune(
+        "-m", "joint", "-m", "ogm_ge", "-d", "mfeat", "--trials", "3", "--results", str(results), "--dry-run"
+    )
     assert r.exit_code == 0 and "trial 0 (anchor): train.lr=0.01" in r.output
     assert "total: 2 studies, 24 runs" in r.output and listing(results) == []
 
@@ -340,8 +427,27 @@ def test_a_diverging_trial_fails_counts_and_skips_its_other_folds(tmp_path):
     f = tmp_path / "space.toml"
     f.write_text('[search]\n"train.lr" = { choices = [0.01, 1e6], source = "[guess] test" }\n')
     results = tmp_path / "results"
-    r = tune("-m", "joint", "-d", "mfeat", "--space", str(f), "--sampler", "grid", "--trials", "2", "--folds", "2",
-             "--study", "div", "--results", str(results), *SMOKE, "--set", "train.momentum=0.0")
+    r = tune(
+        "-m",
+        "joint",
+        "-d",
+        "mfeat",
+        "--space",
+        str(f),
+        "--sampler",
+        "grid",
+        "--trials",
+        "2",
+        "--folds",
+        "2",
+        "--study",
+        "div",
+        "--results",
+        str(results),
+        *SMOKE,
+        "--set",
+        "train.momentum=0.0",
+    )
     assert r.exit_code == 0, r.output
     from mmbench.tuning.study import parse_storage
 
@@ -378,13 +484,32 @@ def test_edge_warning_names_the_edge():
 
     st = _study("ogm_ge")
     assert edge_warnings(st, {"train.lr": 0.098, "train.weight_decay": 1e-4, "method.alpha": 0.1}) == [
-        "best lr = 0.098 at the upper edge of log [0.001, 0.1]"]
+        "best lr = 0.098 at the upper edge of log [0.001, 0.1]"
+    ]
 
 
 # ----------------------------------------------------------------------------- kill, resume, workers (T11, T12)
 def _cmd(results, label, *extra):
-    return [sys.executable, "-c", "from mmbench.cli import cli; cli()", "tune", "-m", "joint", "-d", "mfeat", "--trials", "3", "--folds",
-            "2", "--study", label, "--results", str(results), *SMOKE, *extra]
+    return [
+        sys.executable,
+        "-c",
+        "from mmbench.cli import cli; cli()",
+        "tune",
+        "-m",
+        "joint",
+        "-d",
+        "mfeat",
+        "--trials",
+        "3",
+        "--folds",
+        "2",
+        "--study",
+        label,
+        "--results",
+        str(results),
+        *SMOKE,
+        *extra,
+    ]
 
 
 def _values(results, label):
@@ -392,7 +517,9 @@ def _values(results, label):
 
     from mmbench.tuning.study import parse_storage
 
-    study = optuna.load_study(study_name=f"{label}:mfeat:joint", storage=parse_storage(None, results, 1).open())
+    study = optuna.load_study(
+        study_name=f"{label}:mfeat:joint", storage=parse_storage(None, results, 1).open()
+    )
     return [(t.number, t.state.name, t.value) for t in study.trials]
 
 
@@ -405,7 +532,9 @@ def test_kill_9_mid_study_then_resume_gives_the_uninterrupted_values(tmp_path):
     ref = tmp_path / "ref"
     subprocess.run(_cmd(ref, "k"), check=True, env=_env(), capture_output=True)
     results = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(results, "k"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(results, "k"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     target = results / "mfeat/joint-tune-k-t0001/seed-1001/history.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (target.is_file() and target.read_text().strip()):
@@ -415,7 +544,10 @@ def test_kill_9_mid_study_then_resume_gives_the_uninterrupted_values(tmp_path):
     out = subprocess.run(_cmd(results, "k"), check=True, env=_env(), capture_output=True, text=True).stdout
     assert "resuming k:mfeat:joint" in out
     assert _values(results, "k") == _values(ref, "k")
-    log = [json.loads(x) for x in (results / "mfeat/joint-tune-k-t0001/seed-1001/runlog.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(x)
+        for x in (results / "mfeat/joint-tune-k-t0001/seed-1001/runlog.jsonl").read_text().splitlines()
+    ]
     assert [e["event"] for e in log].count("resume") <= 1
 
 
@@ -424,8 +556,10 @@ def test_two_concurrent_workers_never_train_one_trial_twice(tmp_path):
     ref = tmp_path / "ref"
     subprocess.run(_cmd(ref, "w"), check=True, env=_env(), capture_output=True)
     results = tmp_path / "two"
-    procs = [subprocess.Popen(_cmd(results, "w"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(_cmd(results, "w"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
     assert [p.wait() for p in procs] == [0, 0]
     assert _values(results, "w") == _values(ref, "w")
     for log in results.glob("mfeat/*/seed-*/runlog.jsonl"):
