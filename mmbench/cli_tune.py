@@ -78,6 +78,22 @@ from mmbench.cli_common import EXIT_FAILED_RUNS, friendly_errors, parse_roots, r
 @click.option(
     "--workers", type=click.IntRange(min=1), default=4, show_default=True, help="SLURM worker tasks."
 )
+@click.option("--partition", default=None, help="SLURM partition.")
+@click.option("--gpus", type=int, default=1, show_default=True, help="SLURM GPUs per worker.")
+@click.option("--cpus", type=int, default=8, show_default=True, help="SLURM CPUs per worker.")
+@click.option(
+    "--mem", "mem_gb", type=int, default=32, show_default=True, help="SLURM memory per worker (GB)."
+)
+@click.option(
+    "--time", "time_min", type=int, default=24 * 60, show_default=True, help="SLURM time limit (minutes)."
+)
+@click.option(
+    "--cluster",
+    type=click.Choice(["auto", "slurm", "local", "debug"]),
+    default="auto",
+    show_default=True,
+    help="submitit executor; 'local' runs the SLURM path on this machine.",
+)
 @results_option
 @click.option(
     "--root", "roots", multiple=True, metavar="DATASET=DIR", help="Data root of a dataset, repeatable."
@@ -123,6 +139,12 @@ def tune(
     n_jobs,
     launcher,
     workers,
+    partition,
+    gpus,
+    cpus,
+    mem_gb,
+    time_min,
+    cluster,
     results,
     roots,
     device,
@@ -186,6 +208,13 @@ def tune(
             studies, storage_spec, root_dir, seeds, seed_start, partial, n_jobs, device, req.roots, click.echo
         )
         sys.exit(code)
+    slurm = None
+    if launcher == "slurm":
+        from mmbench.benchmark.slurm import SlurmOptions
+
+        slurm = SlurmOptions(
+            partition, gpus, cpus, mem_gb, time_min, workers, None if cluster == "auto" else cluster
+        )
     code = commands.run_studies(
         studies,
         storage_spec,
@@ -197,6 +226,7 @@ def tune(
         req.roots,
         keep_checkpoints,
         click.echo,
+        slurm,
     )
     if code:
         sys.exit(EXIT_FAILED_RUNS)

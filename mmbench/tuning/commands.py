@@ -260,7 +260,17 @@ def resume_lines(studies, storage_spec, results) -> list[str]:
 
 
 def run_studies(
-    studies, storage_spec, results, n_jobs, launcher, workers, device, roots, keep_checkpoints, echo
+    studies,
+    storage_spec,
+    results,
+    n_jobs,
+    launcher,
+    workers,
+    device,
+    roots,
+    keep_checkpoints,
+    echo,
+    slurm=None,
 ) -> int:
     """Train every study's trials; 1 when a trial crashed (it is left for resume), else 0."""
     import time
@@ -273,12 +283,20 @@ def run_studies(
     runs = sum(len(st.plan) * st.n_folds() for st in studies)
     echo(
         f"tuning {len(studies)} studies ({runs} fold runs) -> {results} with "
-        + ("this process" if n_jobs == 1 else f"{n_jobs} workers")
+        + (
+            f"{workers} SLURM workers"
+            if launcher == "slurm"
+            else "this process"
+            if n_jobs == 1
+            else f"{n_jobs} workers"
+        )
     )
     if launcher == "slurm":
         from mmbench.tuning.slurm import submit_workers
 
-        return submit_workers(studies, storage_spec, results, workers, device, roots, keep_checkpoints, echo)
+        return submit_workers(
+            studies, storage_spec, results, workers, device, roots, keep_checkpoints, echo, slurm
+        )
     device = "cpu" if device == "auto" and not _cuda() else device
     report = work_pool(studies, storage_spec, results, n_jobs, roots, device, echo, keep_checkpoints)
     for line in status_lines(
