@@ -565,3 +565,30 @@ def test_two_concurrent_workers_never_train_one_trial_twice(tmp_path):
     for log in results.glob("mfeat/*/seed-*/runlog.jsonl"):
         events = [json.loads(x)["event"] for x in log.read_text().splitlines()]
         assert events == ["start"], (log, events)
+
+
+# ----------------------------------------------------------------------------- overflow (T9)
+def test_an_ask_beyond_the_plan_is_an_ignored_overflow_trial(tmp_path):
+    import optuna
+
+    from mmbench.tuning.runner import OVERFLOW, _claim, study_state
+    from mmbench.tuning.study import open_optuna_study
+
+    st = _study("joint", trials=1)
+    study = open_optuna_study(st, optuna.storages.InMemoryStorage(), optuna)
+    first = [study.ask(fixed_distributions=st.distributions()) for _ in range(2)]  # plan indices 0 and 1
+    assert [t.params for t in first] == [pytest.approx(row) for row in st.plan]
+    real = study.get_trials
+    calls = []
+
+    def stale(*a, **k):  # the last-trial race: this worker saw the plan before the other worker's ask
+        calls.append(1)
+        return [] if len(calls) == 1 else real(*a, **k)
+
+    study.get_trials = stale
+    assert _claim(st, study, None, tmp_path, optuna, set()) is None
+    study.get_trials = real
+    over = study.trials[2]
+    assert over.state.name == "FAIL" and over.user_attrs[OVERFLOW] is True
+    state = study_state(st, study, tmp_path, optuna)
+    assert state.overflow == 1 and not state.failed and state.not_started == 0
