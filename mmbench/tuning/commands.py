@@ -183,7 +183,7 @@ def dry_run_lines(studies: list[Study], rows: int = 4, figures=(), roots=None) -
     total_s = 0.0
     unknown = False
     for st in studies:
-        runs = len(st.plan) * st.n_folds()
+        runs = st.n_planned() * st.n_folds()
         total_runs += runs
         est, why = _estimate_s(st, list(figures), roots or {})
         if est is None:
@@ -191,7 +191,7 @@ def dry_run_lines(studies: list[Study], rows: int = 4, figures=(), roots=None) -
         else:
             total_s += est * runs
         lines.append(
-            f"{st.name}: {len(st.plan)} trials (anchor + {len(st.plan) - 1}) x {st.folds} folds x "
+            f"{st.name}: {st.n_planned()} trials (anchor + {st.trials}) x {st.folds} folds x "
             f"{st.repeats} repeats = {runs} runs of {st.epochs} epochs, seeds "
             f"{TRIAL_SEED_START}..{TRIAL_SEED_START + st.n_folds() - 1}, sampler {st.sampler}"
         )
@@ -280,7 +280,7 @@ def run_studies(
     t0 = time.time()
     for line in resume_lines(studies, storage_spec, results):
         echo(line)
-    runs = sum(len(st.plan) * st.n_folds() for st in studies)
+    runs = sum(st.n_planned() * st.n_folds() for st in studies)
     echo(
         f"tuning {len(studies)} studies ({runs} fold runs) -> {results} with "
         + (

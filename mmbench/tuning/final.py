@@ -26,7 +26,7 @@ def best_trial(st: Study, state) -> tuple[int, float, dict]:
 
 
 def check_ready(st: Study, state, partial: bool) -> None:
-    total = len(st.plan)
+    total = st.n_planned()
     unfinished = total - len(state.complete) - len(state.failed)
     if not state.complete:
         raise ConfigError(
@@ -46,9 +46,9 @@ def tuning_block(st: Study, state, best, partial: bool) -> dict:
         "label": st.label,
         "study": st.name,
         "study_hash": st.study_hash,
-        "trials": len(st.plan) - 1,
+        "trials": st.trials,
         "finished": finished - 1 if finished else 0,
-        "partial": bool(partial and finished < len(st.plan)),
+        "partial": bool(partial and finished < st.n_planned()),
         "completed": len(state.complete),
         "failed": len(state.failed),
         "anchor_included": True,

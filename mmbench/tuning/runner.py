@@ -216,12 +216,13 @@ def _fmt(v) -> str:
 def _claim(st: Study, study, storage, results, optuna, tried: set):
     """(trial number, its lock context) to train next, or None when this study has nothing free."""
     while True:
+        st.sync_adaptive_plan(study)
         trials = study.get_trials(deepcopy=False)
         RUNNING = optuna.trial.TrialState.RUNNING
         for t in trials:
             if (
                 t.state == RUNNING
-                and t.number < len(st.plan)
+                and t.number < st.n_planned()
                 and not t.user_attrs.get(OVERFLOW)
                 and t.number not in tried
             ):
@@ -230,19 +231,14 @@ def _claim(st: Study, study, storage, results, optuna, tried: set):
                     return t.number, lock
                 lock.__exit__(None, None, None)
         existing = {t.number for t in trials}
-        if st.sampler != "tpe" and all(i in existing for i in range(len(st.plan))):
-            return None
-        if st.sampler == "tpe" and len(existing) >= st.trials + 1:
+        if all(i in existing for i in range(st.n_planned())):
             return None
         trial = study.ask(fixed_distributions=st.distributions())
-        if st.sampler == "tpe":
-            while len(st.plan) <= trial.number:
-                st.plan.append(None)
-            st.plan[trial.number] = dict(trial.params)
-        elif trial.number >= len(st.plan):
+        if trial.number >= st.n_planned():
             trial.set_user_attr(OVERFLOW, True)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return None
+        st.sync_adaptive_plan(study)
         lock = trial_lock(st, results, trial.number)
         if lock.__enter__():
             return trial.number, lock
@@ -333,8 +329,17 @@ def work_pool(
         p.start()
     report = WorkReport()
     try:
-        for _ in procs:
-            msg = queue.get()
+        import queue as queue_mod
+
+        pending = len(procs)
+        while pending:
+            try:
+                msg = queue.get(timeout=2)
+            except queue_mod.Empty:
+                if not any(p.is_alive() for p in procs) and queue.empty():
+                    break  # a worker died without reporting (killed): its trial is left for adoption
+                continue
+            pending -= 1
             if msg[0] == "error":
                 report.crashed.append(msg[1])
                 continue
@@ -371,12 +376,13 @@ def trial_lock_free(st: Study, results, number: int) -> bool:
 
 
 def study_state(st: Study, study, results, optuna) -> StudyState:
+    st.sync_adaptive_plan(study)
     TS = optuna.trial.TrialState
     complete, failed, running, overflow = [], [], [], 0
     seconds = 0.0
     seen = set()
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get(OVERFLOW) or t.number >= len(st.plan):
+        if t.user_attrs.get(OVERFLOW) or t.number >= st.n_planned():
             overflow += t.user_attrs.get(OVERFLOW, False)
             continue
         seen.add(t.number)
@@ -387,7 +393,7 @@ def study_state(st: Study, study, results, optuna) -> StudyState:
             failed.append((t.number, None, t.user_attrs))
         elif t.state == TS.RUNNING:
             running.append((t.number, trial_lock_free(st, results, t.number)))
-    not_started = sum(1 for i in range(len(st.plan)) if i not in seen)
+    not_started = sum(1 for i in range(st.n_planned()) if i not in seen)
     best = None
     for number, value, attrs in sorted(complete):
         if best is None or value > best[1]:
@@ -424,7 +430,7 @@ def status_line(st: Study, state: StudyState) -> str:
         f"{orphans} orphaned",
         f"{state.not_started} not started",
     ]
-    text = f"{st.name}: " + ", ".join(parts) + f" of {len(st.plan)}"
+    text = f"{st.name}: " + ", ".join(parts) + f" of {st.n_planned()}"
     if state.best is not None:
         n, v, sd = state.best
         text += f"; best trial {n}: val {st.metric} {100 * v:.2f} ± {100 * sd:.2f}"
@@ -441,6 +447,11 @@ def rebuild_ledger(st: Study, storage, results, optuna) -> int:
     the number of trials added."""
     from mmbench.benchmark.launch import job_config
 
+    if st.sampler == "tpe":
+        raise ConfigError(
+            f"{st.name}: --rebuild-ledger needs a planned sampler (random, sobol, grid); a tpe "
+            "study's parameters were asked live and only its ledger holds them"
+        )
     try:
         optuna.delete_study(study_name=st.name, storage=storage)
     except KeyError:

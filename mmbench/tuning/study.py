@@ -136,6 +136,21 @@ class Study:
     def n_folds(self) -> int:
         return self.folds * self.repeats
 
+    def n_planned(self) -> int:
+        """The anchor plus N (for ``tpe`` too, whose parameters are asked live)."""
+        return self.trials + 1
+
+    def sync_adaptive_plan(self, study) -> None:
+        """``tpe``: the plan rows are the parameters the sampler gave each trial so far (row 0 the
+        enqueued anchor); planned samplers: nothing to do."""
+        if self.sampler != "tpe":
+            return
+        rows = [dict(self.anchor)] + [None] * self.trials
+        for t in study.get_trials(deepcopy=False):
+            if t.number < len(rows) and t.params:
+                rows[t.number] = dict(t.params)
+        self.plan = rows
+
     def trial_overrides(self, index: int, keep_checkpoints: bool = False) -> dict:
         return {
             **self.fixed,
