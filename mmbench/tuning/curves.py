@@ -190,7 +190,7 @@ def write(
     docs = [d for d in list_studies(results) if d["label"] == label]
     if not docs:
         raise MMBenchError(f"no tuning study labelled {label!r} under {results}/_tune")
-    written = []
+    written, data = [], {}
     for dataset in sorted(
         {d["spec"]["dataset"] for d in docs} & set(datasets or [d["spec"]["dataset"] for d in docs])
     ):
@@ -198,12 +198,11 @@ def write(
         fig, caption = figure(entries, dataset, x, estimator)
         stem = f"tuning_{dataset}_{label}"
         written += figs.save(fig, out_dir, stem)
-        notes = [w for e in entries for w in (f"{e['method']}: {x}" for x in e["edge_warnings"])]
+        notes = [f"{e['method']}: {w}" for e in entries for w in e["edge_warnings"]]
         (Path(out_dir) / f"{stem}.txt").write_text(caption + "\n" + "\n".join(notes) + "\n", encoding="utf-8")
-        (Path(out_dir) / "figure-data.json").write_text(
-            json.dumps({dataset: entries}, indent=2), encoding="utf-8"
-        )
+        data[dataset] = entries
         echo(f"wrote {', '.join(str(p) for p in written[-2:])}")
         for n in notes:
             echo(f"warning: {n}")
+    (Path(out_dir) / f"figure-data-{label}.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
     return written

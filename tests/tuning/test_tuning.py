@@ -312,7 +312,7 @@ def test_tune_final_table_and_ledger_end_to_end(tmp_path):
         cli, ["figure", "tuning", "--study", "e2e", "--results", str(results), "--out", str(tmp_path / "fig")]
     )
     assert f.exit_code == 0 and (tmp_path / "fig/tuning_mfeat_e2e.png").is_file()
-    data = json.loads((tmp_path / "fig/figure-data.json").read_text())["mfeat"][0]
+    data = json.loads((tmp_path / "fig/figure-data-e2e.json").read_text())["mfeat"][0]
     assert data["trials"] == 2 and data["anchor"] == study.trials[0].value
 
 
