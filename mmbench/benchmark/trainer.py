@@ -410,7 +410,8 @@ def finish_session(session: Session) -> dict:
     result["seconds"] = training_seconds(session.history)
     result["seconds_this_call"] = round(time.time() - session.t_start, 2)
     result["epochs"] = session.cfg.train.epochs
-    result["cost"] = measure_cost(session.run, session.history, session.run.ctx.device)  # on copies
+    # on copies; tuning trial runs (train.eval_test = false: never reported) skip the FLOP count
+    result["cost"] = measure_cost(session.run, session.history, session.run.ctx.device) if session.cfg.train.eval_test else None
     if session.initialised_from is not None:
         result["initialised_from"] = session.initialised_from
     store.write_json(session.out_dir / store.RESULT, result)
