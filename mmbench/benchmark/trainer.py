@@ -406,16 +406,18 @@ def write_failed(session: Session, error: str, failed_epoch: int) -> None:
 def finish_session(session: Session) -> dict:
     """Write and return the finished ``result.json``."""
     result = _result(session, status="finished", error=None)
-    result["checkpoints"] = best_checkpoints(session.best, result["selection"], session.cfg.train.keep_checkpoints)
+    kept = session.cfg.train.keep_checkpoints
+    result["checkpoints"] = best_checkpoints(session.best, result["selection"], kept)
     result["seconds"] = training_seconds(session.history)
     result["seconds_this_call"] = round(time.time() - session.t_start, 2)
     result["epochs"] = session.cfg.train.epochs
     # on copies; tuning trial runs (train.eval_test = false: never reported) skip the FLOP count
-    result["cost"] = measure_cost(session.run, session.history, session.run.ctx.device) if session.cfg.train.eval_test else None
+    measured = session.cfg.train.eval_test
+    result["cost"] = measure_cost(session.run, session.history, session.run.ctx.device) if measured else None
     if session.initialised_from is not None:
         result["initialised_from"] = session.initialised_from
     store.write_json(session.out_dir / store.RESULT, result)
-    if not session.cfg.train.keep_checkpoints:  # train.keep_checkpoints = false: record written, drop them
+    if not kept:  # train.keep_checkpoints = false: the record is written, drop the checkpoints
         for name in (store.CHECKPOINT, store.BEST):
             (session.out_dir / name).unlink(missing_ok=True)
     return result
