@@ -164,6 +164,7 @@ def figure(entries: list[dict], dataset: str, x: str = "trials", estimator: str 
         from mmbench.reporting.figures import _integer_axis
 
         _integer_axis(ax.xaxis)
+        ax.set_xlim(0.5, max([len(e["values"]) for e in entries] + [1]) + 0.5)
     ax.set_xlabel("training hours" if x == "hours" else "trials (n)")
     ax.set_ylabel("expected best val score (%)")
     ax.set_title(f"{dataset}: tuning curves")
