@@ -66,6 +66,12 @@ class TrainConfig:
     threads: int = 1
     # experiment trackers fed from history.jsonl (mmbench/trackers): never in the identity
     loggers: list = field(default_factory=list)  # tensorboard | wandb | mlflow | csv
+    # evaluate the test split every epoch; false (tuning trial runs) records "test": null and
+    # no test-best selection, so test can never feed a tuning decision. Speed only, not identity.
+    eval_test: bool = True
+    # keep last.ckpt/best.ckpt once result.json is written; false deletes them then (last.ckpt
+    # is still written while the run is partial, for resume). Speed only, not identity.
+    keep_checkpoints: bool = True
 
 
 @dataclass
@@ -80,6 +86,10 @@ class DataConfig:
     pin_memory: bool = True
     persistent_workers: bool | None = None  # None: on CUDA only (exact resume needs them off)
     options: dict = field(default_factory=dict)  # resolved preset options of the dataset
+    # K >= 2: re-partition train ∪ val into K stratified folds, fold (seed mod K) validates and
+    # the test rows stay those of the standard split (mmbench.benchmark.folds); 0 = off. In the
+    # identity only when set.
+    cv_folds: int = 0
 
 
 @dataclass
@@ -149,6 +159,8 @@ SPEED_KEYS = (
     "data.pin_memory",
     "data.persistent_workers",
     "train.loggers",
+    "train.eval_test",
+    "train.keep_checkpoints",
 )
 
 

@@ -70,6 +70,9 @@ def check_data_settings(data) -> None:
     _fraction("data.val_fraction", data.val_fraction)
     _at_least("data.split_seed", data.split_seed, 0)
     _at_least("data.num_workers", data.num_workers, -1)
+    folds = getattr(data, "cv_folds", 0)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 0 or folds == 1:
+        _refuse("data.cv_folds", folds, "0 (off) or an integer >= 2")
 
 
 def check_windows(params: dict, windows, epochs: int) -> None:
@@ -92,6 +95,11 @@ def check_settings(cfg, method_cls) -> None:
     """Every range check of a resolved config (raises one ``ConfigError``)."""
     check_train(cfg.train)
     check_data_settings(cfg.data)
+    if cfg.data.cv_folds and cfg.protocol == "official":
+        raise ConfigError(
+            "data.cv_folds needs a validation split; protocol=official has none and is the paper's "
+            "own setting: use protocol=shared"
+        )
     check_windows(cfg.method_params, getattr(method_cls, "epoch_windows", ()), cfg.train.epochs)
     check_loggers(getattr(cfg.train, "loggers", ()))  # unknown name, or its package missing: one line
 

@@ -58,6 +58,8 @@ def identity_config(cfg: RunConfig, components: dict | None = None) -> dict:
     for dotted in speed_keys(cfg.method, cfg.method_params):
         section, name = dotted.split(".")
         d.get(section, {}).pop(name, None)
+    if not d.get("data", {}).get("cv_folds"):
+        d.get("data", {}).pop("cv_folds", None)  # off: absent, so hashes from before the key hold
     if components is None:
         components = run_components(cfg)
     d["components"] = copy.deepcopy(components)

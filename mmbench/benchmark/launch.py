@@ -73,10 +73,11 @@ def summary_line(result: dict) -> str:
     sel = result["selection"].get("val")
     if not sel:
         return "no selectable epoch"
-    test = sel["test"]
+    split = "test" if sel.get("test") is not None else "val"  # train.eval_test = false: val only
+    test = sel[split]
     heads = ["fusion"] + [h for h in test if h != "fusion"]
     accs = " ".join(f"{h} {100 * test[h]['acc']:.2f}" for h in heads if h in test)
-    return f"test acc {accs} (val-selected epoch {sel['epoch']}) in {result.get('seconds', 0):.1f}s"
+    return f"{split} acc {accs} (val-selected epoch {sel['epoch']}) in {result.get('seconds', 0):.1f}s"
 
 
 def run_job(job, results_root, device: str = "auto", progress: bool = False, echo=None,

@@ -36,6 +36,8 @@ def select_epoch(history: list[dict], rule: str, tie: str = "first") -> int | No
         return history[-1]["epoch"]
     if rule == "val" and all(rec.get("val") is None for rec in history):
         return None  # no validation split (data.val_fraction = 0, protocol = "official")
+    if rule == "test-best" and all(rec.get("test") is None for rec in history):
+        return None  # test not evaluated (train.eval_test = false: tuning trial runs)
     chosen = _best(history, "val" if rule == "val" else "test", tie if rule == "val" else "first")
     return chosen if chosen is not None else history[-1]["epoch"]
 

@@ -36,6 +36,7 @@ from mmbench.benchmark.config import SPEED_KEYS, RunConfig, speed_keys
 from mmbench.benchmark.config_checks import nonfinite_hint
 from mmbench.benchmark.context import Context
 from mmbench.benchmark.cost import measure_cost, reset_peak_memory
+from mmbench.benchmark.folds import cv_record, folded_spec
 from mmbench.benchmark.identity import hash_identity, identity_config, identity_hash, run_components
 from mmbench.benchmark.loaders import EpochLoader, to_device
 from mmbench.benchmark.metrics import head_metrics
@@ -352,7 +353,9 @@ def evaluate_splits(session: Session) -> tuple[dict, dict]:
         val_m = None
         if run.val_loader is not None:
             val_m = evaluate(run.method, run.model, run.val_loader, run.ctx.device, run.ctx.autocast)
-        test_m = evaluate(run.method, run.model, run.test_loader, run.ctx.device, run.ctx.autocast)
+        test_m = None  # train.eval_test = false (tuning trials): test is never evaluated
+        if session.cfg.train.eval_test:
+            test_m = evaluate(run.method, run.model, run.test_loader, run.ctx.device, run.ctx.autocast)
     for w in caught:
         text = str(w.message)
         if text not in session.seen_warnings:
@@ -416,16 +419,22 @@ def write_failed(session: Session, error: str, failed_epoch: int) -> None:
 def finish_session(session: Session) -> dict:
     """Write and return the finished ``result.json``."""
     result = _result(session, status="finished", error=None)
-    result["checkpoints"] = best_checkpoints(session.best, result["selection"])
+    kept = session.cfg.train.keep_checkpoints
+    result["checkpoints"] = best_checkpoints(session.best, result["selection"], kept)
     result["seconds"] = training_seconds(session.history)
     result["seconds_this_call"] = round(time.time() - session.t_start, 2)
     result["epochs"] = session.cfg.train.epochs
-    result["cost"] = measure_cost(session.run, session.history, session.run.ctx.device)  # on copies
+    # on copies; tuning trial runs (train.eval_test = false: never reported) skip the FLOP count
+    measured = session.cfg.train.eval_test
+    result["cost"] = measure_cost(session.run, session.history, session.run.ctx.device) if measured else None
     if session.initialised_from is not None:
         result["initialised_from"] = session.initialised_from
     if session.teachers_from is not None:
         result["teachers_from"] = session.teachers_from
     store.write_json(session.out_dir / store.RESULT, result)
+    if not kept:  # train.keep_checkpoints = false: the record is written, drop the checkpoints
+        for name in (store.CHECKPOINT, store.BEST):
+            (session.out_dir / name).unlink(missing_ok=True)
     return result
 
 
@@ -446,6 +455,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
     """Seed, build data, identical backbones, the method's heads and optimisers (restored from
     ``ckpt`` when resuming, in the hook order of ``Method``), loaders and the ``Context``."""
     seed_everything(cfg.seed)
+    spec = folded_spec(spec, cfg)  # data.cv_folds = K: fold (seed mod K) of train ∪ val validates
     # ---- data
     train_set = as_built(spec.build("train", data_root, True, cfg.data))
     val_set = as_built(spec.build("val", data_root, False, cfg.data)) if has_val_split(spec, data_root, cfg) else None
@@ -525,7 +535,7 @@ def build_run(cfg: RunConfig, spec, method_cls, data_root, device: torch.device,
 
     return BuiltRun(
         method, model, ctx, train_loader, val_loader, test_loader,
-        _split_sizes(train_set, val_set, test_set, heldout_set),
+        {**_split_sizes(train_set, val_set, test_set, heldout_set), **cv_record(spec)},
     )
 
 
@@ -625,14 +635,14 @@ def update_best(path: Path, best: dict | None, cfg: RunConfig, history, model, m
     return best
 
 
-def best_checkpoints(best: dict | None, selection: dict) -> dict:
+def best_checkpoints(best: dict | None, selection: dict, kept: bool = True) -> dict:
     """``result.json``'s ``checkpoints`` block: per rule, the epoch whose weights ``best.ckpt``
     holds; ``"file": null`` where they are missing or belong to another epoch than the one selected."""
     out = {}
     for rule in BEST_RULES:
         held = ((best or {}).get("rules") or {}).get(rule)
         wanted = selection.get(rule, {}).get("epoch")
-        ok = held is not None and held["epoch"] == wanted
+        ok = kept and held is not None and held["epoch"] == wanted
         out[rule] = {"epoch": wanted, "file": store.BEST if ok else None}
     return out
 
@@ -706,5 +716,6 @@ def _result(session: Session, status: str, error: str | None) -> dict:
         # the rule a table reports for this run; under protocol=official the papers' protocol
         "reported_rule": cfg.reported_rule,
         "precision": "fp32" if cfg.train.amp == "off" else f"amp:{cfg.train.amp}",
+        "test_evaluated": cfg.train.eval_test,
         "config": {"train": asdict(cfg.train), "method": cfg.method_params, "protocol": cfg.protocol},
     }

@@ -23,7 +23,7 @@ import signal
 
 import click
 
-from mmbench.cli import bench, config, data, probe, report, run, sweep, trackers
+from mmbench.cli import bench, config, data, probe, report, run, sweep, trackers, tune
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,6 +47,7 @@ cli.add_command(config.list_)
 cli.add_command(bench.bench)
 cli.add_command(trackers.sync)
 cli.add_command(trackers.export)
+cli.add_command(tune.tune)
 
 
 def _stop_like_ctrl_c(signum, frame):

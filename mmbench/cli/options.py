@@ -167,13 +167,13 @@ def table_options(fn):
     return fn
 
 
-def scan_records(results, datasets, methods):
+def scan_records(results, datasets, methods, include_tuning: bool = False):
     """``store.scan_results`` of the results root: the readable records and the problems
     (unreadable, partial); an error only when there is nothing at all to show."""
     from mmbench.results.store import scan_results
 
     root = results_root(results)
-    scan = scan_results(root, datasets or None, methods or None)
+    scan = scan_results(root, datasets or None, methods or None, include_tuning)
     if not scan.records and not scan.problems:
         raise MMBenchError(f"no run records under {root}: train with `mmbench run` first, or pass --results DIR")
     return scan

@@ -23,6 +23,7 @@ from mmbench.cli.options import (
     split_option,
     table_options,
 )
+from mmbench.results.errors import MMBenchError
 
 _METRICS = click.Choice(["acc", "map", "f1"])
 
@@ -49,12 +50,21 @@ _METRICS = click.Choice(["acc", "map", "f1"])
                    "(no records needed).")
 @click.option("--paper-table", "paper_tables", multiple=True, type=click.Choice([f"table{i}" for i in range(1, 7)]),
               help="With --paper: which of the paper's tables (default: table1 layout -> Tables 1 and 3, table2 -> 2).")
+@click.option("--tuned", "tuned_label", default=None, metavar="LABEL",
+              help="Default and tuned (mmbench tune --final) rows side by side, with the study's footnote.")
+@click.option("--strict-budget", is_flag=True, help="--tuned: refuse rows tuned with different budgets.")
+@click.option("--include-tuning", is_flag=True, help="Also show the tuning trial runs (hidden by default).")
 @friendly_errors
 def table(results, datasets, methods, select, split, expected, alpha, metrics, layout, fmt, standalone, out, paper,
-          paper_tables):
+          paper_tables, tuned_label, strict_budget, include_tuning):
     """Mean ± std over seeds for fusion and every modality; best bold, top three shaded,
     Welch's t-test against each column's best."""
-    if paper or paper_tables:
+    if tuned_label:
+        from mmbench.tuning.table import render as tuned_table
+
+        scan = scan_records(results, datasets, methods)
+        text = tuned_table(scan.records, results_root(results), tuned_label, datasets, strict_budget)
+    elif paper or paper_tables:
         from mmbench.paper.artefacts import paper_table_text
         from mmbench.results.store import load_results
 
@@ -63,7 +73,7 @@ def table(results, datasets, methods, select, split, expected, alpha, metrics, l
     else:
         from mmbench.reporting.aggregate import render_table
 
-        scan = scan_records(results, datasets, methods)
+        scan = scan_records(results, datasets, methods, include_tuning)
         text = render_table(scan.records, fmt, metrics or None, select, layout=layout, split=split,
                             expected=expected, alpha=alpha, standalone=standalone, problems=scan.problems)
         if fmt == "csv":  # the csv has no notes: every problem goes to stderr
@@ -111,7 +121,7 @@ def report(results, datasets, methods, select, split, expected, alpha, metrics, 
 
 
 @click.command()
-@click.argument("name", type=click.Choice(["sensitivity", "classifiers", "tsne"]))
+@click.argument("name", type=click.Choice(["sensitivity", "classifiers", "tsne", "tuning"]))
 @results_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("figures"), show_default=True)
 @filter_options
@@ -121,10 +131,21 @@ def report(results, datasets, methods, select, split, expected, alpha, metrics, 
 @roots_option("tsne: ")
 @click.option("--points", type=click.IntRange(min=0), default=2000, show_default=True,
               help="tsne: at most this many items of the split (stratified, seeded); 0 = all.")
+@click.option("--study", "label", default=None, help="tuning: the study label (mmbench tune --status lists them).")
+@click.option("--x", "x_axis", type=click.Choice(["trials", "hours"]), default="trials", show_default=True)
+@click.option("--estimator", type=click.Choice(["dodge", "unbiased"]), default="dodge", show_default=True)
+@click.option("--band", type=click.Choice(["bootstrap", "std"]), default="bootstrap", show_default=True)
 @friendly_errors
-def figure(name, results, out, datasets, methods, select, split, seed, roots, points):
+def figure(name, results, out, datasets, methods, select, split, seed, roots, points, label, x_axis, estimator, band):
     """The paper's figures from run records, as PDF and PNG: sensitivity (Fig. 3), classifiers
-    (Fig. 4), tsne (Fig. 5)."""
+    (Fig. 4), tsne (Fig. 5); tuning: expected best validation score against the tuning budget."""
+    if name == "tuning":
+        from mmbench.tuning import curves
+
+        if not label:
+            raise MMBenchError("figure tuning needs --study LABEL (mmbench tune --status lists them)")
+        curves.write(results_root(results), label, datasets, out, x_axis, estimator, band, click.echo)
+        return
     from mmbench.paper.figure_files import write_figures
 
     records = load_records(results, datasets, methods)

@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,7 +346,12 @@ def _wanted(dataset: str, method: str | None, run: str, datasets, methods) -> bo
     return not methods or method in methods or run in methods
 
 
-def scan_results(results_root, datasets=None, methods=None) -> RecordScan:
+# the run folders of tuning trials (``<run>-tune-<label>-tNNNN``, mmbench/tuning): hidden from
+# every reader unless it asks for them (``include_tuning``)
+TRIAL_RUN = re.compile(r"-tune-[A-Za-z0-9_.]+-t\d{4}$")
+
+
+def scan_results(results_root, datasets=None, methods=None, include_tuning: bool = False) -> RecordScan:
     """Every seed directory below ``results_root`` (optionally filtered by dataset and by method
     or run name): each readable ``result.json`` as a record (with its ``run`` name
     ``<method>[-<tag>]`` and ``path``), and a ``RecordProblem`` for each unreadable record and each
@@ -356,6 +362,8 @@ def scan_results(results_root, datasets=None, methods=None) -> RecordScan:
         return scan
     for seed_dir in sorted(p for p in root.glob("*/*/seed-*") if p.is_dir()):
         dataset, run = seed_dir.parent.parent.name, seed_dir.parent.name
+        if not include_tuning and TRIAL_RUN.search(run):
+            continue
         rec, problem = read_record(seed_dir)
         if problem is not None:
             if _wanted(dataset, run.split("-")[0], run, datasets, methods):
@@ -374,7 +382,7 @@ def scan_results(results_root, datasets=None, methods=None) -> RecordScan:
     return scan
 
 
-def load_results(results_root, datasets=None, methods=None) -> list[dict]:
+def load_results(results_root, datasets=None, methods=None, include_tuning: bool = False) -> list[dict]:
     """The readable records of ``scan_results`` (readers that must report damaged or partial
     seeds use ``scan_results``)."""
-    return scan_results(results_root, datasets, methods).records
+    return scan_results(results_root, datasets, methods, include_tuning).records

@@ -31,11 +31,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("testing",),  # the conformance kit (mmbench/testing.py)
     ("speed",),  # mmbench bench
     ("reporting", "probe"),
-    ("paper", "api"),  # api: mmbench.load_results / table / run / export for notebooks
+    ("paper", "api", "tuning"),  # api: the notebook API; tuning: mmbench tune, its tables and figure
     ("cli",),
 ]
 # Imports between packages of one layer that are allowed (importer, imported).
-SIDEWAYS = {("reporting", "probe")}
+SIDEWAYS = {("reporting", "probe"), ("tuning", "paper")}  # tuning draws its figure with the figure helpers
 # Upward imports that are the design: the package root re-exports the notebook API lazily
 # (module ``__getattr__``), so ``import mmbench`` stays light.
 UPWARD = {("mmbench", "api")}
