@@ -208,11 +208,11 @@ def table(
 ) -> Table:
     """The table ``mmbench table --layout LAYOUT`` renders, as a ``Table`` (same records, same
     options, same notes about damaged or partial records)."""
-    from mmbench.reporting.aggregate import EXTRA_LAYOUTS, LAYOUTS, build_tables
+    from mmbench.reporting.aggregate import LAYOUT_METRICS, LAYOUTS, build_tables
     from mmbench.results.store import scan_results
 
-    if layout not in LAYOUTS + EXTRA_LAYOUTS:
-        raise ConfigError(f"unknown layout {layout!r}; choose {', '.join(LAYOUTS + EXTRA_LAYOUTS)}")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}; choose {', '.join(LAYOUTS.names())}")
     ds = [datasets] if isinstance(datasets, str) else datasets
     ms = [methods] if isinstance(methods, str) else methods
     scan = scan_results(_root(results_dir), ds or None, ms or None)
@@ -225,7 +225,7 @@ def table(
         "alpha": alpha,
     }
     data = None
-    if layout in LAYOUTS:
+    if layout in LAYOUT_METRICS:  # the grid layouts (table1, table2, long) have table data
         data = build_tables(
             scan.records, layout, metrics or None, select, split, expected, alpha, scan.problems
         )

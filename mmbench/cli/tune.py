@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from mmbench.cli.options import EXIT_FAILED_RUNS, friendly_errors, parse_roots, results_option, results_root
+from mmbench.cli.options import (
+    EXIT_FAILED_RUNS,
+    friendly_errors,
+    parse_roots,
+    results_option,
+    results_root,
+    roots_option,
+)
 
 
 @click.command("tune")
@@ -76,7 +83,8 @@ from mmbench.cli.options import EXIT_FAILED_RUNS, friendly_errors, parse_roots, 
 )
 @click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=4, show_default=True, help="SLURM worker tasks."
+    "--array-tasks", "workers", type=click.IntRange(min=1), default=4, show_default=True,
+    help="SLURM: worker tasks of the array (each claims trials from the ledger).",
 )
 @click.option("--partition", default=None, help="SLURM partition.")
 @click.option("--gpus", type=int, default=1, show_default=True, help="SLURM GPUs per worker.")
@@ -95,9 +103,7 @@ from mmbench.cli.options import EXIT_FAILED_RUNS, friendly_errors, parse_roots, 
     help="submitit executor; 'local' runs the SLURM path on this machine.",
 )
 @results_option
-@click.option(
-    "--root", "roots", multiple=True, metavar="DATASET=DIR", help="Data root of a dataset, repeatable."
-)
+@roots_option()
 @click.option("--device", default="auto", show_default=True)
 @click.option(
     "--keep-checkpoints",
@@ -178,9 +184,9 @@ def tune(
         sampler,
         label,
         study_seed,
-        parse_overrides(sets),
+        parse_overrides(sets, once=True),
         space_file,
-        parse_roots(roots),
+        parse_roots(roots, list(datasets)),
     )
     if show_space or (space_file is not None and not Path(space_file).suffix == ".toml"):
         click.echo(commands.space_text(req))

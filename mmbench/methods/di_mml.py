@@ -147,6 +147,18 @@ class DIMML(Method):
             )
         check_choices(params, _CHOICES)
 
+    @classmethod
+    def validate_config(cls, cfg, spec):
+        """Refuse, before anything is written, a budget that leaves stage 1 no epoch."""
+        super().validate_config(cfg, spec)
+        params = cfg.method_params
+        with_stage2 = params.get("stage2") and params.get("fusion_heads", "own+fusion") == "own+fusion"
+        if with_stage2 and cfg.train.epochs - int(params.get("stage2_epochs", 0)) < 1:
+            raise ConfigError(
+                f"di_mml: method.stage2_epochs={params.get('stage2_epochs')} leaves no stage-1 epoch of "
+                f"epochs={cfg.train.epochs}; raise epochs or lower method.stage2_epochs"
+            )
+
     def with_stage2(self) -> bool:
         return bool(self.hp.stage2) and self.hp.fusion_heads == "own+fusion"
 

@@ -40,7 +40,7 @@ def load_histories_checked(records: list[dict]) -> tuple[list[tuple[dict, list[d
     return out, problems
 
 
-def short_history(path: Path, rec: dict, history: list[dict]) -> store.Problem | None:
+def short_history(path: Path, rec: dict, history: list[dict]) -> store.RecordProblem | None:
     """A Problem when ``history.jsonl`` lacks epochs its finished record selected (an empty,
     missing or truncated file: the curves would stop early without a word)."""
     last = (rec.get("selection") or {}).get("last") or {}
@@ -49,7 +49,7 @@ def short_history(path: Path, rec: dict, history: list[dict]) -> store.Problem |
     if wanted is None or (have is not None and have >= wanted):
         return None
     got = "no epochs" if have is None else f"epochs up to {have}"
-    return store.Problem(str(path), "unreadable", f"holds {got} but the record's last epoch is {wanted} "
+    return store.RecordProblem(str(path), "unreadable", f"holds {got} but the record's last epoch is {wanted} "
                          "(truncated or missing); its curves stop early: restore the file, or delete "
                          f"{path.parent} and train that seed again")
 

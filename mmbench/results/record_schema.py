@@ -203,7 +203,7 @@ FRACTION = Num(0.0, 1.0)
 # METRICS: {"fusion": {"acc", "map", "f1"}, "<modality>": {...}}; each value a fraction
 METRIC_VALUES = Obj(optional={"acc": FRACTION, "map": FRACTION, "f1": FRACTION})
 METRICS = MapOf(METRIC_VALUES)
-SELECTED = Obj(required={"epoch": Int(0), "test": METRICS}, optional={"val": Nullable(METRICS)})
+SELECTED = Obj(required={"epoch": Int(0), "test": Nullable(METRICS)}, optional={"val": Nullable(METRICS)})
 COMPONENT = Obj(optional={"name": Str(), "version": Nullable(Str()), "origin": Nullable(Str())})
 IDENTITY = Obj(
     optional={"hash": Str(nonempty=True), "components": MapOf(COMPONENT), "config": MapOf(Any_())},
@@ -250,6 +250,9 @@ RESULT = Obj(
         "reported_rule": Str(RULES),
         "precision": Str(),
         "initialised_from": Nullable(MapOf(Obj(optional={"run": Str(), "rule": Str(), "epoch": Int(0)}))),
+        "teachers_from": Nullable(MapOf(Obj(optional={"run": Str(), "rule": Str(), "epoch": Int(0)}))),
+        "test_evaluated": Bool(),
+        "tuning": Nullable(MapOf(Any_())),
         "config": Obj(optional={"train": MapOf(Any_()), "method": MapOf(Any_()), "protocol": Str()}),
         "checkpoints": MapOf(Obj(optional={"epoch": Nullable(Int(0)), "file": Nullable(Str())})),
         "seconds": Num(0),
@@ -282,7 +285,7 @@ CONFIG = Obj(
 )
 
 HISTORY_LINE = Obj(
-    required={"epoch": Int(0), "test": METRICS},
+    required={"epoch": Int(0), "test": Nullable(METRICS)},  # null: a tuning trial run (train.eval_test false)
     optional={
         "train": MapOf(Nullable(Num())),
         "val": Nullable(METRICS),
@@ -356,6 +359,8 @@ def check_result(rec) -> list[str]:
         for rule, sel in rec["selection"].items():
             if rule in RULES and sel.get("val") is None and rule == "val":
                 problems.append("selection.val.val: null (the val rule needs val metrics)")
+            if rule in RULES and sel.get("test") is None and rec.get("test_evaluated", True):
+                problems.append(f"selection.{rule}.test: null, but the run evaluated test (test_evaluated)")
     return problems
 
 

@@ -219,6 +219,19 @@ OFFICIAL = {
         for ds in ("cremad", "kinetics_sounds")
     },
     # GeWu-Lab/Diagnosing_Relearning_ECCV2024 @025085e code/ours.py, code/script/ours.sh
+    # rAIson-Lab/G2D @95969d8 config.py (CREMA-D student)
+    ("g2d", "cremad"): {
+        "train.epochs": 300,  # config.py epochs 300
+        "train.batch_size": 16,  # config.py:8
+        "train.optimizer": "sgd",  # config.py:36-44
+        "train.lr": 1e-3,
+        "train.momentum": 0.9,
+        "train.weight_decay": 1e-4,
+        "train.schedule": "step",  # StepLR(200, 0.1)
+        "train.step_size": 200,
+        "train.gamma": 0.1,
+        "method.smp_end": 150,  # config.py:51
+    },
     ("dnr", "cremad"): {
         "train.epochs": 90,  # ours.sh --epochs 90
         "train.batch_size": 64,  # ours.sh --batch_size 64
