@@ -62,7 +62,8 @@ def test_smoke_suite_with_two_workers_completes_and_a_rerun_does_nothing(tmp_pat
 
     results = tmp_path / "results"
     # one seed of the suite's two (--seeds 1): every method still runs, in the 2-worker pool
-    tiny = ["--seeds", "1", "--set", "epochs=1", "--set", "data.limit_train_per_class=5"]
+    # epochs=2 (the suite's own): di_mml needs one epoch for each of its two stages
+    tiny = ["--seeds", "1", "--set", "epochs=2", "--set", "data.limit_train_per_class=5"]
     runnable = set(method_names()) - {"greedy"}  # greedy needs staged ResNet encoders: n/a on mfeat
     n = (len(runnable) - 1) + 2  # every method x 1 seed; unimodal once per modality
     out = invoke("sweep", "smoke", "--jobs", "2", "--results", str(results), *tiny)
