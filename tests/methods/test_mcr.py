@@ -112,6 +112,7 @@ def test_three_modalities(game, value, dpsi_t, db):
 
 def test_contrastive_and_ceb_terms():
     psi, _, _ = _two()
+    psi = {m: v.detach() for m, v in psi.items()}
     y = torch.tensor([0, 1, 2, 1])
     assert float(nt_xent([psi["a"], psi["v"]], y, 0.5)) == pytest.approx(1.748712, abs=ATOL)
     assert float(nt_xent([psi["a"], psi["v"]], y, 0.1)) == pytest.approx(5.719957, abs=ATOL)
