@@ -46,20 +46,16 @@ class RunTask:
         return submitit.helpers.DelayedSubmission(RunTask(self.job, self.results_root, self.device))
 
 
-def submit(jobs, results_root, folder, options: SlurmOptions, device: str = "auto"):
-    """Submit ``jobs`` as one job array; returns the submitit jobs."""
+def executor(folder, options: SlurmOptions, name: str = "mmbench"):
+    """A submitit executor for ``options`` (time, memory, CPUs; on SLURM the array parallelism,
+    GPUs, partition and requeue on preemption); one line naming the extra without submitit."""
     try:
         import submitit
     except ImportError:
         raise MMBenchError("the slurm launcher needs submitit: pip install -e '.[slurm]'") from None
-    executor = submitit.AutoExecutor(folder=str(Path(folder)), cluster=options.cluster)
-    params = {
-        "timeout_min": options.time_min,
-        "mem_gb": options.mem_gb,
-        "cpus_per_task": options.cpus,
-        "name": "mmbench",
-    }
-    if executor.cluster == "slurm":
+    ex = submitit.AutoExecutor(folder=str(Path(folder)), cluster=options.cluster)
+    params = {"timeout_min": options.time_min, "mem_gb": options.mem_gb, "cpus_per_task": options.cpus, "name": name}
+    if ex.cluster == "slurm":
         params.update(
             slurm_array_parallelism=options.array_parallelism,
             gpus_per_node=options.gpus,
@@ -67,10 +63,16 @@ def submit(jobs, results_root, folder, options: SlurmOptions, device: str = "aut
         )
         if options.partition:
             params["slurm_partition"] = options.partition
-    executor.update_parameters(**params)
+    ex.update_parameters(**params)
+    return ex
+
+
+def submit(jobs, results_root, folder, options: SlurmOptions, device: str = "auto"):
+    """Submit ``jobs`` as one job array; returns the submitit jobs."""
+    executor_ = executor(folder, options)
     tasks = [RunTask(job, str(results_root), device) for job in jobs]
-    with executor.batch():
-        submitted = [executor.submit(task) for task in tasks]
+    with executor_.batch():
+        submitted = [executor_.submit(task) for task in tasks]
     return submitted
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmbench.benchmark.slurm import SlurmOptions
-from mmbench.results.errors import MMBenchError
+from mmbench.benchmark.slurm import executor as slurm_executor
 
 
 class WorkerTask:
@@ -48,28 +48,8 @@ def submit_workers(
 ) -> int:
     """Submit ``workers`` worker tasks; returns 0 (the tasks report through the ledger:
     ``mmbench tune --status``)."""
-    try:
-        import submitit
-    except ImportError:
-        raise MMBenchError("the slurm launcher needs submitit: pip install -e '.[slurm]'") from None
     options = options or SlurmOptions()
-    folder = Path(results) / "_slurm" / "tune"
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=options.cluster)
-    params = {
-        "timeout_min": options.time_min,
-        "mem_gb": options.mem_gb,
-        "cpus_per_task": options.cpus,
-        "name": "mmbench-tune",
-    }
-    if executor.cluster == "slurm":
-        params.update(
-            slurm_array_parallelism=options.array_parallelism,
-            gpus_per_node=options.gpus,
-            slurm_additional_parameters={"requeue": True},
-        )
-        if options.partition:
-            params["slurm_partition"] = options.partition
-    executor.update_parameters(**params)
+    executor = slurm_executor(Path(results) / "_slurm" / "tune", options, name="mmbench-tune")
     with executor.batch():
         jobs = [
             executor.submit(WorkerTask(studies, storage_spec, str(results), device, roots, keep_checkpoints))
