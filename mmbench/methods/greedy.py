@@ -344,14 +344,13 @@ class Greedy(Method):
 
     def _random_mode(self, ctx) -> None:
         """``Bias_Mitigation_Random``: from ``rebalance_start`` on, regular / caring a / caring v
-        uniformly for the next step, drawn from a generator seeded by (run seed, global step) so a
-        resumed run draws the same choices."""
+        uniformly for the next step, drawn from the method's own random stream at the global step
+        (``ctx.generator``), so a resumed run draws the same choices."""
         ctl = self.controller
         if ctx.epoch < ctl.rebalance_start:
             ctl.mode, ctl.caring = "off", "a"
             return
-        gen = torch.Generator().manual_seed((ctx.seed * 1_000_003 + ctx.global_step + 104_729) % (2**62))
-        choice = int(torch.randint(3, (1,), generator=gen))
+        choice = int(torch.randint(3, (1,), generator=ctx.generator("greedy/mode", device="cpu")))
         ctl.mode, ctl.caring = ("off", "a") if choice == 0 else ("on", "a" if choice == 1 else "v")
 
     @torch.no_grad()
