@@ -244,7 +244,7 @@ class Valuation(Method):
 
     def modality_plan(self, ctx) -> ItemPlan:
         n = len(ctx.train_loader.dataset)
-        gen = torch.Generator().manual_seed((ctx.seed * 1_000_003 + ctx.epoch * 7919 + 17) % (2**62))
+        gen = ctx.generator("valuation/modality_plan", index=ctx.epoch, device="cpu")  # the method's own stream
         subset = torch.randint(0, n, (int(self.hp.part_ratio * n),), generator=gen)
         phi = self.contributions(ctx)  # every sample valued, a subset averaged (as the code)
         self._last_phi = phi[subset]
